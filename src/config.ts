@@ -1,0 +1,314 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/**
+ * All configuration comes from environment variables, parsed once at start by one zod schema. With
+ * nothing set, every value targets the local lab (`kdr lab up`).
+ */
+
+export const LAB_DEFAULTS = {
+  host: '127.0.0.1',
+  primaryPort: 19092,
+  standbyPort: 29092,
+  motoPort: 4566,
+  region: 'us-east-1',
+  bucket: 'kdr-local',
+  offsetTable: 'kdr-local-offsets',
+  stateTable: 'kdr-local-state',
+} as const;
+
+/**
+ * The lab's endpoints. KDR_LAB_PORT_OFFSET shifts every lab port (a second lab beside the first, as the
+ * three-broker tests use), and the defaults below follow it, so that kdr still targets that lab.
+ */
+export function labEndpoints(portOffset = 0) {
+  const { host } = LAB_DEFAULTS;
+  return {
+    primaryBrokers: `${host}:${LAB_DEFAULTS.primaryPort + portOffset}`,
+    standbyBrokers: `${host}:${LAB_DEFAULTS.standbyPort + portOffset}`,
+    awsEndpoint: `http://${host}:${LAB_DEFAULTS.motoPort + portOffset}`,
+  };
+}
+
+export const COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+export const SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+export type SaslMechanism = (typeof SASL_MECHANISMS)[number];
+
+export interface SaslConfig {
+  mechanism: SaslMechanism;
+  username: string;
+  password: string;
+}
+
+export interface ClusterConfig {
+  alias: string;
+  brokers: string[];
+  ssl: boolean;
+  sasl?: SaslConfig;
+}
+
+export interface KdrConfig {
+  pair: string;
+  primary: ClusterConfig;
+  standby: ClusterConfig;
+  /** Source of the topic selection regex, anchored when used. */
+  topics: string;
+  groups: string;
+  aws: {
+    region: string;
+    endpoint?: string;
+    credentials?: { accessKeyId: string; secretAccessKey: string };
+  };
+  bucket: string;
+  offsetTable: string;
+  stateTable: string;
+  standbyCompression: Compression;
+  mirror: {
+    /** Most records one Kafka transaction carries; bigger batches are split. */
+    maxTransactionRecords: number;
+    /** Most bytes (keys + values + headers) one produce request carries. */
+    maxRequestBytes: number;
+    /** How many partitions one process mirrors at the same time. */
+    partitionConcurrency: number;
+  };
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The lab's endpoints under the configured port offset (what the defaults point at). */
+  lab: ReturnType<typeof labEndpoints> & { portOffset: number };
+  /** True inside AWS Lambda: no lab defaults apply there. */
+  inLambda: boolean;
+}
+
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+const brokerList = z.string().transform((raw, ctx) => {
+  const brokers = raw
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b.length > 0);
+  const bad = brokers.filter((b) => {
+    const match = HOST_PORT.exec(b);
+    return !match || Number(match[1]) < 1 || Number(match[1]) > 65535;
+  });
+  if (brokers.length === 0 || bad.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a comma-separated list of host:port (port 1-65535), got ${JSON.stringify(raw)}`,
+    });
+    return z.NEVER;
+  }
+  return brokers;
+});
+
+const regexSource = z.string().superRefine((raw, ctx) => {
+  try {
+    new RegExp(raw);
+  } catch (error) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a JavaScript regular expression, got ${JSON.stringify(raw)} (${(error as Error).message})`,
+    });
+  }
+});
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+    error: (issue) => `expected true or false, got ${JSON.stringify(issue.input)}`,
+  })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const positiveInt = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: (issue) => `expected a whole number, got ${JSON.stringify(issue.input)}` })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, { error: (issue) => `expected at least 1, got ${issue.input}` })
+        .max(max, { error: (issue) => `expected at most ${max}, got ${issue.input}` }),
+    );
+
+const name = (what: string) =>
+  z.string().regex(NAME, {
+    error: (issue) =>
+      `expected a ${what} of 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(issue.input)}`,
+  });
+
+const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z
+    .string()
+    .transform((v) => v.toLowerCase())
+    .pipe(
+      z.enum(values, {
+        error: (issue) => `expected one of ${values.join(', ')}, got ${JSON.stringify(issue.input)}`,
+      }),
+    );
+
+const url = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  },
+  { error: (issue) => `expected an http(s) URL, got ${JSON.stringify(issue.input)}` },
+);
+
+const clusterVars = (prefix: 'PRIMARY' | 'STANDBY') => ({
+  [`KDR_${prefix}_ALIAS`]: name('cluster alias').optional(),
+  [`KDR_${prefix}_BROKERS`]: brokerList.optional(),
+  [`KDR_${prefix}_TLS`]: bool.optional(),
+  [`KDR_${prefix}_SASL_MECHANISM`]: enumOf(SASL_MECHANISMS).optional(),
+  [`KDR_${prefix}_SASL_USERNAME`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_SASL_PASSWORD`]: z.string().min(1).optional(),
+});
+
+const envSchema = z.object({
+  KDR_PAIR: name('pair name').default('primary-standby'),
+  ...clusterVars('PRIMARY'),
+  ...clusterVars('STANDBY'),
+  KDR_TOPICS: regexSource.default('.*'),
+  KDR_GROUPS: regexSource.default('.*'),
+  AWS_ENDPOINT_URL: url.optional(),
+  AWS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, {
+      error: (issue) => `expected an AWS region such as us-east-1, got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
+  AWS_DEFAULT_REGION: z.string().optional(),
+  AWS_ACCESS_KEY_ID: z.string().optional(),
+  AWS_SECRET_ACCESS_KEY: z.string().optional(),
+  AWS_LAMBDA_FUNCTION_NAME: z.string().optional(),
+  KDR_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+      error: (issue) =>
+        `expected an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
+  KDR_OFFSET_TABLE: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{3,255}$/, {
+      error: (issue) =>
+        `expected a DynamoDB table name (3-255 of A-Z a-z 0-9 . _ -), got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
+  KDR_STATE_TABLE: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{3,255}$/, {
+      error: (issue) =>
+        `expected a DynamoDB table name (3-255 of A-Z a-z 0-9 . _ -), got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
+  KDR_STANDBY_COMPRESSION: enumOf(COMPRESSIONS).default('none'),
+  KDR_MIRROR_MAX_TRANSACTION_RECORDS: positiveInt(100_000).default(10_000),
+  KDR_MIRROR_MAX_REQUEST_BYTES: positiveInt(64 * 1024 * 1024).default(900_000),
+  KDR_MIRROR_PARTITION_CONCURRENCY: positiveInt(256).default(8),
+  KDR_LOG_LEVEL: enumOf(['debug', 'info', 'warn', 'error'] as const).default('info'),
+  KDR_LAB_PORT_OFFSET: z
+    .string()
+    .regex(/^\d+$/, { error: (issue) => `expected a whole number, got ${JSON.stringify(issue.input)}` })
+    .transform(Number)
+    .pipe(z.number().max(20_000, { error: (issue) => `expected at most 20000, got ${issue.input}` }))
+    .default(0),
+});
+
+type Env = z.infer<typeof envSchema>;
+const SECRET_VARS = /PASSWORD|SECRET/;
+
+function clusterConfig(
+  env: Env,
+  prefix: 'PRIMARY' | 'STANDBY',
+  defaults: { alias: string; brokers: string },
+) {
+  const get = (suffix: string) => (env as Record<string, unknown>)[`KDR_${prefix}_${suffix}`];
+  const mechanism = get('SASL_MECHANISM') as SaslMechanism | undefined;
+  const username = get('SASL_USERNAME') as string | undefined;
+  const password = get('SASL_PASSWORD') as string | undefined;
+  if (mechanism && (!username || !password)) {
+    throw new ConfigError(
+      `KDR_${prefix}_SASL_MECHANISM is ${mechanism}, so KDR_${prefix}_SASL_USERNAME and KDR_${prefix}_SASL_PASSWORD must be set too`,
+    );
+  }
+  const cluster: ClusterConfig = {
+    alias: (get('ALIAS') as string | undefined) ?? defaults.alias,
+    brokers: (get('BROKERS') as string[] | undefined) ?? defaults.brokers.split(','),
+    ssl: (get('TLS') as boolean | undefined) ?? false,
+  };
+  if (mechanism && username && password) cluster.sasl = { mechanism, username, password };
+  return cluster;
+}
+
+/** Parses the environment once; throws a ConfigError naming every bad variable and what was expected. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(
+      ([key, value]) => value !== undefined && value !== '' && key in envSchema.shape,
+    ),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? '(environment)');
+      const message = SECRET_VARS.test(variable) ? 'is invalid' : issue.message;
+      return `${variable}: ${message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`, {
+      details: { variables: parsed.error.issues.map((i) => String(i.path[0])) },
+    });
+  }
+  const e = parsed.data;
+  const inLambda = e.AWS_LAMBDA_FUNCTION_NAME !== undefined;
+  const lab = labEndpoints(e.KDR_LAB_PORT_OFFSET);
+  const primary = clusterConfig(e, 'PRIMARY', { alias: 'primary', brokers: lab.primaryBrokers });
+  const standby = clusterConfig(e, 'STANDBY', { alias: 'standby', brokers: lab.standbyBrokers });
+  if (primary.alias === standby.alias) {
+    throw new ConfigError(
+      `KDR_PRIMARY_ALIAS and KDR_STANDBY_ALIAS must differ, both are ${JSON.stringify(primary.alias)}`,
+    );
+  }
+  const endpoint = e.AWS_ENDPOINT_URL ?? (inLambda ? undefined : lab.awsEndpoint);
+  const aws: KdrConfig['aws'] = {
+    region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? LAB_DEFAULTS.region,
+  };
+  if (endpoint) aws.endpoint = endpoint;
+  // moto accepts any credentials; only the lab gets placeholder ones, never a real AWS endpoint.
+  if (!inLambda && endpoint === lab.awsEndpoint && !e.AWS_ACCESS_KEY_ID) {
+    aws.credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+  }
+  return {
+    pair: e.KDR_PAIR,
+    primary,
+    standby,
+    topics: e.KDR_TOPICS,
+    groups: e.KDR_GROUPS,
+    aws,
+    bucket: e.KDR_BUCKET ?? LAB_DEFAULTS.bucket,
+    offsetTable: e.KDR_OFFSET_TABLE ?? LAB_DEFAULTS.offsetTable,
+    stateTable: e.KDR_STATE_TABLE ?? LAB_DEFAULTS.stateTable,
+    standbyCompression: e.KDR_STANDBY_COMPRESSION,
+    mirror: {
+      maxTransactionRecords: e.KDR_MIRROR_MAX_TRANSACTION_RECORDS,
+      maxRequestBytes: e.KDR_MIRROR_MAX_REQUEST_BYTES,
+      partitionConcurrency: e.KDR_MIRROR_PARTITION_CONCURRENCY,
+    },
+    logLevel: e.KDR_LOG_LEVEL,
+    lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },
+    inLambda,
+  };
+}
+
+/** The configuration with secrets replaced, for `kdr config` and logs. */
+export function redactConfig(config: KdrConfig): unknown {
+  return JSON.parse(
+    JSON.stringify(config, (key, value) =>
+      key === 'password' || key === 'secretAccessKey' ? (value ? '***' : value) : value,
+    ),
+  );
+}

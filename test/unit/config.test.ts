@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig, redactConfig } from '../../src/config.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+describe('loadConfig', () => {
+  it('targets the lab when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config.primary).toEqual({ alias: 'primary', brokers: ['127.0.0.1:19092'], ssl: false });
+    expect(config.standby.brokers).toEqual(['127.0.0.1:29092']);
+    expect(config.aws.endpoint).toBe('http://127.0.0.1:4566');
+    expect(config.aws.credentials).toEqual({ accessKeyId: 'testing', secretAccessKey: 'testing' });
+    expect(config.topics).toBe('.*');
+  });
+
+  it('moves every lab default with KDR_LAB_PORT_OFFSET', () => {
+    const config = loadConfig({ KDR_LAB_PORT_OFFSET: '1000' });
+    expect(config.primary.brokers).toEqual(['127.0.0.1:20092']);
+    expect(config.standby.brokers).toEqual(['127.0.0.1:30092']);
+    expect(config.aws.endpoint).toBe('http://127.0.0.1:5566');
+  });
+
+  it('uses no lab default inside Lambda', () => {
+    const config = loadConfig({ AWS_LAMBDA_FUNCTION_NAME: 'kdr-mirror', AWS_REGION: 'eu-west-1' });
+    expect(config.aws.endpoint).toBeUndefined();
+    expect(config.aws.credentials).toBeUndefined();
+    expect(config.aws.region).toBe('eu-west-1');
+    expect(config.inLambda).toBe(true);
+  });
+
+  it('parses cluster settings, lists and numbers', () => {
+    const config = loadConfig({
+      KDR_PRIMARY_BROKERS: 'b-1.example:9096, b-2.example:9096',
+      KDR_PRIMARY_TLS: 'true',
+      KDR_PRIMARY_SASL_MECHANISM: 'SCRAM-SHA-512',
+      KDR_PRIMARY_SASL_USERNAME: 'kdr',
+      KDR_PRIMARY_SASL_PASSWORD: 's3cret',
+      KDR_MIRROR_MAX_TRANSACTION_RECORDS: '500',
+      KDR_STANDBY_COMPRESSION: 'lz4',
+    });
+    expect(config.primary).toEqual({
+      alias: 'primary',
+      brokers: ['b-1.example:9096', 'b-2.example:9096'],
+      ssl: true,
+      sasl: { mechanism: 'scram-sha-512', username: 'kdr', password: 's3cret' },
+    });
+    expect(config.mirror.maxTransactionRecords).toBe(500);
+    expect(config.standbyCompression).toBe('lz4');
+    expect(JSON.stringify(redactConfig(config))).not.toContain('s3cret');
+  });
+
+  it.each([
+    ['KDR_PRIMARY_BROKERS', 'localhost', 'expected a comma-separated list of host:port'],
+    ['KDR_STANDBY_BROKERS', 'a:99999', 'port 1-65535'],
+    ['KDR_TOPICS', '([', 'expected a JavaScript regular expression'],
+    ['KDR_PRIMARY_TLS', 'maybe', 'expected true or false, got "maybe"'],
+    ['KDR_STANDBY_COMPRESSION', 'brotli', 'expected one of none, gzip, snappy, lz4, zstd, got "brotli"'],
+    ['KDR_MIRROR_MAX_TRANSACTION_RECORDS', '0', 'expected at least 1, got 0'],
+    ['KDR_MIRROR_PARTITION_CONCURRENCY', 'ten', 'expected a whole number, got "ten"'],
+    ['AWS_ENDPOINT_URL', 'ftp://x', 'expected an http(s) URL'],
+    ['AWS_REGION', 'mars', 'expected an AWS region'],
+    ['KDR_BUCKET', 'Bad_Bucket', 'expected an S3 bucket name'],
+    ['KDR_PAIR', 'a b', 'expected a pair name'],
+  ])('rejects %s=%s naming the variable and what was expected', (variable, value, expected) => {
+    const load = () => loadConfig({ [variable]: value });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(`${variable}: `);
+    expect(load).toThrow(expected);
+  });
+
+  it('never echoes a bad password', () => {
+    try {
+      loadConfig({
+        KDR_PRIMARY_SASL_PASSWORD: '',
+        KDR_PRIMARY_SASL_MECHANISM: 'plain',
+        KDR_PRIMARY_SASL_USERNAME: 'u',
+      });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toContain('KDR_PRIMARY_SASL_PASSWORD must be set');
+    }
+  });
+
+  it('requires SASL credentials with a mechanism, and distinct aliases', () => {
+    expect(() => loadConfig({ KDR_STANDBY_SASL_MECHANISM: 'plain' })).toThrow(
+      'KDR_STANDBY_SASL_MECHANISM is plain, so KDR_STANDBY_SASL_USERNAME and KDR_STANDBY_SASL_PASSWORD must be set too',
+    );
+    expect(() => loadConfig({ KDR_PRIMARY_ALIAS: 'x', KDR_STANDBY_ALIAS: 'x' })).toThrow('must differ');
+  });
+
+  it('reports every bad variable at once', () => {
+    expect(() => loadConfig({ KDR_PRIMARY_BROKERS: 'x', KDR_TOPICS: '[' })).toThrow(
+      /KDR_PRIMARY_BROKERS: .*\n\s+KDR_TOPICS: /,
+    );
+  });
+});
