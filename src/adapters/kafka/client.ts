@@ -1,0 +1,39 @@
+import kafkajs, { type Kafka, type KafkaConfig, type SASLOptions } from 'kafkajs';
+import type { ClusterConfig } from '../../config.ts';
+import type { Logger } from '../../logger.ts';
+import { registerCodecs } from './codecs.ts';
+
+const { Kafka: KafkaClient, logLevel } = kafkajs;
+
+/** A kafkajs client for one cluster (TLS and SASL as configured), with every compression codec registered. */
+export function createKafka(cluster: ClusterConfig, clientId: string, logger?: Logger): Kafka {
+  registerCodecs();
+  const config: KafkaConfig = {
+    clientId,
+    brokers: cluster.brokers,
+    ssl: cluster.ssl,
+    connectionTimeout: 5000,
+    requestTimeout: 30_000,
+    retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8 },
+    // kafkajs logs every retried request as an error; kdr reports failures itself, so its logs go to debug.
+    logLevel: logger ? logLevel.WARN : logLevel.NOTHING,
+    ...(logger
+      ? {
+          logCreator:
+            () =>
+            ({ namespace, log }) => {
+              const { message, ...rest } = log;
+              logger.debug(`kafkajs ${namespace}: ${message}`, { cluster: cluster.alias, ...rest });
+            },
+        }
+      : {}),
+  };
+  if (cluster.sasl) {
+    config.sasl = {
+      mechanism: cluster.sasl.mechanism,
+      username: cluster.sasl.username,
+      password: cluster.sasl.password,
+    } as SASLOptions;
+  }
+  return new KafkaClient(config);
+}

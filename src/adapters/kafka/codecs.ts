@@ -1,0 +1,177 @@
+import { createRequire } from 'node:module';
+import { decompress as zstdDecompress } from 'fzstd';
+import kafkajs from 'kafkajs';
+import type { Compression } from '../../config.ts';
+
+/**
+ * Compression codecs kafkajs lacks (it has only gzip), in pure JS or WASM so that the Lambda bundle
+ * carries no native addon built for another OS. Reading handles what Java clients and librdkafka write.
+ */
+
+const { CompressionCodecs, CompressionTypes } = kafkajs;
+const require = createRequire(import.meta.url);
+const lz4 = require('lz4js') as {
+  compressBlock(
+    src: Uint8Array,
+    dst: Uint8Array,
+    sIndex: number,
+    sLength: number,
+    hashTable: Uint32Array,
+  ): number;
+  compressBound(n: number): number;
+  decompress(src: Uint8Array): Uint8Array;
+};
+const SnappyJS = require('snappyjs') as {
+  compress(input: Uint8Array): Uint8Array;
+  uncompress(input: Uint8Array): Uint8Array;
+};
+
+const XERIAL_MAGIC = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00]);
+const XERIAL_BLOCK = 32 * 1024;
+
+/** Snappy in the xerial framing the Java client writes (and reads back); plain snappy is read too. */
+export const snappy = {
+  compress(input: Buffer): Buffer {
+    const header = Buffer.alloc(16);
+    XERIAL_MAGIC.copy(header, 0);
+    header.writeInt32BE(1, 8);
+    header.writeInt32BE(1, 12);
+    const parts: Buffer[] = [header];
+    for (let offset = 0; offset < input.length; offset += XERIAL_BLOCK) {
+      const block = Buffer.from(SnappyJS.compress(input.subarray(offset, offset + XERIAL_BLOCK)));
+      const length = Buffer.alloc(4);
+      length.writeInt32BE(block.length, 0);
+      parts.push(length, block);
+    }
+    return Buffer.concat(parts);
+  },
+  decompress(input: Buffer): Buffer {
+    if (input.length < 16 || !input.subarray(0, 8).equals(XERIAL_MAGIC)) {
+      return Buffer.from(SnappyJS.uncompress(input));
+    }
+    const parts: Buffer[] = [];
+    let offset = 16;
+    while (offset + 4 <= input.length) {
+      const length = input.readInt32BE(offset);
+      offset += 4;
+      parts.push(Buffer.from(SnappyJS.uncompress(input.subarray(offset, offset + length))));
+      offset += length;
+    }
+    return Buffer.concat(parts);
+  },
+};
+
+const LZ4_MAGIC = 0x184d2204;
+const LZ4_BLOCK = 64 * 1024;
+
+/**
+ * LZ4 frames as Kafka writes them: independent 64 KiB blocks, no checksums but the header's. lz4js
+ * compresses blocks; the frame is written here because lz4js marks blocks as dependent, which Kafka
+ * refuses.
+ */
+export const lz4Frame = {
+  compress(input: Buffer): Buffer {
+    const descriptor = Buffer.from([0x60, 0x40]); // version 01 + block independence; 64 KiB max block
+    const header = Buffer.alloc(7);
+    header.writeUInt32LE(LZ4_MAGIC, 0);
+    descriptor.copy(header, 4);
+    header[6] = (xxh32(descriptor) >>> 8) & 0xff;
+    const parts: Buffer[] = [header];
+    const scratch = new Uint8Array(lz4.compressBound(LZ4_BLOCK));
+    for (let offset = 0; offset < input.length; offset += LZ4_BLOCK) {
+      const block = input.subarray(offset, offset + LZ4_BLOCK);
+      const size = lz4.compressBlock(block, scratch, 0, block.length, new Uint32Array(1 << 16));
+      const length = Buffer.alloc(4);
+      if (size === 0 || size >= block.length) {
+        length.writeUInt32LE((0x80000000 | block.length) >>> 0, 0);
+        parts.push(length, Buffer.from(block));
+      } else {
+        length.writeUInt32LE(size, 0);
+        parts.push(length, Buffer.from(scratch.subarray(0, size)));
+      }
+    }
+    parts.push(Buffer.alloc(4));
+    return Buffer.concat(parts);
+  },
+  decompress(input: Buffer): Buffer {
+    return Buffer.from(lz4.decompress(input));
+  },
+};
+
+/** xxHash32 with seed 0, for the LZ4 frame header checksum (a handful of bytes). */
+function xxh32(data: Uint8Array): number {
+  const P1 = 2654435761;
+  const P2 = 2246822519;
+  const P3 = 3266489917;
+  const P4 = 668265263;
+  const P5 = 374761393;
+  let h = (P5 + data.length) >>> 0;
+  let i = 0;
+  for (; i + 4 <= data.length; i += 4) {
+    const word = (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24)) >>> 0;
+    h = (h + Math.imul(word, P3)) >>> 0;
+    h = Math.imul((h << 17) | (h >>> 15), P4) >>> 0;
+  }
+  for (; i < data.length; i++) {
+    h = (h + Math.imul(data[i]!, P5)) >>> 0;
+    h = Math.imul((h << 11) | (h >>> 21), P1) >>> 0;
+  }
+  h ^= h >>> 15;
+  h = Math.imul(h, P2) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, P3) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+let zstdWasm: Promise<{ compress(input: Uint8Array, level?: number): Uint8Array }> | undefined;
+
+/** zstd: fzstd (pure JS) reads every frame kind; compression uses the zstd WASM build, loaded on first use. */
+export const zstd = {
+  async compress(input: Buffer): Promise<Buffer> {
+    zstdWasm ??= (async () => {
+      const wasm = require('@bokuweb/zstd-wasm') as {
+        init(): Promise<void>;
+        compress(i: Uint8Array, l?: number): Uint8Array;
+      };
+      await wasm.init();
+      return wasm;
+    })();
+    return Buffer.from((await zstdWasm).compress(input, 3));
+  },
+  decompress(input: Buffer): Buffer {
+    return Buffer.from(zstdDecompress(input));
+  },
+};
+
+let registered = false;
+
+/** Registers snappy, lz4 and zstd with kafkajs (idempotent). */
+export function registerCodecs(): void {
+  if (registered) return;
+  registered = true;
+  const codecs = CompressionCodecs as Record<number, () => unknown>;
+  codecs[CompressionTypes.Snappy] = () => ({
+    compress: async (encoder: { buffer: Buffer }) => snappy.compress(encoder.buffer),
+    decompress: async (buffer: Buffer) => snappy.decompress(buffer),
+  });
+  codecs[CompressionTypes.LZ4] = () => ({
+    compress: async (encoder: { buffer: Buffer }) => lz4Frame.compress(encoder.buffer),
+    decompress: async (buffer: Buffer) => lz4Frame.decompress(buffer),
+  });
+  codecs[CompressionTypes.ZSTD] = () => ({
+    compress: async (encoder: { buffer: Buffer }) => zstd.compress(encoder.buffer),
+    decompress: async (buffer: Buffer) => zstd.decompress(buffer),
+  });
+}
+
+export function compressionType(compression: Compression): number {
+  const types: Record<Compression, number> = {
+    none: CompressionTypes.None,
+    gzip: CompressionTypes.GZIP,
+    snappy: CompressionTypes.Snappy,
+    lz4: CompressionTypes.LZ4,
+    zstd: CompressionTypes.ZSTD,
+  };
+  return types[compression];
+}

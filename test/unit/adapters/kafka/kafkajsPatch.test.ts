@@ -1,0 +1,41 @@
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The reviewed kafkajs patch (patches/kafkajs+2.2.4.patch): ordered headers and null header values. Its
+ * timestamp fix is proven against a broker in test/integration/lab.test.ts.
+ */
+const require = createRequire(import.meta.url);
+const Record = require('kafkajs/src/protocol/recordBatch/record/v0');
+const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder');
+const Decoder = require('kafkajs/src/protocol/decoder');
+
+function roundTrip(message: Record<string, unknown>) {
+  const encoded = Record({ offsetDelta: 0, timestampDelta: 0, ...message }).buffer as Buffer;
+  const decoder = new Decoder(encoded);
+  decoder.readVarInt(); // record length
+  return decodeRecord(decoder, { firstOffset: '0', firstTimestamp: '1000', magicByte: 2 });
+}
+
+describe('kafkajs record encoding (patched)', () => {
+  it('writes a null header value instead of throwing', () => {
+    const decoded = roundTrip({ key: null, value: null, headers: { a: null } });
+    expect(decoded.headerList).toEqual([{ key: 'a', value: null }]);
+  });
+
+  it('keeps header order across different keys with headerList', () => {
+    const headerList = [
+      { key: 'b', value: Buffer.from('1') },
+      { key: 'a', value: Buffer.from([0, 255]) },
+      { key: 'b', value: null },
+      { key: 'a', value: Buffer.alloc(0) },
+    ];
+    const decoded = roundTrip({ key: Buffer.from('k'), value: Buffer.from('v'), headerList });
+    expect(decoded.headerList).toEqual(headerList);
+    // the keyed form stays as kafkajs users know it
+    expect(decoded.headers).toEqual({
+      b: [Buffer.from('1'), null],
+      a: [Buffer.from([0, 255]), Buffer.alloc(0)],
+    });
+  });
+});
