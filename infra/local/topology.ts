@@ -1,0 +1,99 @@
+/**
+ * The lab's fixed shape: two KRaft clusters on loopback plus moto. Pure data, so the ports, the broker
+ * properties and the status table all come from one place.
+ */
+
+import { LAB_DEFAULTS } from '../../src/config.ts';
+
+export const KAFKA_VERSION = '4.3.1';
+export const LAB_HOST = LAB_DEFAULTS.host;
+export const BROKER_COUNTS = [1, 3] as const;
+export type BrokerCount = (typeof BROKER_COUNTS)[number];
+
+export type ClusterName = 'primary' | 'standby';
+
+export interface LabNode {
+  cluster: ClusterName;
+  nodeId: number;
+  brokerPort: number;
+  controllerPort: number;
+}
+
+export interface LabCluster {
+  name: ClusterName;
+  nodes: LabNode[];
+  bootstrap: string;
+}
+
+const BASE_PORT: Record<ClusterName, number> = {
+  primary: LAB_DEFAULTS.primaryPort,
+  standby: LAB_DEFAULTS.standbyPort,
+};
+/** Controllers listen 100 ports above their broker: 19192-19194 and 29192-29194. */
+const CONTROLLER_OFFSET = 100;
+
+export function motoPort(portOffset = 0): number {
+  return LAB_DEFAULTS.motoPort + portOffset;
+}
+
+export function labClusters(brokers: BrokerCount, portOffset = 0): LabCluster[] {
+  return (['primary', 'standby'] as const).map((name) => {
+    const nodes = Array.from({ length: brokers }, (_, i) => ({
+      cluster: name,
+      nodeId: i + 1,
+      brokerPort: BASE_PORT[name] + portOffset + i,
+      controllerPort: BASE_PORT[name] + portOffset + CONTROLLER_OFFSET + i,
+    }));
+    return { name, nodes, bootstrap: nodes.map((n) => `${LAB_HOST}:${n.brokerPort}`).join(',') };
+  });
+}
+
+export function nodeName(node: Pick<LabNode, 'cluster' | 'nodeId'>): string {
+  return `${node.cluster}-${node.nodeId}`;
+}
+
+/**
+ * server.properties for one combined broker+controller node. Replication defaults follow the cluster
+ * size (3 brokers: RF 3, min.insync.replicas 2) so that reliability tests can kill a broker; threads and
+ * buffers are trimmed so that six brokers fit on a 2-core machine.
+ */
+export function brokerProperties(cluster: LabCluster, node: LabNode, logDir: string): string {
+  const size = cluster.nodes.length;
+  const minIsr = size >= 3 ? 2 : 1;
+  const voters = cluster.nodes.map((n) => `${n.nodeId}@${LAB_HOST}:${n.controllerPort}`).join(',');
+  const props: Record<string, string | number | boolean> = {
+    'process.roles': 'broker,controller',
+    'node.id': node.nodeId,
+    'controller.quorum.voters': voters,
+    listeners: `PLAINTEXT://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://${LAB_HOST}:${node.brokerPort}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'log.dirs': logDir,
+    'num.partitions': 1,
+    'default.replication.factor': size,
+    'min.insync.replicas': minIsr,
+    'offsets.topic.replication.factor': size,
+    'offsets.topic.num.partitions': 10,
+    'transaction.state.log.replication.factor': size,
+    'transaction.state.log.min.isr': minIsr,
+    'transaction.state.log.num.partitions': 10,
+    'share.coordinator.state.topic.replication.factor': size,
+    'share.coordinator.state.topic.min.isr': minIsr,
+    // Topics are created on purpose (kdr's topic sync, tests); a typo must not create one.
+    'auto.create.topics.enable': false,
+    'group.initial.rebalance.delay.ms': 0,
+    'num.network.threads': 2,
+    'num.io.threads': 4,
+    'num.recovery.threads.per.data.dir': 1,
+    'background.threads': 4,
+    'log.cleaner.threads': 1,
+    'log.cleaner.dedupe.buffer.size': 16 * 1024 * 1024,
+    'log.cleaner.backoff.ms': 1000,
+    'log.retention.check.interval.ms': 5000,
+  };
+  return `${Object.entries(props)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')}\n`;
+}
