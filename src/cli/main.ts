@@ -1,0 +1,27 @@
+import { Command, CommanderError } from 'commander';
+import { registerConfig } from './commands/config.ts';
+import { registerLab } from './commands/lab.ts';
+import { registerRun } from './commands/run.ts';
+import { fail } from './output.ts';
+
+const program = new Command('kdr')
+  .description(
+    'kdr: disaster recovery for Apache Kafka (exactly-once mirroring, offset translation, snapshots, failover)',
+  )
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerLab(program);
+registerConfig(program);
+registerRun(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version exit 0; usage errors were already printed by commander.
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  fail(error, process.argv.includes('--json'));
+}
