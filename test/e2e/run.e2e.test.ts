@@ -1,0 +1,54 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { expect, it } from 'vitest';
+import { labPaths, REPO_ROOT } from '../../infra/local/paths.ts';
+import { eventually } from '../helpers/lab.ts';
+
+/**
+ * `npm start` on a machine where no lab runs (a lab dir of its own, ports shifted by 2000): it brings the
+ * lab up, runs, and Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) stops
+ * everything it started.
+ */
+it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout: 420_000 }, async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-run-e2e-'));
+  const child = spawn('npm', ['start'], {
+    cwd: REPO_ROOT,
+    detached: true, // its own process group, like a shell job
+    env: {
+      ...process.env,
+      KDR_LAB_DIR: dir,
+      KDR_LAB_PORT_OFFSET: '2000',
+      KDR_LAB_CACHE_DIR: labPaths().cache,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await eventually('kdr run reports that it runs', () => output.includes('press Ctrl-C to stop'), 300_000);
+    expect(output).toContain('127.0.0.1:21092');
+    const { stdout } = await execa('pgrep', ['-f', '--', `-Dkdr.lab=${dir}`], { reject: false });
+    expect(stdout.split('\n').filter(Boolean)).toHaveLength(3); // primary and standby brokers, moto
+
+    process.kill(-child.pid!, 'SIGINT'); // the whole job, as a terminal's Ctrl-C
+    await exited; // npm itself dies of the SIGINT; kdr run finishes its cleanup
+    await eventually(
+      'no process of kdr run or its lab remains',
+      async () => (await execa('pgrep', ['-f', '--', dir], { reject: false })).stdout.trim() === '',
+      60_000,
+    );
+    await eventually('kdr run reports what it stopped', () => output.includes('stopped moto, primary-1, standby-1'), 10_000);
+    expect(output).toContain('SIGINT received, stopping');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    await execa(process.execPath, [path.join(REPO_ROOT, 'bin/kdr.mjs'), 'lab', 'down'], {
+      env: { ...process.env, KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '2000', KDR_LAB_CACHE_DIR: labPaths().cache },
+      reject: false,
+    });
+  }
+});
