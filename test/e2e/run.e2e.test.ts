@@ -42,12 +42,21 @@ it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout:
       async () => (await execa('pgrep', ['-f', '--', dir], { reject: false })).stdout.trim() === '',
       60_000,
     );
-    await eventually('kdr run reports what it stopped', () => output.includes('stopped moto, primary-1, standby-1'), 10_000);
+    await eventually(
+      'kdr run reports what it stopped',
+      () => output.includes('stopped moto, primary-1, standby-1'),
+      10_000,
+    );
     expect(output).toContain('SIGINT received, stopping');
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
     await execa(process.execPath, [path.join(REPO_ROOT, 'bin/kdr.mjs'), 'lab', 'down'], {
-      env: { ...process.env, KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '2000', KDR_LAB_CACHE_DIR: labPaths().cache },
+      env: {
+        ...process.env,
+        KDR_LAB_DIR: dir,
+        KDR_LAB_PORT_OFFSET: '2000',
+        KDR_LAB_CACHE_DIR: labPaths().cache,
+      },
       reject: false,
     });
   }

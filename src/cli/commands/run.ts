@@ -19,7 +19,9 @@ async function watchLab(lab: Lab, watching: boolean): Promise<void> {
   if (!watching) return;
   const status = await lab.probe();
   for (const p of status.processes.filter((p) => !p.running || !p.answering)) {
-    note(`kdr run: lab process ${p.name} (pid ${p.pid}) is ${p.running ? 'not answering' : 'gone'}; log ${p.log}`);
+    note(
+      `kdr run: lab process ${p.name} (pid ${p.pid}) is ${p.running ? 'not answering' : 'gone'}; log ${p.log}`,
+    );
   }
 }
 

@@ -38,7 +38,7 @@ describe('lab topology', () => {
     expect(props['default.replication.factor']).toBe('3');
     expect(props['min.insync.replicas']).toBe('2');
     expect(props['transaction.state.log.min.isr']).toBe('2');
-    expect(props['listeners']).toBe('PLAINTEXT://127.0.0.1:19093,CONTROLLER://127.0.0.1:19193');
+    expect(props.listeners).toBe('PLAINTEXT://127.0.0.1:19093,CONTROLLER://127.0.0.1:19193');
     expect(props['log.dirs']).toBe('/data/primary-2');
   });
 
