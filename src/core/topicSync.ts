@@ -1,0 +1,128 @@
+/**
+ * Which topics the standby needs, decided without I/O: topics selected on the source are created on the
+ * standby with the same partition count and the configs that shape their data; partition increases and
+ * config changes follow. Nothing is ever deleted or shrunk on the standby.
+ */
+
+export interface TopicConfigValue {
+  value: string | null;
+  /** Set on the topic itself (not inherited from a broker or a default). */
+  explicit: boolean;
+}
+
+export interface TopicState {
+  name: string;
+  partitions: number;
+  replicationFactor: number;
+  internal: boolean;
+  configs: Record<string, TopicConfigValue>;
+}
+
+/** Topic configs copied from source to standby when set on the source topic. */
+export const SYNCED_CONFIGS = [
+  'cleanup.policy',
+  'retention.ms',
+  'retention.bytes',
+  'compression.type',
+  'min.compaction.lag.ms',
+  'max.compaction.lag.ms',
+  'delete.retention.ms',
+  'min.cleanable.dirty.ratio',
+  'segment.ms',
+  'segment.bytes',
+] as const;
+
+/** Room for the provenance headers kdr adds, so that a record at the source's size limit still fits. */
+export const PROVENANCE_HEADROOM_BYTES = 1024;
+const LONG_MAX = '9223372036854775807';
+const DEFAULT_MAX_MESSAGE_BYTES = 1048588;
+
+/**
+ * Configs kdr owns on a standby topic: timestamps are always CreateTime (the source's timestamps are
+ * copied, whatever its timestamp type) and never rejected for being old or ahead of the standby's clock,
+ * and the size limit leaves room for provenance headers.
+ */
+export function ownedConfigs(source: TopicState): Record<string, string> {
+  const maxMessageBytes = Number(source.configs['max.message.bytes']?.value ?? DEFAULT_MAX_MESSAGE_BYTES);
+  return {
+    'max.message.bytes': String(maxMessageBytes + PROVENANCE_HEADROOM_BYTES),
+    'message.timestamp.type': 'CreateTime',
+    'message.timestamp.before.max.ms': LONG_MAX,
+    'message.timestamp.after.max.ms': LONG_MAX,
+  };
+}
+
+/** The standby topic's explicit configs: the operator's own overrides kept, synced and owned ones set. */
+export function desiredStandbyConfigs(source: TopicState, standby?: TopicState): Record<string, string> {
+  const desired: Record<string, string> = {};
+  const managed = new Set<string>([...SYNCED_CONFIGS, ...Object.keys(ownedConfigs(source))]);
+  for (const [name, config] of Object.entries(standby?.configs ?? {})) {
+    if (config.explicit && config.value !== null && !managed.has(name)) desired[name] = config.value;
+  }
+  for (const name of SYNCED_CONFIGS) {
+    const config = source.configs[name];
+    if (config?.explicit && config.value !== null) desired[name] = config.value;
+  }
+  return { ...desired, ...ownedConfigs(source) };
+}
+
+export interface TopicSyncPlan {
+  create: { topic: string; partitions: number; replicationFactor: number; configs: Record<string, string> }[];
+  addPartitions: { topic: string; from: number; to: number }[];
+  alterConfigs: { topic: string; configs: Record<string, string>; changed: string[] }[];
+  warnings: string[];
+  /** Every selected source topic, created or not (what the mirror consumes). */
+  selected: string[];
+}
+
+/** Internal topics (Kafka's own, and kdr's) are never mirrored, whatever the selection says. */
+export function isInternalTopic(name: string, flagged = false): boolean {
+  return flagged || name.startsWith('__') || name.startsWith('_kdr') || name.startsWith('kdr-internal');
+}
+
+export function topicSelector(regex: string): (name: string) => boolean {
+  const pattern = new RegExp(`^(?:${regex})$`);
+  return (name) => pattern.test(name);
+}
+
+export function planTopicSync(input: {
+  source: TopicState[];
+  standby: TopicState[];
+  select: (name: string) => boolean;
+  standbyBrokers: number;
+}): TopicSyncPlan {
+  const standbyByName = new Map(input.standby.map((t) => [t.name, t]));
+  const plan: TopicSyncPlan = { create: [], addPartitions: [], alterConfigs: [], warnings: [], selected: [] };
+  for (const source of [...input.source].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (isInternalTopic(source.name, source.internal) || !input.select(source.name)) continue;
+    plan.selected.push(source.name);
+    const standby = standbyByName.get(source.name);
+    const desired = desiredStandbyConfigs(source, standby);
+    if (!standby) {
+      plan.create.push({
+        topic: source.name,
+        partitions: source.partitions,
+        replicationFactor: Math.max(1, Math.min(source.replicationFactor, input.standbyBrokers)),
+        configs: desired,
+      });
+      continue;
+    }
+    if (source.partitions > standby.partitions) {
+      plan.addPartitions.push({ topic: source.name, from: standby.partitions, to: source.partitions });
+    } else if (source.partitions < standby.partitions) {
+      plan.warnings.push(
+        `${source.name}: the standby has ${standby.partitions} partitions, the source ${source.partitions}; partitions are never removed`,
+      );
+    }
+    const current: Record<string, string> = {};
+    for (const [name, config] of Object.entries(standby.configs)) {
+      if (config.explicit && config.value !== null) current[name] = config.value;
+    }
+    const changed = [...new Set([...Object.keys(current), ...Object.keys(desired)])].filter(
+      (name) => current[name] !== desired[name],
+    );
+    if (changed.length > 0)
+      plan.alterConfigs.push({ topic: source.name, configs: desired, changed: changed.sort() });
+  }
+  return plan;
+}
