@@ -71,6 +71,10 @@ export interface KdrConfig {
     maxRequestBytes: number;
     /** How many partitions one process mirrors at the same time. */
     partitionConcurrency: number;
+    /** Lambda: re-read each batch's range from the source (read_committed) instead of trusting the event. */
+    lambdaRefetch: boolean;
+    /** Consumer group of `kdr mirror` processes on the source. */
+    groupId: string;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The lab's endpoints under the configured port offset (what the defaults point at). */
@@ -210,6 +214,14 @@ const envSchema = z.object({
   KDR_MIRROR_MAX_TRANSACTION_RECORDS: positiveInt(100_000).default(10_000),
   KDR_MIRROR_MAX_REQUEST_BYTES: positiveInt(64 * 1024 * 1024).default(900_000),
   KDR_MIRROR_PARTITION_CONCURRENCY: positiveInt(256).default(8),
+  KDR_MIRROR_LAMBDA_REFETCH: bool.default(true),
+  KDR_MIRROR_GROUP_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,200}$/, {
+      error: (issue) =>
+        `expected a consumer group id (letters, digits, . _ -), got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
   KDR_LOG_LEVEL: enumOf(['debug', 'info', 'warn', 'error'] as const).default('info'),
   KDR_LAB_PORT_OFFSET: z
     .string()
@@ -297,6 +309,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       maxTransactionRecords: e.KDR_MIRROR_MAX_TRANSACTION_RECORDS,
       maxRequestBytes: e.KDR_MIRROR_MAX_REQUEST_BYTES,
       partitionConcurrency: e.KDR_MIRROR_PARTITION_CONCURRENCY,
+      lambdaRefetch: e.KDR_MIRROR_LAMBDA_REFETCH,
+      groupId: e.KDR_MIRROR_GROUP_ID ?? `kdr-mirror-${e.KDR_PAIR}`,
     },
     logLevel: e.KDR_LOG_LEVEL,
     lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },

@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   LAB_START_FAILED: { retryable: false, exitCode: 3 },
   LAB_STATE_CONFLICT: { retryable: false, exitCode: 3 },
   KAFKA_UNAVAILABLE: { retryable: true, exitCode: 4 },
-  KAFKA_REQUEST_FAILED: { retryable: true, exitCode: 4 },
+  KAFKA_REQUEST_FAILED: { retryable: false, exitCode: 4 },
   PRODUCER_FENCED: { retryable: true, exitCode: 4 },
   RECORD_TOO_LARGE: { retryable: false, exitCode: 4 },
   TOPIC_SYNC_FAILED: { retryable: true, exitCode: 4 },

@@ -1,0 +1,102 @@
+import {
+  type AttributeValue,
+  type DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { decodeRuns, encodeRuns, type OffsetMapEntry } from '../../core/offsetMap.ts';
+import type { TopicPartition } from '../../core/records.ts';
+import { StoreError } from '../../errors.ts';
+import type { OffsetMapStore } from '../../ports/offsetMapStore.ts';
+
+/**
+ * The offset map in DynamoDB: partition key p = "<pair>#<topic>#<partition>", sort key o = last source
+ * offset of the entry. Reads are strongly consistent: a mirror recovering after a crash must see the
+ * entry it wrote just before.
+ */
+export class DynamoDBOffsetMapStore implements OffsetMapStore {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly table: string,
+    private readonly pair: string,
+  ) {}
+
+  private key(tp: TopicPartition): string {
+    return `${this.pair}#${tp.topic}#${tp.partition}`;
+  }
+
+  async put(entry: OffsetMapEntry): Promise<void> {
+    await this.call('write the offset map entry', entry, () =>
+      this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: {
+            p: { S: this.key(entry) },
+            o: { N: String(entry.lastSource) },
+            ls: { N: String(entry.lastStandby) },
+            r: { S: encodeRuns(entry.runs) },
+            ts: { N: String(entry.lastTimestamp) },
+            at: { N: String(entry.mirroredAt) },
+          },
+        }),
+      ),
+    );
+  }
+
+  latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined> {
+    return this.queryOne(tp, { ScanIndexForward: false, KeyConditionExpression: 'p = :p' }, {});
+  }
+
+  covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined> {
+    return this.queryOne(
+      tp,
+      { ScanIndexForward: true, KeyConditionExpression: 'p = :p AND o >= :o' },
+      { ':o': { N: String(sourceOffset) } },
+    );
+  }
+
+  private async queryOne(
+    tp: TopicPartition,
+    input: Pick<QueryCommandInput, 'ScanIndexForward' | 'KeyConditionExpression'>,
+    values: Record<string, AttributeValue>,
+  ): Promise<OffsetMapEntry | undefined> {
+    const result = await this.call('read the offset map', tp, () =>
+      this.client.send(
+        new QueryCommand({
+          TableName: this.table,
+          ...input,
+          ExpressionAttributeValues: { ':p': { S: this.key(tp) }, ...values },
+          Limit: 1,
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    const item = result.Items?.[0];
+    if (!item) return undefined;
+    return {
+      topic: tp.topic,
+      partition: tp.partition,
+      lastSource: Number(item.o!.N),
+      lastStandby: Number(item.ls!.N),
+      runs: decodeRuns(item.r!.S!),
+      lastTimestamp: Number(item.ts!.N),
+      mirroredAt: Number(item.at!.N),
+    };
+  }
+
+  private async call<T>(what: string, tp: TopicPartition, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw new StoreError(
+        'STORE_UNAVAILABLE',
+        `could not ${what} of ${tp.topic}-${tp.partition} in ${this.table}`,
+        {
+          cause: error,
+          details: { table: this.table, topic: tp.topic, partition: tp.partition },
+        },
+      );
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Compression } from '../../config.ts';
+import type { OutgoingRecord, TopicPartition } from '../../core/records.ts';
+import { KafkaError } from '../../errors.ts';
+import type { TransactionalWriter, TransactionalWriterFactory } from '../../ports/kafka.ts';
+import { compressionType } from './codecs.ts';
+import { toKdrError } from './errors.ts';
+
+/**
+ * One idempotent, transactional kafkajs producer per source partition, with a transactional.id derived
+ * from the pair, topic and partition: opening it (InitProducerId) bumps the epoch, which fences any older
+ * writer of the same partition and completes or aborts its open transaction.
+ */
+
+export function transactionalId(pair: string, source: TopicPartition): string {
+  return `kdr-${pair}-${source.topic}-${source.partition}`;
+}
+
+class KafkaTransactionalWriter implements TransactionalWriter {
+  private broken = false;
+
+  constructor(
+    private readonly producer: Producer,
+    private readonly id: string,
+    private readonly compression: number,
+  ) {}
+
+  async write(target: TopicPartition, requests: OutgoingRecord[][]): Promise<number[]> {
+    if (this.broken)
+      throw new KafkaError('KAFKA_REQUEST_FAILED', `writer ${this.id} failed before; open a new one`);
+    const offsets: number[] = [];
+    const transaction = await this.producer.transaction().catch((error) => {
+      this.broken = true;
+      throw toKdrError(error, `beginning a transaction as ${this.id}`);
+    });
+    try {
+      for (const request of requests) {
+        const [metadata] = await transaction.send({
+          topic: target.topic,
+          acks: -1,
+          compression: this.compression,
+          messages: request.map(
+            (r) =>
+              ({
+                partition: target.partition,
+                key: r.key,
+                value: r.value,
+                timestamp: String(r.timestamp),
+                headerList: r.headers,
+              }) as Message,
+          ),
+        });
+        const base = Number(metadata?.baseOffset);
+        if (!metadata || metadata.partition !== target.partition || !Number.isSafeInteger(base) || base < 0) {
+          throw new KafkaError(
+            'KAFKA_REQUEST_FAILED',
+            `unexpected produce response ${JSON.stringify(metadata)}`,
+          );
+        }
+        for (let i = 0; i < request.length; i++) offsets.push(base + i);
+      }
+      await transaction.commit();
+      return offsets;
+    } catch (error) {
+      // Whatever happened, this producer is done: the next attempt opens a new one, which fences this one
+      // and settles the transaction (committed if the commit reached the coordinator, aborted otherwise).
+      this.broken = true;
+      await transaction.abort().catch(() => {});
+      throw toKdrError(error, `writing ${target.topic}-${target.partition} on the standby as ${this.id}`, {
+        topic: target.topic,
+        partition: target.partition,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.producer.disconnect().catch(() => {});
+  }
+}
+
+export class KafkaTransactionalWriterFactory implements TransactionalWriterFactory {
+  private readonly open_ = new Set<KafkaTransactionalWriter>();
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly pair: string,
+    private readonly compression: Compression,
+  ) {}
+
+  async open(source: TopicPartition): Promise<TransactionalWriter> {
+    const id = transactionalId(this.pair, source);
+    const producer = this.kafka.producer({
+      transactionalId: id,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      allowAutoTopicCreation: false,
+      // The coordinator answers CONCURRENT_TRANSACTIONS until the previous commit's markers are written;
+      // kafkajs's default 300 ms backoff would cap a partition at ~3 transactions per second.
+      retry: { initialRetryTime: 10, maxRetryTime: 1000, retries: 12, factor: 0.2, multiplier: 1.6 },
+    });
+    try {
+      await producer.connect();
+    } catch (error) {
+      await producer.disconnect().catch(() => {});
+      throw toKdrError(error, `opening the transactional writer ${id} on the standby`, { ...source });
+    }
+    const writer = new KafkaTransactionalWriter(producer, id, compressionType(this.compression));
+    this.open_.add(writer);
+    const close = writer.close.bind(writer);
+    writer.close = async () => {
+      this.open_.delete(writer);
+      await close();
+    };
+    return writer;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.open_].map((w) => w.close()));
+  }
+}

@@ -1,0 +1,60 @@
+import type { OutgoingRecord, SourceRecord, TopicPartition } from '../core/records.ts';
+import type { TopicState } from '../core/topicSync.ts';
+
+/** Offsets of one partition: first offset kept, high watermark, last stable offset (read_committed end). */
+export interface PartitionOffsets {
+  partition: number;
+  logStart: number;
+  highWatermark: number;
+  lastStable: number;
+}
+
+export interface FetchResult {
+  /** Committed data records (aborted records and control markers removed). */
+  records: SourceRecord[];
+  /** Where the next fetch starts: past every batch returned, including emptied and control batches. */
+  nextOffset: number;
+  highWatermark: number;
+  lastStable: number;
+  logStart: number;
+}
+
+/** Reads partitions by offset, without a consumer group, with read_committed isolation. */
+export interface PartitionReader {
+  fetch(
+    tp: TopicPartition,
+    offset: number,
+    options?: { maxBytes?: number; maxWaitMs?: number },
+  ): Promise<FetchResult>;
+  /** Every committed record in [from, to), fetch by fetch. */
+  readRange(tp: TopicPartition, from: number, to: number): AsyncGenerator<SourceRecord[]>;
+  offsets(topic: string, partitions?: number[]): Promise<PartitionOffsets[]>;
+  close(): Promise<void>;
+}
+
+/** Writes one source partition's records to the standby in transactions; opening it fences older writers. */
+export interface TransactionalWriter {
+  /** Produces the requests in one transaction and commits; returns the standby offset of every record. */
+  write(target: TopicPartition, requests: OutgoingRecord[][]): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+export interface TransactionalWriterFactory {
+  open(source: TopicPartition): Promise<TransactionalWriter>;
+  close(): Promise<void>;
+}
+
+/** Topic metadata and configs of a cluster, and the changes topic sync makes. */
+export interface TopicAdmin {
+  describeTopics(names?: string[]): Promise<TopicState[]>;
+  brokerCount(): Promise<number>;
+  createTopic(
+    topic: string,
+    partitions: number,
+    replicationFactor: number,
+    configs: Record<string, string>,
+  ): Promise<void>;
+  addPartitions(topic: string, count: number): Promise<void>;
+  alterConfigs(topic: string, configs: Record<string, string>): Promise<void>;
+  close(): Promise<void>;
+}

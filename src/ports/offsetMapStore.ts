@@ -1,0 +1,12 @@
+import type { OffsetMapEntry } from '../core/offsetMap.ts';
+import type { TopicPartition } from '../core/records.ts';
+
+/** Where the offset map of one replication pair lives (DynamoDB in production and in the lab). */
+export interface OffsetMapStore {
+  /** Writes an entry; writing the same entry again is harmless (same key, same content). */
+  put(entry: OffsetMapEntry): Promise<void>;
+  /** The entry with the highest last source offset: what the standby is known to have. */
+  latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined>;
+  /** The first entry whose last source offset is >= sourceOffset (one Query). */
+  covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined>;
+}

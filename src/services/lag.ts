@@ -1,0 +1,66 @@
+import type { TopicPartition } from '../core/records.ts';
+import type { PartitionReader } from '../ports/kafka.ts';
+import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  /** Source end offset for read_committed consumers (last stable offset). */
+  sourceEnd: number;
+  lastMirrored: number | null;
+  /** Offsets between the last mirrored record and the source end (transaction markers included). */
+  lagOffsets: number;
+  /** Source timestamp of the last mirrored record, and its age in seconds now. */
+  lastMirroredTimestamp: number | null;
+  lastMirroredAgeSeconds: number | null;
+  mirroredAt: number | null;
+}
+
+export async function partitionLag(
+  deps: { offsetMap: OffsetMapStore; sourceReader: PartitionReader },
+  topics: string[],
+  now = Date.now(),
+): Promise<PartitionLag[]> {
+  const rows: PartitionLag[] = [];
+  for (const topic of topics) {
+    const offsets = await deps.sourceReader.offsets(topic);
+    const entries = await Promise.all(
+      offsets.map((o) => deps.offsetMap.latest({ topic, partition: o.partition })),
+    );
+    offsets.forEach((o, i) => {
+      const entry = entries[i];
+      const lastMirrored = entry?.lastSource ?? null;
+      const firstUnmirrored = lastMirrored === null ? o.logStart : lastMirrored + 1;
+      rows.push({
+        topic,
+        partition: o.partition,
+        sourceEnd: o.lastStable,
+        lastMirrored,
+        lagOffsets: Math.max(0, o.lastStable - firstUnmirrored),
+        lastMirroredTimestamp: entry?.lastTimestamp ?? null,
+        lastMirroredAgeSeconds: entry ? Math.max(0, (now - entry.lastTimestamp) / 1000) : null,
+        mirroredAt: entry?.mirroredAt ?? null,
+      });
+    });
+  }
+  return rows;
+}
+
+/**
+ * Whether the standby has every committed source record below `end`: nothing committed lies between the
+ * last mirrored offset and `end` (gaps of markers and aborted records do not count).
+ */
+export async function caughtUp(
+  deps: { offsetMap: OffsetMapStore; sourceReader: PartitionReader },
+  tp: TopicPartition,
+  end: number,
+  logStart = 0,
+): Promise<boolean> {
+  const entry = await deps.offsetMap.latest(tp);
+  const from = entry ? entry.lastSource + 1 : logStart;
+  if (from >= end) return true;
+  for await (const records of deps.sourceReader.readRange(tp, from, end)) {
+    if (records.length > 0) return false;
+  }
+  return true;
+}
