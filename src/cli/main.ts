@@ -1,7 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { registerConfig } from './commands/config.ts';
 import { registerLab } from './commands/lab.ts';
+import { registerMirror } from './commands/mirror.ts';
 import { registerRun } from './commands/run.ts';
+import { registerStatus } from './commands/status.ts';
+import { registerTopics } from './commands/topics.ts';
+import { registerTranslate } from './commands/translate.ts';
 import { fail } from './output.ts';
 
 const program = new Command('kdr')
@@ -15,6 +19,10 @@ const program = new Command('kdr')
 registerLab(program);
 registerConfig(program);
 registerRun(program);
+registerMirror(program);
+registerTranslate(program);
+registerStatus(program);
+registerTopics(program);
 
 try {
   await program.parseAsync(process.argv);

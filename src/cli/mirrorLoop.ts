@@ -1,0 +1,141 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GroupMirror } from '../adapters/kafka/groupMirror.ts';
+import { isKdrError, type KdrError } from '../errors.ts';
+import type { Runtime } from '../runtime.ts';
+import { caughtUp, type PartitionLag, partitionLag } from '../services/lag.ts';
+
+/**
+ * The mirror as a long-running process: topic sync, a consumer group feeding the engine, periodic
+ * re-sync (new topics, more partitions restart the consumer with the new selection), a status line, and
+ * optionally an end once the standby has everything the source had at start.
+ */
+
+export interface MirrorLoopOptions {
+  untilCaughtUp: boolean;
+  stopped: Promise<unknown>;
+  /** Called about once a second with the running totals (status line). */
+  onProgress?: (progress: MirrorProgress) => void;
+  resyncMs?: number;
+}
+
+export interface MirrorProgress {
+  recordsMirrored: number;
+  recordsPerSecond: number;
+  lagOffsets: number | null;
+  partitionsPending: number | null;
+  failingPartitions: number;
+  topics: number;
+}
+
+export interface MirrorSummary {
+  recordsMirrored: number;
+  durationMs: number;
+  topics: string[];
+  partitions: PartitionLag[];
+}
+
+export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Promise<MirrorSummary> {
+  const started = Date.now();
+  const { logger, config } = rt;
+  let fatal: KdrError | undefined;
+  let recordsMirrored = 0;
+  const failing = new Set<string>();
+  const highWatermarks = new Map<string, { hw: number; lastMirrored: number | null }>();
+
+  let sync = await rt.topicSync.sync();
+  const targets = new Map<
+    string,
+    { topic: string; partition: number; end: number; logStart: number; done: boolean }
+  >();
+  if (options.untilCaughtUp) {
+    for (const topic of sync.selected) {
+      for (const o of await rt.sourceReader.offsets(topic)) {
+        targets.set(`${topic}-${o.partition}`, {
+          topic,
+          partition: o.partition,
+          end: o.lastStable,
+          logStart: o.logStart,
+          done: false,
+        });
+      }
+    }
+  }
+
+  const newGroup = (topics: string[]) =>
+    new GroupMirror(rt.sourceKafka, rt.engine, {
+      groupId: config.mirror.groupId,
+      topics,
+      partitionConcurrency: config.mirror.partitionConcurrency,
+      logger,
+      onBatch: (result, hw) => {
+        recordsMirrored += result.mirrored;
+        const key = `${result.source.topic}-${result.source.partition}`;
+        failing.delete(key);
+        highWatermarks.set(key, { hw, lastMirrored: result.lastMirrored });
+      },
+      onError: (source, error) => {
+        failing.add(`${source.topic}-${source.partition}`);
+        if (isKdrError(error) && !error.retryable && options.untilCaughtUp) fatal = error;
+      },
+    });
+
+  let group = newGroup(sync.selected);
+  await group.start();
+  let stop = false;
+  void options.stopped.then(() => (stop = true));
+  let lastResync = Date.now();
+  let lastCount = 0;
+  let lastTick = Date.now();
+  try {
+    while (!stop && !fatal) {
+      await Promise.race([sleep(1000), options.stopped]);
+      if (stop || fatal) break;
+      if (options.untilCaughtUp) {
+        for (const t of targets.values()) {
+          if (!t.done) t.done = await caughtUp(rt, t, t.end, t.logStart);
+        }
+        if ([...targets.values()].every((t) => t.done)) break;
+      }
+      if (Date.now() - lastResync > (options.resyncMs ?? 30_000)) {
+        lastResync = Date.now();
+        const next = await rt.topicSync.sync().catch((error) => {
+          logger.warn('topic sync failed; will try again', { error: (error as Error).message });
+          return sync;
+        });
+        const grew = next.addPartitions.length > 0 || next.selected.join() !== sync.selected.join();
+        sync = next;
+        if (grew) {
+          logger.info('topic selection or partitions changed; restarting the consumer', {
+            topics: next.selected,
+          });
+          await group.stop();
+          group = newGroup(next.selected);
+          await group.start();
+        }
+      }
+      const now = Date.now();
+      let lag = 0;
+      for (const { hw, lastMirrored } of highWatermarks.values())
+        lag += Math.max(0, hw - 1 - (lastMirrored ?? -1));
+      options.onProgress?.({
+        recordsMirrored,
+        recordsPerSecond: ((recordsMirrored - lastCount) * 1000) / Math.max(1, now - lastTick),
+        lagOffsets: highWatermarks.size > 0 ? lag : null,
+        partitionsPending: options.untilCaughtUp ? [...targets.values()].filter((t) => !t.done).length : null,
+        failingPartitions: failing.size,
+        topics: sync.selected.length,
+      });
+      lastCount = recordsMirrored;
+      lastTick = now;
+    }
+  } finally {
+    await group.stop();
+  }
+  if (fatal) throw fatal;
+  return {
+    recordsMirrored,
+    durationMs: Date.now() - started,
+    topics: sync.selected,
+    partitions: await partitionLag(rt, sync.selected),
+  };
+}
