@@ -30,7 +30,11 @@ it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout:
   child.stderr.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
-    await eventually('kdr run reports that it runs', () => output.includes('press Ctrl-C to stop'), 300_000);
+    await eventually(
+      'kdr run reports that it mirrors',
+      () => output.includes('press Ctrl-C to stop'),
+      300_000,
+    );
     expect(output).toContain('127.0.0.1:21092');
     const { stdout } = await execa('pgrep', ['-f', '--', `-Dkdr.lab=${dir}`], { reject: false });
     expect(stdout.split('\n').filter(Boolean)).toHaveLength(3); // primary and standby brokers, moto
