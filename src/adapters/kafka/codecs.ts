@@ -63,11 +63,69 @@ export const snappy = {
 
 const LZ4_MAGIC = 0x184d2204;
 const LZ4_BLOCK = 64 * 1024;
+const MIN_MATCH = 4;
+// The LZ4 block format ends with at least 5 literals, and the last match starts at least 12 bytes before
+// the end. lz4js breaks the second rule, which Java's decoder (the broker's) rejects; hence this encoder.
+const LAST_LITERALS = 5;
+const MF_LIMIT = 12;
+const HASH_LOG = 12;
+
+function writeLength(out: number[], length: number): void {
+  let n = length;
+  while (n >= 255) {
+    out.push(255);
+    n -= 255;
+  }
+  out.push(n);
+}
+
+/** One LZ4 block (greedy, hash-chained on 4-byte sequences), as the reference format specifies it. */
+export function lz4CompressBlock(src: Uint8Array): Buffer {
+  const out: number[] = [];
+  const length = src.length;
+  const table = new Int32Array(1 << HASH_LOG).fill(-1);
+  const read32 = (i: number) =>
+    (src[i]! | (src[i + 1]! << 8) | (src[i + 2]! << 16) | (src[i + 3]! << 24)) >>> 0;
+  const hash = (v: number) => Math.imul(v, 2654435761) >>> (32 - HASH_LOG);
+  const emit = (literalsFrom: number, literalsTo: number, offset: number, matchLength: number) => {
+    const literals = literalsTo - literalsFrom;
+    const matchCode = matchLength - MIN_MATCH;
+    out.push(((literals >= 15 ? 15 : literals) << 4) | (offset === 0 ? 0 : matchCode >= 15 ? 15 : matchCode));
+    if (literals >= 15) writeLength(out, literals - 15);
+    for (let i = literalsFrom; i < literalsTo; i++) out.push(src[i]!);
+    if (offset === 0) return;
+    out.push(offset & 0xff, offset >>> 8);
+    if (matchCode >= 15) writeLength(out, matchCode - 15);
+  };
+  let anchor = 0;
+  let ip = 0;
+  let misses = 0;
+  const matchStartLimit = length - MF_LIMIT;
+  const matchEndLimit = length - LAST_LITERALS;
+  while (ip <= matchStartLimit) {
+    const sequence = read32(ip);
+    const h = hash(sequence);
+    const ref = table[h]!;
+    table[h] = ip;
+    if (ref < 0 || ip - ref > 0xffff || read32(ref) !== sequence) {
+      ip += 1 + (misses++ >> 6); // skip faster through data that does not compress
+      continue;
+    }
+    misses = 0;
+    let matchLength = MIN_MATCH;
+    while (ip + matchLength < matchEndLimit && src[ip + matchLength] === src[ref + matchLength])
+      matchLength++;
+    emit(anchor, ip, ip - ref, matchLength);
+    ip += matchLength;
+    anchor = ip;
+  }
+  emit(anchor, length, 0, 0);
+  return Buffer.from(out);
+}
 
 /**
- * LZ4 frames as Kafka writes them: independent 64 KiB blocks, no checksums but the header's. lz4js
- * compresses blocks; the frame is written here because lz4js marks blocks as dependent, which Kafka
- * refuses.
+ * LZ4 frames as Kafka writes them: independent 64 KiB blocks, no checksums but the header's; a block
+ * that does not shrink is stored raw. Reading uses lz4js, which handles any frame.
  */
 export const lz4Frame = {
   compress(input: Buffer): Buffer {
@@ -77,17 +135,16 @@ export const lz4Frame = {
     descriptor.copy(header, 4);
     header[6] = (xxh32(descriptor) >>> 8) & 0xff;
     const parts: Buffer[] = [header];
-    const scratch = new Uint8Array(lz4.compressBound(LZ4_BLOCK));
     for (let offset = 0; offset < input.length; offset += LZ4_BLOCK) {
       const block = input.subarray(offset, offset + LZ4_BLOCK);
-      const size = lz4.compressBlock(block, scratch, 0, block.length, new Uint32Array(1 << 16));
+      const compressed = lz4CompressBlock(block);
       const length = Buffer.alloc(4);
-      if (size === 0 || size >= block.length) {
+      if (compressed.length >= block.length) {
         length.writeUInt32LE((0x80000000 | block.length) >>> 0, 0);
         parts.push(length, Buffer.from(block));
       } else {
-        length.writeUInt32LE(size, 0);
-        parts.push(length, Buffer.from(scratch.subarray(0, size)));
+        length.writeUInt32LE(compressed.length, 0);
+        parts.push(length, compressed);
       }
     }
     parts.push(Buffer.alloc(4));

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { lz4Frame, snappy, zstd } from '../../../../src/adapters/kafka/codecs.ts';
+import { lz4CompressBlock, lz4Frame, snappy, zstd } from '../../../../src/adapters/kafka/codecs.ts';
+import { prng } from '../../../helpers/records.ts';
 
 const inputs = {
   empty: Buffer.alloc(0),
@@ -37,4 +38,50 @@ it('snappy also reads unframed snappy', () => {
   const framed = snappy.compress(inputs.small);
   // strip the 16-byte xerial header and the 4-byte block length: what remains is one raw snappy block
   expect(snappy.decompress(framed.subarray(20))).toEqual(inputs.small);
+});
+
+/** Walks an LZ4 block's sequences and checks the end-of-block rules Java's decoder enforces. */
+function checkBlockRules(block: Buffer, originalLength: number) {
+  let i = 0;
+  let produced = 0;
+  let lastMatchStart = -1;
+  while (i < block.length) {
+    const token = block[i++]!;
+    let literals = token >> 4;
+    if (literals === 15) for (let b = 255; b === 255; ) literals += b = block[i++]!;
+    i += literals;
+    produced += literals;
+    if (i >= block.length) break; // the last sequence has literals only
+    i += 2;
+    let match = (token & 15) + 4;
+    if ((token & 15) === 15) for (let b = 255; b === 255; ) match += b = block[i++]!;
+    lastMatchStart = produced;
+    produced += match;
+  }
+  expect(produced).toBe(originalLength);
+  if (lastMatchStart >= 0) expect(originalLength - lastMatchStart).toBeGreaterThanOrEqual(12);
+  return { lastMatchStart };
+}
+
+describe('lz4 blocks', () => {
+  const random = prng(7);
+  const samples: Buffer[] = [
+    Buffer.alloc(0),
+    Buffer.from('aaaaaaaaaaaa'),
+    Buffer.from('aaaaaaaaaaaaa'),
+    Buffer.alloc(64 * 1024, 7),
+    Buffer.from('abcdefgh'.repeat(8192)),
+    Buffer.from(Array.from({ length: 70_000 }, () => Math.floor(random() * 4))),
+  ];
+  for (let n = 10; n < 40; n++) samples.push(Buffer.alloc(n, 1));
+
+  it('keeps the last match 12 bytes from the end and ends with literals', () => {
+    for (const sample of samples) {
+      for (let start = 0; start < sample.length; start += 64 * 1024) {
+        const block = sample.subarray(start, start + 64 * 1024);
+        checkBlockRules(lz4CompressBlock(block), block.length);
+      }
+      expect(lz4Frame.decompress(lz4Frame.compress(sample))).toEqual(sample);
+    }
+  });
 });
