@@ -45,8 +45,10 @@ export class GroupMirror {
       allowAutoTopicCreation: false,
       maxBytesPerPartition: 4 * 1024 * 1024,
       maxBytes: 32 * 1024 * 1024,
-      sessionTimeout: 45_000,
-      heartbeatInterval: 3000,
+      // A mirror that died must hand its partitions over quickly: the group waits this long for it.
+      sessionTimeout: 10_000,
+      rebalanceTimeout: 30_000,
+      heartbeatInterval: 1000,
       retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 10_000 },
     });
     this.consumer = consumer;

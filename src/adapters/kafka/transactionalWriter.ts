@@ -91,7 +91,9 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
     const id = transactionalId(this.pair, source);
     const producer = this.kafka.producer({
       transactionalId: id,
-      idempotent: true,
+      // kafkajs makes every transactional send idempotent; idempotent: true here would only spend an extra
+      // non-transactional InitProducerId at connect.
+      idempotent: false,
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
       allowAutoTopicCreation: false,
@@ -101,6 +103,10 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
     });
     try {
       await producer.connect();
+      // kafkajs sends the transactional InitProducerId only when the first transaction begins. Opening must
+      // fence *now*: the caller reads the standby's tail next, and no older writer may commit after that.
+      const fence = await producer.transaction();
+      await fence.abort(); // nothing was sent: no EndTxn goes out
     } catch (error) {
       await producer.disconnect().catch(() => {});
       throw toKdrError(error, `opening the transactional writer ${id} on the standby`, { ...source });

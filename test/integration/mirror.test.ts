@@ -1,0 +1,260 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KafkaTransactionalWriterFactory } from '../../src/adapters/kafka/transactionalWriter.ts';
+import { lastHeader, parseSrc, SRC_HEADER } from '../../src/core/provenance.ts';
+import type { SourceRecord, TopicPartition } from '../../src/core/records.ts';
+import { KdrError, ProducerFencedError } from '../../src/errors.ts';
+import { createLogger, type Logger } from '../../src/logger.ts';
+import { createRuntime, type Runtime } from '../../src/runtime.ts';
+import { MirrorEngine } from '../../src/services/mirror.ts';
+import { translateOffset } from '../../src/services/translate.ts';
+import { runKdr } from '../helpers/cli.ts';
+import { config, createTopics, eventually, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
+import { mirroredSourceOffsets } from '../helpers/records.ts';
+
+/** The mirror engine in-process against the lab: racing writers and exact translation. */
+
+function capturingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: createLogger('info', {}, { write: (line) => lines.push(line) }), lines };
+}
+
+const runtimes: Runtime[] = [];
+function runtime(logger = capturingLogger().logger): Runtime {
+  const rt = createRuntime(config, logger);
+  runtimes.push(rt);
+  return rt;
+}
+
+afterAll(async () => {
+  await Promise.all(runtimes.map((rt) => rt.close()));
+});
+
+async function readAll(rt: Runtime, tp: TopicPartition): Promise<SourceRecord[]> {
+  const [offsets] = await rt.sourceReader.offsets(tp.topic, [tp.partition]);
+  const all: SourceRecord[] = [];
+  for await (const records of rt.sourceReader.readRange(tp, offsets!.logStart, offsets!.lastStable))
+    all.push(...records);
+  return all;
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) =>
+    items.slice(i * size, (i + 1) * size),
+  );
+}
+
+/** Standby records of a partition as (source offset, standby offset) pairs, from kdr.src. */
+async function standbyPairs(topic: string, partition = 0): Promise<[number, number][]> {
+  const records = await readWithKcat('standby', topic, { partition });
+  return records.map((r) => {
+    const src = parseSrc(
+      lastHeader(
+        r.headers.map(([key, value]) => ({ key, value })),
+        SRC_HEADER,
+      ),
+    )!;
+    return [src.offset, r.offset];
+  });
+}
+
+/** For every source offset o in [0, end): the standby offset of the first mirrored record with source >= o. */
+async function expectExactTranslation(rt: Runtime, topic: string, end: number) {
+  const pairs = await standbyPairs(topic);
+  const tp = { topic, partition: 0 };
+  let next = 0;
+  for (let o = 0; o < end; o++) {
+    while (next < pairs.length && pairs[next]![0] < o) next++;
+    const result = await translateOffset(rt, tp, o);
+    if (next < pairs.length) {
+      expect(result, `source offset ${o}`).toMatchObject({
+        exact: true,
+        standbyOffset: pairs[next]![1],
+        mirroredSourceOffset: pairs[next]![0],
+      });
+    } else {
+      expect(result.exact, `source offset ${o}`).toBe(false);
+    }
+  }
+  return pairs;
+}
+
+describe('mirror engine', () => {
+  it('lets exactly one of two racing writers of a partition write: fenced, no duplicate, no loss', async () => {
+    const topic = uniqueName('race');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const producer = kafkaFor('primary').producer({ idempotent: true });
+    await producer.connect();
+    for (let i = 0; i < 3000; i += 500) {
+      await producer.send({
+        topic,
+        messages: Array.from({ length: 500 }, (_, j) => ({ key: `k${i + j}`, value: `v${i + j}` })),
+      });
+    }
+    await producer.disconnect();
+    const a = capturingLogger();
+    const b = capturingLogger();
+    const rtA = runtime(a.logger);
+    const rtB = runtime(b.logger);
+    const tp = { topic, partition: 0 };
+    const records = await readAll(rtA, tp);
+    expect(records).toHaveLength(3000);
+    let fencedFailures = 0;
+    const run = async (rt: Runtime, size: number) => {
+      for (const chunk of chunks(records, size)) {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await rt.engine.mirrorBatch(tp, chunk);
+            break;
+          } catch (error) {
+            // Fenced, or the coordinator still settling the other writer's transaction: both are retryable.
+            if (!(error instanceof KdrError) || !error.retryable || attempt > 200) throw error;
+            if (error instanceof ProducerFencedError) fencedFailures++;
+            // As a consumer group would: the loser backs off, with jitter so the two do not stay in step.
+            await sleep(20 + Math.random() * 100);
+          }
+        }
+      }
+    };
+    // Different batch boundaries, so each writer keeps meeting records the other one already wrote.
+    await Promise.all([run(rtA, 100), run(rtB, 70)]);
+    const fenced =
+      [...a.lines, ...b.lines].filter((l) => l.includes('fenced by another writer')).length + fencedFailures;
+    expect(fenced).toBeGreaterThan(0);
+    expect(await mirroredSourceOffsets(topic, 0)).toEqual(records.map((r) => r.offset));
+  });
+
+  it('translates every offset of a compacted topic exactly', { timeout: 240_000 }, async () => {
+    const topic = uniqueName('compacted');
+    await createTopics('primary', [
+      {
+        topic,
+        numPartitions: 1,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'segment.ms', value: '100' },
+          { name: 'min.cleanable.dirty.ratio', value: '0.01' },
+          { name: 'min.compaction.lag.ms', value: '0' },
+          { name: 'delete.retention.ms', value: '100' },
+        ],
+      },
+    ]);
+    const producer = kafkaFor('primary').producer({ idempotent: true });
+    await producer.connect();
+    let n = 0;
+    const rt = runtime();
+    const tp = { topic, partition: 0 };
+    // Overwrite 20 keys many times, rolling segments, until the cleaner has removed records.
+    await eventually(
+      'compaction removed records from the source',
+      async () => {
+        // Every third key is never written again, so cleaned segments keep records with holes between them.
+        await producer.send({
+          topic,
+          messages: Array.from({ length: 100 }, () => {
+            const i = n++;
+            return { key: i % 3 === 0 ? `unique-${i}` : `k${i % 20}`, value: `v${i}` };
+          }),
+        });
+        const [offsets] = await rt.sourceReader.offsets(topic, [0]);
+        const present = await readAll(rt, tp);
+        return n >= 300 && present.length < offsets!.lastStable - 50;
+      },
+      180_000,
+    );
+    await producer.disconnect();
+    // The standby copy is not compacted here, so every mirrored record can be read back.
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
+    const engine = new MirrorEngine({
+      sourceAlias: config.primary.alias,
+      targetAlias: config.standby.alias,
+      writers: new KafkaTransactionalWriterFactory(rt.standbyKafka, config.pair, 'none'),
+      standbyReader: rt.standbyReader,
+      offsetMap: rt.offsetMap,
+      limits: { maxTransactionRecords: 37, maxRequestBytes: 100_000 },
+      logger: capturingLogger().logger,
+    });
+    const records = await readAll(rt, tp);
+    const gaps = records.filter((r, i) => r.offset !== (i === 0 ? 0 : records[i - 1]!.offset + 1)).length;
+    expect(gaps).toBeGreaterThan(1);
+    for (const chunk of chunks(records, 50)) await engine.mirrorBatch(tp, chunk);
+    await engine.close();
+    const [offsets] = await rt.sourceReader.offsets(topic, [0]);
+    const pairs = await expectExactTranslation(rt, topic, offsets!.lastStable);
+    expect(pairs.map(([s]) => s)).toEqual(records.map((r) => r.offset));
+  });
+
+  it('translates every offset of a transactional topic with aborted transactions exactly', async () => {
+    const topic = uniqueName('txn');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const producer = kafkaFor('primary').producer({
+      transactionalId: uniqueName('txn-producer'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    for (let t = 0; t < 30; t++) {
+      const transaction = await producer.transaction();
+      const abort = t % 3 === 1;
+      await transaction.send({
+        topic,
+        messages: Array.from({ length: 1 + (t % 7) }, (_, i) => ({
+          value: `${abort ? 'aborted' : 'committed'}-${t}-${i}`,
+        })),
+      });
+      if (abort) await transaction.abort();
+      else await transaction.commit();
+    }
+    await producer.disconnect();
+    const rt = runtime();
+    const tp = { topic, partition: 0 };
+    const records = await readAll(rt, tp);
+    expect(records.every((r) => r.value!.toString().startsWith('committed'))).toBe(true);
+    for (const chunk of chunks(records, 9)) await rt.engine.mirrorBatch(tp, chunk);
+    const standby = await readWithKcat('standby', topic);
+    expect(standby.map((r) => r.value!.toString())).toEqual(records.map((r) => r.value!.toString()));
+    const [offsets] = await rt.sourceReader.offsets(topic, [0]);
+    await expectExactTranslation(rt, topic, offsets!.lastStable + 1);
+
+    // The CLI prints the same, and says when an offset is beyond what is mirrored.
+    const last = records.at(-1)!;
+    const cli = await runKdr([
+      'translate',
+      '--topic',
+      topic,
+      '--partition',
+      '0',
+      '--offset',
+      String(last.offset),
+      '--json',
+    ]);
+    expect(cli.exitCode, cli.stderr).toBe(0);
+    const pairs = await standbyPairs(topic);
+    expect(JSON.parse(cli.stdout)).toMatchObject({
+      topic,
+      partition: 0,
+      sourceOffset: last.offset,
+      standbyOffset: pairs.at(-1)![1],
+      exact: true,
+    });
+    const beyond = await runKdr([
+      'translate',
+      '--topic',
+      topic,
+      '--partition',
+      '0',
+      '--offset',
+      String(offsets!.highWatermark + 5),
+      '--json',
+    ]);
+    const [standbyOffsets] = await rt.standbyReader.offsets(topic, [0]);
+    expect(JSON.parse(beyond.stdout)).toMatchObject({
+      exact: false,
+      standbyOffset: standbyOffsets!.lastStable,
+    });
+    expect(JSON.parse(beyond.stdout).note).toContain('beyond what is mirrored');
+    const bad = await runKdr(['translate', '--topic', topic, '--partition', '-1', '--offset', '0']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain('expected a partition as a whole number >= 0, got "-1"');
+  });
+});
