@@ -75,6 +75,8 @@ export interface KdrConfig {
     lambdaRefetch: boolean;
     /** Consumer group of `kdr mirror` processes on the source. */
     groupId: string;
+    /** How often a running mirror looks for new topics, more partitions and config changes. */
+    topicSyncIntervalMs: number;
   };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The lab's endpoints under the configured port offset (what the defaults point at). */
@@ -215,6 +217,7 @@ const envSchema = z.object({
   KDR_MIRROR_MAX_REQUEST_BYTES: positiveInt(64 * 1024 * 1024).default(900_000),
   KDR_MIRROR_PARTITION_CONCURRENCY: positiveInt(256).default(8),
   KDR_MIRROR_LAMBDA_REFETCH: bool.default(true),
+  KDR_TOPIC_SYNC_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(30_000),
   KDR_MIRROR_GROUP_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,200}$/, {
@@ -311,6 +314,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       partitionConcurrency: e.KDR_MIRROR_PARTITION_CONCURRENCY,
       lambdaRefetch: e.KDR_MIRROR_LAMBDA_REFETCH,
       groupId: e.KDR_MIRROR_GROUP_ID ?? `kdr-mirror-${e.KDR_PAIR}`,
+      topicSyncIntervalMs: e.KDR_TOPIC_SYNC_INTERVAL_MS,
     },
     logLevel: e.KDR_LOG_LEVEL,
     lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },

@@ -96,7 +96,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
         }
         if ([...targets.values()].every((t) => t.done)) break;
       }
-      if (Date.now() - lastResync > (options.resyncMs ?? 30_000)) {
+      if (Date.now() - lastResync > (options.resyncMs ?? config.mirror.topicSyncIntervalMs)) {
         lastResync = Date.now();
         const next = await rt.topicSync.sync().catch((error) => {
           logger.warn('topic sync failed; will try again', { error: (error as Error).message });

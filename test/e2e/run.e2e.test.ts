@@ -5,24 +5,32 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { labPaths, REPO_ROOT } from '../../infra/local/paths.ts';
-import { eventually } from '../helpers/lab.ts';
+import { createKafka } from '../../src/adapters/kafka/client.ts';
+import { loadConfig } from '../../src/config.ts';
+import { runKdr } from '../helpers/cli.ts';
+import { eventually, uniqueName } from '../helpers/lab.ts';
 
 /**
  * `npm start` on a machine where no lab runs (a lab dir of its own, ports shifted by 2000): it brings the
- * lab up, runs, and Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) stops
- * everything it started.
+ * lab up and mirrors continuously, picking up a topic created while it runs; Ctrl-C (SIGINT to the whole
+ * foreground process group, as a terminal sends it) stops everything it started.
  */
-it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout: 420_000 }, async () => {
+it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no process behind', {
+  timeout: 420_000,
+}, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-run-e2e-'));
+  const env = {
+    ...process.env,
+    KDR_LAB_DIR: dir,
+    KDR_LAB_PORT_OFFSET: '2000',
+    KDR_LAB_CACHE_DIR: labPaths().cache,
+    KDR_TOPIC_SYNC_INTERVAL_MS: '2000',
+  };
+  const config = loadConfig(env);
   const child = spawn('npm', ['start'], {
     cwd: REPO_ROOT,
-    detached: true, // its own process group, like a shell job
-    env: {
-      ...process.env,
-      KDR_LAB_DIR: dir,
-      KDR_LAB_PORT_OFFSET: '2000',
-      KDR_LAB_CACHE_DIR: labPaths().cache,
-    },
+    detached: true,
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -39,6 +47,35 @@ it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout:
     const { stdout } = await execa('pgrep', ['-f', '--', `-Dkdr.lab=${dir}`], { reject: false });
     expect(stdout.split('\n').filter(Boolean)).toHaveLength(3); // primary and standby brokers, moto
 
+    // A topic created while kdr run runs is found and mirrored.
+    const topic = uniqueName('run-new');
+    const kafka = createKafka(config.primary, 'kdr-test');
+    const admin = kafka.admin();
+    const producer = kafka.producer();
+    await Promise.all([admin.connect(), producer.connect()]);
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    await producer.send({
+      topic,
+      messages: Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })),
+    });
+    await Promise.all([admin.disconnect(), producer.disconnect()]);
+    await eventually(
+      'the new topic reached the standby',
+      async () => {
+        const read = await execa(
+          'kcat',
+          ['-b', config.standby.brokers[0]!, '-C', '-t', topic, '-e', '-q', '-f', '%o\n'],
+          { reject: false },
+        );
+        return read.exitCode === 0 && read.stdout.split('\n').filter(Boolean).length === 100;
+      },
+      120_000,
+    );
+    const status = await runKdr(['status', '--json'], { env });
+    expect(status.exitCode, status.stderr).toBe(0);
+    const row = JSON.parse(status.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
+    expect(row.map((p: { lagOffsets: number }) => p.lagOffsets)).toEqual([0, 0]);
+
     process.kill(-child.pid!, 'SIGINT'); // the whole job, as a terminal's Ctrl-C
     await exited; // npm itself dies of the SIGINT; kdr run finishes its cleanup
     await eventually(
@@ -52,15 +89,11 @@ it('npm start brings the lab up and Ctrl-C leaves no process behind', { timeout:
       10_000,
     );
     expect(output).toContain('SIGINT received, stopping');
+    expect(output).toContain('committed what was mirrored');
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
     await execa(process.execPath, [path.join(REPO_ROOT, 'bin/kdr.mjs'), 'lab', 'down'], {
-      env: {
-        ...process.env,
-        KDR_LAB_DIR: dir,
-        KDR_LAB_PORT_OFFSET: '2000',
-        KDR_LAB_CACHE_DIR: labPaths().cache,
-      },
+      env,
       reject: false,
     });
   }

@@ -1,6 +1,8 @@
-import { createRequire } from 'node:module';
+import * as zstdWasm from '@bokuweb/zstd-wasm';
 import { decompress as zstdDecompress } from 'fzstd';
 import kafkajs from 'kafkajs';
+import lz4 from 'lz4js';
+import SnappyJS from 'snappyjs';
 import type { Compression } from '../../config.ts';
 
 /**
@@ -9,22 +11,6 @@ import type { Compression } from '../../config.ts';
  */
 
 const { CompressionCodecs, CompressionTypes } = kafkajs;
-const require = createRequire(import.meta.url);
-const lz4 = require('lz4js') as {
-  compressBlock(
-    src: Uint8Array,
-    dst: Uint8Array,
-    sIndex: number,
-    sLength: number,
-    hashTable: Uint32Array,
-  ): number;
-  compressBound(n: number): number;
-  decompress(src: Uint8Array): Uint8Array;
-};
-const SnappyJS = require('snappyjs') as {
-  compress(input: Uint8Array): Uint8Array;
-  uncompress(input: Uint8Array): Uint8Array;
-};
 
 const XERIAL_MAGIC = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00]);
 const XERIAL_BLOCK = 32 * 1024;
@@ -181,20 +167,14 @@ function xxh32(data: Uint8Array): number {
   return h >>> 0;
 }
 
-let zstdWasm: Promise<{ compress(input: Uint8Array, level?: number): Uint8Array }> | undefined;
+let zstdReady: Promise<void> | undefined;
 
 /** zstd: fzstd (pure JS) reads every frame kind; compression uses the zstd WASM build, loaded on first use. */
 export const zstd = {
   async compress(input: Buffer): Promise<Buffer> {
-    zstdWasm ??= (async () => {
-      const wasm = require('@bokuweb/zstd-wasm') as {
-        init(): Promise<void>;
-        compress(i: Uint8Array, l?: number): Uint8Array;
-      };
-      await wasm.init();
-      return wasm;
-    })();
-    return Buffer.from((await zstdWasm).compress(input, 3));
+    zstdReady ??= zstdWasm.init();
+    await zstdReady;
+    return Buffer.from(zstdWasm.compress(input, 3));
   },
   decompress(input: Buffer): Buffer {
     return Buffer.from(zstdDecompress(input));

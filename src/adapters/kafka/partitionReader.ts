@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Kafka } from 'kafkajs';
 import pRetry, { AbortError } from 'p-retry';
 import { type SourceRecord, type TopicPartition, toOffset } from '../../core/records.ts';
@@ -14,12 +13,14 @@ import { fromKafkajs, type KafkajsRecord } from './records.ts';
  * tail on recovery, to re-read source ranges exactly, and to check lag.
  */
 
-const require = createRequire(import.meta.url);
-const Batch = require('kafkajs/src/consumer/batch') as new (
+// kafkajs's own aborted-transaction and control-record filtering (what its consumer uses).
+import KafkajsBatch from 'kafkajs/src/consumer/batch.js';
+
+const Batch = KafkajsBatch as unknown as new (
   topic: string,
   fetchedOffset: string,
   partitionData: unknown,
-) => { messages: RawRecord[]; rawMessages: RawRecord[] & { lastBatchEndOffset?: string | null } };
+) => { messages: RawRecord[] };
 
 const READ_COMMITTED = 1;
 const READ_UNCOMMITTED = 0;

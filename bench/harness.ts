@@ -1,0 +1,63 @@
+import { execSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../infra/local/paths.ts';
+import { KAFKA_VERSION } from '../infra/local/topology.ts';
+
+/** Shared pieces of the benchmarks: medians, machine facts, and the results file. */
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function machine() {
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  let java = 'unknown';
+  try {
+    java = execSync('java -version 2>&1').toString().split('\n')[0]!.trim();
+  } catch {
+    // reported as unknown
+  }
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    java,
+    kafka: KAFKA_VERSION,
+    kdr: pkg.version,
+    kafkajs: JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules/kafkajs/package.json'), 'utf8'))
+      .version as string,
+  };
+}
+
+export const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
+
+export function writeResults(name: string, results: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${new Date().toISOString().slice(0, 10)}-${name}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  return file;
+}
+
+/** Replaces the section between `<!-- bench:name -->` markers in docs/BENCHMARKS.md. */
+export function updateDoc(name: string, markdown: string): void {
+  const file = path.join(REPO_ROOT, 'docs', 'BENCHMARKS.md');
+  let doc: string;
+  try {
+    doc = readFileSync(file, 'utf8');
+  } catch {
+    doc = '# Benchmarks\n\nProduced by `npm run bench`; raw results in `bench/results/`.\n';
+  }
+  const start = `<!-- bench:${name} -->`;
+  const end = `<!-- /bench:${name} -->`;
+  const block = `${start}\n${markdown.trim()}\n${end}`;
+  const i = doc.indexOf(start);
+  const j = doc.indexOf(end);
+  doc =
+    i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, doc);
+}

@@ -1,0 +1,46 @@
+import { Lab } from '../infra/local/lab.ts';
+import { loadConfig } from '../src/config.ts';
+import { updateDoc, writeResults } from './harness.ts';
+import { benchMirror } from './mirror.ts';
+
+/**
+ * `npm run bench [-- names...]`: brings the lab up (and down again if it started it), runs the
+ * benchmarks, writes bench/results/<date>-<name>.json and the tables in docs/BENCHMARKS.md.
+ */
+
+const wanted = process.argv.slice(2);
+const selected = (name: string) => wanted.length === 0 || wanted.includes(name);
+
+const lab = new Lab({ log: (line) => process.stderr.write(`[lab] ${line}\n`) });
+const wasUp = (await lab.probe()).up;
+if (!wasUp) await lab.up(1);
+try {
+  const config = loadConfig();
+  if (selected('mirror')) {
+    const result = await benchMirror(config);
+    const file = writeResults('mirror', result);
+    const m = result.median;
+    updateDoc(
+      'mirror',
+      `## Mirror throughput (${result.date.slice(0, 10)})
+
+${result.setup.records.toLocaleString('en')} records of ${result.setup.size} B over ${result.setup.partitions} partitions, \`kdr mirror\`'s
+consumer group path (transactions on the standby, offset map in DynamoDB on moto), one broker per
+cluster, median of ${result.runs.length} runs. Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB,
+Node ${result.machine.node}, Kafka ${result.machine.kafka}, kafkajs ${result.machine.kafkajs}.
+
+| metric | median |
+| --- | --- |
+| records/s | ${Math.round(m.recordsPerSecond).toLocaleString('en')} |
+| MB/s (values) | ${m.megabytesPerSecond.toFixed(1)} |
+| records per batch | ${Math.round(m.recordsPerBatch)} |
+| offset-map writes per batch | ${m.offsetMapWritesPerBatch.toFixed(2)} |
+| peak RSS (MiB) | ${Math.round(m.peakRssMiB)} |
+
+Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- mirror\`.`,
+    );
+    process.stderr.write(`mirror: ${JSON.stringify(m)}\n`);
+  }
+} finally {
+  if (!wasUp) await lab.down();
+}

@@ -1,0 +1,17 @@
+// Types for the untyped CommonJS modules kdr imports.
+
+declare module 'snappyjs' {
+  export function compress(input: Uint8Array): Uint8Array;
+  export function uncompress(input: Uint8Array): Uint8Array;
+}
+
+declare module 'lz4js' {
+  export function decompress(input: Uint8Array): Uint8Array;
+}
+
+declare module 'kafkajs/src/consumer/batch.js' {
+  export default class Batch {
+    constructor(topic: string, fetchedOffset: string, partitionData: unknown);
+    messages: unknown[];
+  }
+}
