@@ -78,6 +78,14 @@ export interface KdrConfig {
     /** How often a running mirror looks for new topics, more partitions and config changes. */
     topicSyncIntervalMs: number;
   };
+  checkpoint: {
+    /** Also commit translated offsets on the standby for groups that are empty there. */
+    commitOnStandby: boolean;
+    /** How often `kdr run` checkpoints. */
+    intervalMs: number;
+  };
+  /** The mirror Lambda function whose event sources failover disables (unset outside AWS). */
+  mirrorFunctionName?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The lab's endpoints under the configured port offset (what the defaults point at). */
   lab: ReturnType<typeof labEndpoints> & { portOffset: number };
@@ -218,6 +226,9 @@ const envSchema = z.object({
   KDR_MIRROR_PARTITION_CONCURRENCY: positiveInt(256).default(8),
   KDR_MIRROR_LAMBDA_REFETCH: bool.default(true),
   KDR_TOPIC_SYNC_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(30_000),
+  KDR_CHECKPOINT_COMMIT_ON_STANDBY: bool.default(false),
+  KDR_CHECKPOINT_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(60_000),
+  KDR_MIRROR_FUNCTION_NAME: z.string().min(1).optional(),
   KDR_MIRROR_GROUP_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,200}$/, {
@@ -316,6 +327,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       groupId: e.KDR_MIRROR_GROUP_ID ?? `kdr-mirror-${e.KDR_PAIR}`,
       topicSyncIntervalMs: e.KDR_TOPIC_SYNC_INTERVAL_MS,
     },
+    checkpoint: {
+      commitOnStandby: e.KDR_CHECKPOINT_COMMIT_ON_STANDBY,
+      intervalMs: e.KDR_CHECKPOINT_INTERVAL_MS,
+    },
+    ...(e.KDR_MIRROR_FUNCTION_NAME ? { mirrorFunctionName: e.KDR_MIRROR_FUNCTION_NAME } : {}),
     logLevel: e.KDR_LOG_LEVEL,
     lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },
     inLambda,

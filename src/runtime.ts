@@ -1,13 +1,17 @@
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { createAwsClients, destroyAwsClients } from './adapters/aws/clients.ts';
+import { EventSourceSwitch } from './adapters/aws/eventSources.ts';
 import { DynamoDBOffsetMapStore } from './adapters/dynamodb/offsetMapStore.ts';
+import { DynamoDBStateStore } from './adapters/dynamodb/stateStore.ts';
+import { KafkaAdmin } from './adapters/kafka/admin.ts';
 import { createKafka } from './adapters/kafka/client.ts';
 import { KafkaPartitionReader } from './adapters/kafka/partitionReader.ts';
-import { KafkaTopicAdmin } from './adapters/kafka/topicAdmin.ts';
 import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalWriter.ts';
-import type { KdrConfig } from './config.ts';
+import type { ClusterConfig, KdrConfig } from './config.ts';
+import { forwardMirrorAllowed } from './core/control.ts';
 import type { TopicPartition } from './core/records.ts';
 import { topicSelector } from './core/topicSync.ts';
-import { InputError } from './errors.ts';
+import { InputError, StateError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { MirrorEngine } from './services/mirror.ts';
 import { TopicSyncService } from './services/topicSync.ts';
@@ -15,35 +19,81 @@ import { TopicSyncService } from './services/topicSync.ts';
 /**
  * The composition root: every adapter built from the configuration, once per process (a Lambda container
  * keeps it between invocations). Nothing connects until first used.
+ *
+ * A runtime mirrors one way: `forward` copies the primary to the standby; `reverse` (failback) copies the
+ * standby back to the primary. Each direction has its own offset map and transactional ids.
  */
-export function createRuntime(
+
+export type Direction = 'forward' | 'reverse';
+
+export interface RuntimeOptions {
+  direction?: Direction;
+  /** Replaces the control-state guard checked before every transaction (tests). */
+  guard?: (tp: TopicPartition) => Promise<void>;
+}
+
+export function routeOf(
   config: KdrConfig,
-  logger: Logger,
-  options: { guard?: (tp: TopicPartition) => Promise<void> } = {},
-) {
-  const sourceKafka = createKafka(config.primary, `kdr-${config.pair}-source`, logger);
-  const standbyKafka = createKafka(config.standby, `kdr-${config.pair}-standby`, logger);
+  direction: Direction,
+): { source: ClusterConfig; target: ClusterConfig } {
+  return direction === 'forward'
+    ? { source: config.primary, target: config.standby }
+    : { source: config.standby, target: config.primary };
+}
+
+export function createRuntime(config: KdrConfig, logger: Logger, options: RuntimeOptions = {}) {
+  const direction = options.direction ?? 'forward';
+  const { source, target } = routeOf(config, direction);
+  const sourceKafka = createKafka(source, `kdr-${config.pair}-${source.alias}`, logger);
+  const targetKafka = createKafka(target, `kdr-${config.pair}-${target.alias}`, logger);
   const aws = createAwsClients(config);
-  const sourceReader = new KafkaPartitionReader(sourceKafka, config.primary.alias);
-  const standbyReader = new KafkaPartitionReader(standbyKafka, config.standby.alias);
-  const sourceAdmin = new KafkaTopicAdmin(sourceKafka, config.primary.alias);
-  const standbyAdmin = new KafkaTopicAdmin(standbyKafka, config.standby.alias);
-  const offsetMap = new DynamoDBOffsetMapStore(aws.dynamodb, config.offsetTable, config.pair);
+  const sourceReader = new KafkaPartitionReader(sourceKafka, source.alias);
+  const targetReader = new KafkaPartitionReader(targetKafka, target.alias);
+  const sourceAdmin = new KafkaAdmin(sourceKafka, source.alias);
+  const targetAdmin = new KafkaAdmin(targetKafka, target.alias);
+  const offsetMap = new DynamoDBOffsetMapStore(aws.dynamodb, config.offsetTable, config.pair, source.alias);
   const selectTopic = topicSelector(config.topics);
-  const topicSync = new TopicSyncService(sourceAdmin, standbyAdmin, selectTopic, logger);
-  const writers = new KafkaTransactionalWriterFactory(standbyKafka, config.pair, config.standbyCompression);
+  const topicSync = new TopicSyncService(sourceAdmin, targetAdmin, selectTopic, logger);
+  const writers = new KafkaTransactionalWriterFactory(
+    targetKafka,
+    config.pair,
+    source.alias,
+    config.standbyCompression,
+  );
+  const stateStore = new DynamoDBStateStore(
+    aws.dynamodb,
+    config.stateTable,
+    config.pair,
+    config.primary.alias,
+  );
+  // The mirror writes only in the states that allow its direction: forward while mirroring or draining
+  // for a failover, reverse only while a failback drains it.
+  const guard =
+    options.guard ??
+    (async () => {
+      const control = await stateStore.getControl();
+      const allowed =
+        direction === 'forward' ? forwardMirrorAllowed(control.state) : control.state === 'FAILING_BACK';
+      if (!allowed) {
+        throw new StateError(
+          'NOT_MIRRORING',
+          `pair ${config.pair} is ${control.state} (epoch ${control.epoch}, ${control.activeCluster} active): the ${source.alias} -> ${target.alias} mirror does not write`,
+          { details: { pair: config.pair, state: control.state, epoch: control.epoch } },
+        );
+      }
+    });
   const engine = new MirrorEngine({
-    sourceAlias: config.primary.alias,
-    targetAlias: config.standby.alias,
+    sourceAlias: source.alias,
+    targetAlias: target.alias,
     writers,
-    standbyReader,
+    targetReader,
     offsetMap,
     limits: {
       maxTransactionRecords: config.mirror.maxTransactionRecords,
       maxRequestBytes: config.mirror.maxRequestBytes,
     },
     logger,
-    ...(options.guard ? { guard: options.guard } : {}),
+    guard,
     ensureTopic: async (topic) => {
       const maxMessageBytes = await topicSync.ensureTopic(topic);
       if (maxMessageBytes === undefined) {
@@ -58,24 +108,34 @@ export function createRuntime(
   return {
     config,
     logger,
+    direction,
+    source,
+    target,
     sourceKafka,
-    standbyKafka,
+    targetKafka,
     aws,
     sourceReader,
-    standbyReader,
+    targetReader,
     sourceAdmin,
-    standbyAdmin,
+    targetAdmin,
     offsetMap,
     selectTopic,
     topicSync,
+    writers,
     engine,
+    stateStore,
+    selectGroup: topicSelector(config.groups),
+    /** Stops (or starts) the Lambda event sources feeding the mirror; a no-op outside AWS. */
+    mirrorSwitch: config.mirrorFunctionName
+      ? new EventSourceSwitch(new LambdaClient({ region: config.aws.region }), config.mirrorFunctionName)
+      : undefined,
     async close(): Promise<void> {
       await engine.close();
       await Promise.allSettled([
         sourceReader.close(),
-        standbyReader.close(),
+        targetReader.close(),
         sourceAdmin.close(),
-        standbyAdmin.close(),
+        targetAdmin.close(),
       ]);
       destroyAwsClients(aws);
     },

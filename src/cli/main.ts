@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import { registerCheckpoint } from './commands/checkpoint.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerFailover } from './commands/failover.ts';
 import { registerLab } from './commands/lab.ts';
 import { registerMirror } from './commands/mirror.ts';
 import { registerRun } from './commands/run.ts';
@@ -23,6 +25,8 @@ registerMirror(program);
 registerTranslate(program);
 registerStatus(program);
 registerTopics(program);
+registerCheckpoint(program);
+registerFailover(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GroupMirror } from '../adapters/kafka/groupMirror.ts';
 import { isKdrError, type KdrError } from '../errors.ts';
+import { checkpointDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
+import { runCheckpoint } from '../services/checkpoint.ts';
 import { caughtUp, type PartitionLag, partitionLag } from '../services/lag.ts';
 
 /**
@@ -16,6 +18,8 @@ export interface MirrorLoopOptions {
   /** Called about once a second with the running totals (status line). */
   onProgress?: (progress: MirrorProgress) => void;
   resyncMs?: number;
+  /** Also take consumer-group checkpoints on this schedule (`kdr run`). */
+  checkpointEveryMs?: number;
 }
 
 export interface MirrorProgress {
@@ -84,6 +88,8 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   let stop = false;
   void options.stopped.then(() => (stop = true));
   let lastResync = Date.now();
+  let lastCheckpoint = 0;
+  let checkpointing: Promise<void> | undefined;
   let lastCount = 0;
   let lastTick = Date.now();
   try {
@@ -113,6 +119,22 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
           await group.start();
         }
       }
+      if (
+        options.checkpointEveryMs &&
+        !checkpointing &&
+        Date.now() - lastCheckpoint >= options.checkpointEveryMs
+      ) {
+        lastCheckpoint = Date.now();
+        checkpointing = runCheckpoint(checkpointDeps(rt), {
+          commitOnStandby: config.checkpoint.commitOnStandby,
+          mirrorGroups: [config.mirror.groupId],
+        })
+          .then((c) => logger.debug('checkpoint taken', { groups: c.groups, offsets: c.checkpoints.length }))
+          .catch((error) =>
+            logger.warn('checkpoint failed; will try again', { error: (error as Error).message }),
+          )
+          .finally(() => (checkpointing = undefined));
+      }
       const now = Date.now();
       let lag = 0;
       for (const { hw, lastMirrored } of highWatermarks.values())
@@ -130,6 +152,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
     }
   } finally {
     await group.stop();
+    await checkpointing;
   }
   if (fatal) throw fatal;
   return {

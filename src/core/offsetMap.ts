@@ -150,3 +150,18 @@ export function decodeRuns(text: string): OffsetRun[] {
   }
   return runs;
 }
+
+/** The first mirrored record whose standby offset is >= standbyOffset, in an entry found by standby offset. */
+export function firstAtOrAfterStandby(
+  entry: OffsetMapEntry | undefined,
+  standbyOffset: number,
+): { source: number; standby: number } | undefined {
+  if (!entry) return undefined;
+  for (const run of entry.runs) {
+    const runEnd = run.standbyStart + run.count - 1;
+    if (runEnd < standbyOffset) continue;
+    const delta = Math.max(0, standbyOffset - run.standbyStart);
+    return { source: run.sourceStart + delta, standby: run.standbyStart + delta };
+  }
+  return undefined;
+}

@@ -58,3 +58,20 @@ export interface TopicAdmin {
   alterConfigs(topic: string, configs: Record<string, string>): Promise<void>;
   close(): Promise<void>;
 }
+
+export interface GroupOffsets {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+/** Consumer groups of a cluster: their committed offsets, and moving them (only when empty). */
+export interface GroupAdmin {
+  listGroups(): Promise<string[]>;
+  /** Committed offsets of a group for these topics (partitions without a commit are left out). */
+  committedOffsets(group: string, topics: string[]): Promise<GroupOffsets[]>;
+  /** 'Empty' and 'Dead' mean no consumer runs; anything else means members are active. */
+  groupState(group: string): Promise<string>;
+  /** Commits offsets for a group that has no running consumer. */
+  commitOffsets(group: string, offsets: GroupOffsets[]): Promise<void>;
+}

@@ -9,4 +9,6 @@ export interface OffsetMapStore {
   latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined>;
   /** The first entry whose last source offset is >= sourceOffset (one Query). */
   covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined>;
+  /** The first entry whose last standby offset is >= standbyOffset (translating positions back). */
+  coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined>;
 }

@@ -26,7 +26,7 @@ export interface MirrorEngineOptions {
   targetAlias: string;
   writers: TransactionalWriterFactory;
   /** Reads the standby (read_committed) to recover its tail. */
-  standbyReader: PartitionReader;
+  targetReader: PartitionReader;
   offsetMap: OffsetMapStore;
   limits: MirrorLimits;
   logger: Logger;
@@ -179,9 +179,9 @@ export class MirrorEngine {
    */
   async recover(source: TopicPartition): Promise<RecoveryResult> {
     const target = this.target(source);
-    const { offsetMap, standbyReader, sourceAlias } = this.options;
+    const { offsetMap, targetReader, sourceAlias } = this.options;
     const entry = await offsetMap.latest(source);
-    const [offsets] = await standbyReader.offsets(target.topic, [target.partition]);
+    const [offsets] = await targetReader.offsets(target.topic, [target.partition]);
     if (!offsets)
       throw new KafkaError('KAFKA_REQUEST_FAILED', `no offsets for ${target.topic}-${target.partition}`);
     if (entry && entry.lastStandby >= offsets.lastStable) {
@@ -203,7 +203,7 @@ export class MirrorEngine {
     const from = entry ? entry.lastStandby + 1 : offsets.logStart;
     const pairs: [number, number][] = [];
     let lastTimestamp = 0;
-    for await (const records of standbyReader.readRange(target, from, offsets.lastStable)) {
+    for await (const records of targetReader.readRange(target, from, offsets.lastStable)) {
       for (const record of records) {
         const src = parseSrc(lastHeader(record.headers, SRC_HEADER));
         if (

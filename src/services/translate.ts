@@ -23,8 +23,7 @@ export interface OffsetTranslation {
 export async function translateOffset(
   deps: {
     offsetMap: OffsetMapStore;
-    standbyReader: PartitionReader;
-    target?: (tp: TopicPartition) => TopicPartition;
+    targetReader: PartitionReader;
   },
   tp: TopicPartition,
   sourceOffset: number,
@@ -40,10 +39,10 @@ export async function translateOffset(
       mirroredSourceOffset: result.mirroredSource,
     };
   }
-  const target = deps.target?.(tp) ?? tp;
+  // Standby topics keep their names and partitions.
   const [latest, offsets] = await Promise.all([
     deps.offsetMap.latest(tp),
-    deps.standbyReader.offsets(target.topic, [target.partition]),
+    deps.targetReader.offsets(tp.topic, [tp.partition]),
   ]);
   const end = offsets[0]!.lastStable;
   return {

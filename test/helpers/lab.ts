@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import type { Admin, ITopicConfig, Kafka } from 'kafkajs';
 import pWaitFor from 'p-wait-for';
 import { labPaths } from '../../infra/local/paths.ts';
+import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { type KdrConfig, loadConfig } from '../../src/config.ts';
 
@@ -32,10 +33,21 @@ export async function withAdmin<T>(cluster: ClusterName, fn: (admin: Admin) => P
   }
 }
 
-export async function createTopics(cluster: ClusterName, topics: ITopicConfig[]): Promise<void> {
-  await withAdmin(cluster, async (admin) => {
-    await admin.createTopics({ topics, waitForLeaders: true });
-  });
+/** Creates topics through kdr's own admin adapter, which waits until every partition has a leader. */
+export async function createTopics(
+  cluster: ClusterName,
+  topics: ITopicConfig[],
+  cfg: KdrConfig = config,
+): Promise<void> {
+  const admin = new KafkaAdmin(kafkaFor(cluster, cfg), cluster);
+  try {
+    for (const t of topics) {
+      const configs = Object.fromEntries((t.configEntries ?? []).map((e) => [e.name, e.value]));
+      await admin.createTopic(t.topic, t.numPartitions ?? 1, t.replicationFactor ?? -1, configs);
+    }
+  } finally {
+    await admin.close();
+  }
 }
 
 /** A bounded poll with a message that says what never happened. */

@@ -168,8 +168,8 @@ describe('mirror engine', () => {
     const engine = new MirrorEngine({
       sourceAlias: config.primary.alias,
       targetAlias: config.standby.alias,
-      writers: new KafkaTransactionalWriterFactory(rt.standbyKafka, config.pair, 'none'),
-      standbyReader: rt.standbyReader,
+      writers: new KafkaTransactionalWriterFactory(rt.targetKafka, config.pair, config.primary.alias, 'none'),
+      targetReader: rt.targetReader,
       offsetMap: rt.offsetMap,
       limits: { maxTransactionRecords: 37, maxRequestBytes: 100_000 },
       logger: capturingLogger().logger,
@@ -247,7 +247,7 @@ describe('mirror engine', () => {
       String(offsets!.highWatermark + 5),
       '--json',
     ]);
-    const [standbyOffsets] = await rt.standbyReader.offsets(topic, [0]);
+    const [standbyOffsets] = await rt.targetReader.offsets(topic, [0]);
     expect(JSON.parse(beyond.stdout)).toMatchObject({
       exact: false,
       standbyOffset: standbyOffsets!.lastStable,

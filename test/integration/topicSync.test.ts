@@ -9,7 +9,7 @@ const rt = createRuntime(config, silentLogger);
 afterAll(() => rt.close());
 
 async function standbyTopic(topic: string) {
-  const [state] = await rt.standbyAdmin.describeTopics([topic]);
+  const [state] = await rt.targetAdmin.describeTopics([topic]);
   return state;
 }
 

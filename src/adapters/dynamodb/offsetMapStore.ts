@@ -11,8 +11,9 @@ import { StoreError } from '../../errors.ts';
 import type { OffsetMapStore } from '../../ports/offsetMapStore.ts';
 
 /**
- * The offset map in DynamoDB: partition key p = "<pair>#<topic>#<partition>", sort key o = last source
- * offset of the entry. Reads are strongly consistent: a mirror recovering after a crash must see the
+ * The offset map in DynamoDB: partition key p = "<pair>#<source alias>#<topic>#<partition>" (one map per
+ * direction: failback mirrors the other way), sort key o = last source offset of the entry, and a
+ * global secondary index on the last standby offset (ls) to translate positions back. Reads are strongly consistent: a mirror recovering after a crash must see the
  * entry it wrote just before.
  */
 export class DynamoDBOffsetMapStore implements OffsetMapStore {
@@ -20,10 +21,11 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     private readonly client: DynamoDBClient,
     private readonly table: string,
     private readonly pair: string,
+    private readonly sourceAlias: string,
   ) {}
 
   private key(tp: TopicPartition): string {
-    return `${this.pair}#${tp.topic}#${tp.partition}`;
+    return `${this.pair}#${this.sourceAlias}#${tp.topic}#${tp.partition}`;
   }
 
   async put(entry: OffsetMapEntry): Promise<void> {
@@ -56,9 +58,18 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     );
   }
 
+  /** Eventually consistent (a global index): used on entries written long before, by failback. */
+  coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined> {
+    return this.queryOne(
+      tp,
+      { ScanIndexForward: true, KeyConditionExpression: 'p = :p AND ls >= :s', IndexName: 'byStandbyOffset' },
+      { ':s': { N: String(standbyOffset) } },
+    );
+  }
+
   private async queryOne(
     tp: TopicPartition,
-    input: Pick<QueryCommandInput, 'ScanIndexForward' | 'KeyConditionExpression'>,
+    input: Pick<QueryCommandInput, 'ScanIndexForward' | 'KeyConditionExpression' | 'IndexName'>,
     values: Record<string, AttributeValue>,
   ): Promise<OffsetMapEntry | undefined> {
     const result = await this.call('read the offset map', tp, () =>
@@ -68,7 +79,7 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
           ...input,
           ExpressionAttributeValues: { ':p': { S: this.key(tp) }, ...values },
           Limit: 1,
-          ConsistentRead: true,
+          ConsistentRead: input.IndexName === undefined,
         }),
       ),
     );

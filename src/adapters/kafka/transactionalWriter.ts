@@ -8,12 +8,12 @@ import { toKdrError } from './errors.ts';
 
 /**
  * One idempotent, transactional kafkajs producer per source partition, with a transactional.id derived
- * from the pair, topic and partition: opening it (InitProducerId) bumps the epoch, which fences any older
+ * from the pair, the source cluster, topic and partition: opening it (InitProducerId) bumps the epoch, which fences any older
  * writer of the same partition and completes or aborts its open transaction.
  */
 
-export function transactionalId(pair: string, source: TopicPartition): string {
-  return `kdr-${pair}-${source.topic}-${source.partition}`;
+export function transactionalId(pair: string, sourceAlias: string, source: TopicPartition): string {
+  return `kdr-${pair}-${sourceAlias}-${source.topic}-${source.partition}`;
 }
 
 class KafkaTransactionalWriter implements TransactionalWriter {
@@ -84,11 +84,12 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
   constructor(
     private readonly kafka: Kafka,
     private readonly pair: string,
+    private readonly sourceAlias: string,
     private readonly compression: Compression,
   ) {}
 
   async open(source: TopicPartition): Promise<TransactionalWriter> {
-    const id = transactionalId(this.pair, source);
+    const id = transactionalId(this.pair, this.sourceAlias, source);
     const producer = this.kafka.producer({
       transactionalId: id,
       // kafkajs makes every transactional send idempotent; idempotent: true here would only spend an extra

@@ -5,6 +5,7 @@ import { EventError, KdrError } from '../../../src/errors.ts';
 import { type PartitionBatch, toKafkaEvent } from '../../../src/events/kafkaEvent.ts';
 import {
   createTopics,
+  eventually,
   type KcatRecord,
   kafkaFor,
   readWithKcat,
@@ -117,7 +118,16 @@ describe('functions/mirror handler', () => {
     expect((failed as KdrError).retryable).toBe(true);
     expect((failed as Error).message).toContain('open transaction');
     await open.commit();
-    await handler(event(topic, withOpen.slice(-2)));
+    // The commit markers reach the partition shortly after the commit returns; the event source retries.
+    await eventually('the redelivered event is mirrored once the transaction is committed', () =>
+      handler(event(topic, withOpen.slice(-2))).then(
+        () => true,
+        (e: unknown) => {
+          if (!(e instanceof KdrError) || !e.retryable) throw e;
+          return false;
+        },
+      ),
+    );
     expect((await readWithKcat('standby', topic)).map((r) => r.value!.toString())).toEqual([
       'c1',
       'c2',

@@ -1,14 +1,15 @@
 import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import pRetry from 'p-retry';
 import type { TopicState } from '../../core/topicSync.ts';
-import type { TopicAdmin } from '../../ports/kafka.ts';
+import type { GroupAdmin, GroupOffsets, TopicAdmin } from '../../ports/kafka.ts';
 import { toKdrError } from './errors.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 // DescribeConfigs config_source: 1 = set on the topic itself (DYNAMIC_TOPIC_CONFIG).
 const TOPIC_CONFIG_SOURCE = 1;
 
-/** Topic metadata, configs and changes through the kafkajs admin client of one cluster. */
-export class KafkaTopicAdmin implements TopicAdmin {
+/** Topics and consumer groups of one cluster through the kafkajs admin client. */
+export class KafkaAdmin implements TopicAdmin, GroupAdmin {
   private admin?: Promise<Admin>;
 
   constructor(
@@ -94,7 +95,7 @@ export class KafkaTopicAdmin implements TopicAdmin {
       async (admin) => {
         // false when it already exists: another mirror created it first, which is fine.
         await admin.createTopics({
-          waitForLeaders: true,
+          waitForLeaders: false,
           topics: [
             {
               topic,
@@ -104,6 +105,17 @@ export class KafkaTopicAdmin implements TopicAdmin {
             },
           ],
         });
+        // kafkajs's own waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a broker answers
+        // until the new topic's metadata has reached it: wait here, bounded.
+        await pRetry(
+          async () => {
+            const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+            const ready = topics[0]?.partitions.filter((p) => p.leader >= 0).length ?? 0;
+            if (ready < partitions)
+              throw new Error(`${ready}/${partitions} partitions of ${topic} have a leader`);
+          },
+          { retries: 30, minTimeout: 100, maxTimeout: 1000 },
+        );
       },
       { topic },
     );
@@ -134,6 +146,53 @@ export class KafkaTopicAdmin implements TopicAdmin {
           ],
         }),
       { topic },
+    );
+  }
+
+  async listGroups(): Promise<string[]> {
+    return this.run('listing consumer groups', async (admin) =>
+      (await admin.listGroups()).groups.map((g) => g.groupId).sort(),
+    );
+  }
+
+  async committedOffsets(group: string, topics: string[]): Promise<GroupOffsets[]> {
+    if (topics.length === 0) return [];
+    return this.run(
+      `reading the offsets of group ${group}`,
+      async (admin) => {
+        const result = await admin.fetchOffsets({ groupId: group, topics });
+        return result.flatMap((t) =>
+          t.partitions
+            .filter((p) => Number(p.offset) >= 0)
+            .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) })),
+        );
+      },
+      { group },
+    );
+  }
+
+  async groupState(group: string): Promise<string> {
+    return this.run(
+      `describing group ${group}`,
+      async (admin) => (await admin.describeGroups([group])).groups[0]?.state ?? 'Dead',
+      { group },
+    );
+  }
+
+  async commitOffsets(group: string, offsets: GroupOffsets[]): Promise<void> {
+    const byTopic = new Map<string, { partition: number; offset: string }[]>();
+    for (const o of offsets)
+      byTopic.set(o.topic, [
+        ...(byTopic.get(o.topic) ?? []),
+        { partition: o.partition, offset: String(o.offset) },
+      ]);
+    await this.run(
+      `committing offsets of group ${group}`,
+      async (admin) => {
+        for (const [topic, partitions] of byTopic)
+          await admin.setOffsets({ groupId: group, topic, partitions });
+      },
+      { group },
     );
   }
 

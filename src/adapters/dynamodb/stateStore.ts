@@ -1,0 +1,267 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  QueryCommand,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
+import {
+  type ControlState,
+  describeConflict,
+  initialControl,
+  type PairState,
+  type TransitionRecord,
+} from '../../core/control.ts';
+import { StateError, StoreError } from '../../errors.ts';
+import type {
+  CheckpointSet,
+  GroupCheckpoint,
+  PartitionObservation,
+  StateStore,
+} from '../../ports/stateStore.ts';
+
+/**
+ * The pair's control item, transition history and checkpoints in the state table:
+ *   pk "pair#<pair>"              sk "control" | "history#<epoch, 10 digits>"
+ *   pk "pair#<pair>#checkpoints"  sk "group|<group>|<topic>|<partition>" | "end|<topic>|<partition>" | "summary"
+ */
+export class DynamoDBStateStore implements StateStore {
+  private readonly pk: string;
+  private readonly checkpointsPk: string;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly table: string,
+    private readonly pair: string,
+    private readonly primaryAlias: string,
+  ) {
+    this.pk = `pair#${pair}`;
+    this.checkpointsPk = `pair#${pair}#checkpoints`;
+  }
+
+  async getControl(): Promise<ControlState> {
+    const result = await this.call('read the control state', () =>
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: this.pk }, sk: { S: 'control' } },
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    const item = result.Item;
+    if (!item) return initialControl(this.pair, this.primaryAlias);
+    return {
+      pair: this.pair,
+      state: item.state!.S as PairState,
+      activeCluster: item.active!.S!,
+      epoch: Number(item.epoch!.N),
+      updatedAt: Number(item.updatedAt!.N),
+      ...(item.operation?.S ? { operation: JSON.parse(item.operation.S) } : {}),
+      ...(item.reason?.S ? { reason: item.reason.S } : {}),
+    };
+  }
+
+  async transition(
+    expectedEpoch: number,
+    next: {
+      state: PairState;
+      activeCluster: string;
+      operation?: ControlState['operation'];
+      owner: string;
+      reason: string;
+    },
+  ): Promise<ControlState> {
+    const current = await this.getControl();
+    const now = Date.now();
+    const epoch = expectedEpoch + 1;
+    const control: ControlState = {
+      pair: this.pair,
+      state: next.state,
+      activeCluster: next.activeCluster,
+      epoch,
+      updatedAt: now,
+      ...(next.operation ? { operation: next.operation } : {}),
+      reason: next.reason,
+    };
+    const history: TransitionRecord = {
+      epoch,
+      from: current.epoch === expectedEpoch ? current.state : ('?' as PairState),
+      to: next.state,
+      activeCluster: next.activeCluster,
+      at: now,
+      owner: next.owner,
+      reason: next.reason,
+    };
+    const item: Record<string, AttributeValue> = {
+      pk: { S: this.pk },
+      sk: { S: 'control' },
+      state: { S: control.state },
+      active: { S: control.activeCluster },
+      epoch: { N: String(epoch) },
+      updatedAt: { N: String(now) },
+      reason: { S: next.reason },
+      ...(next.operation ? { operation: { S: JSON.stringify(next.operation) } } : {}),
+    };
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: item,
+                // Epoch 0 is the implicit initial state: no item yet.
+                ConditionExpression:
+                  expectedEpoch === 0 ? 'attribute_not_exists(pk) OR epoch = :e' : 'epoch = :e',
+                ExpressionAttributeValues: { ':e': { N: String(expectedEpoch) } },
+              },
+            },
+            {
+              Put: {
+                TableName: this.table,
+                Item: {
+                  pk: { S: this.pk },
+                  sk: { S: `history#${String(epoch).padStart(10, '0')}` },
+                  record: { S: JSON.stringify(history) },
+                },
+                ConditionExpression: 'attribute_not_exists(sk)',
+              },
+            },
+          ],
+        }),
+      );
+      return control;
+    } catch (error) {
+      if (error instanceof TransactionCanceledException) {
+        const now = await this.getControl();
+        throw new StateError('STATE_CONFLICT', describeConflict(now, next.state), {
+          cause: error,
+          details: { pair: this.pair, epoch: now.epoch, state: now.state, expectedEpoch },
+        });
+      }
+      throw new StoreError('STORE_UNAVAILABLE', `could not change the control state of pair ${this.pair}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async history(limit = 50): Promise<TransitionRecord[]> {
+    const result = await this.call('read the transition history', () =>
+      this.client.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :h)',
+          ExpressionAttributeValues: { ':pk': { S: this.pk }, ':h': { S: 'history#' } },
+          ScanIndexForward: false,
+          Limit: limit,
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return (result.Items ?? []).map((i) => JSON.parse(i.record!.S!) as TransitionRecord).reverse();
+  }
+
+  async putCheckpoints(set: {
+    groups: GroupCheckpoint[];
+    observations: PartitionObservation[];
+    at: number;
+  }): Promise<void> {
+    const requests: WriteRequest[] = [
+      ...set.groups.map((g) => ({
+        PutRequest: {
+          Item: {
+            pk: { S: this.checkpointsPk },
+            sk: { S: `group|${g.group}|${g.topic}|${g.partition}` },
+            data: { S: JSON.stringify(g) },
+          },
+        },
+      })),
+      ...set.observations.map((o) => ({
+        PutRequest: {
+          Item: {
+            pk: { S: this.checkpointsPk },
+            sk: { S: `end|${o.topic}|${o.partition}` },
+            data: { S: JSON.stringify(o) },
+          },
+        },
+      })),
+    ];
+    for (let i = 0; i < requests.length; i += 25) await this.batchWrite(requests.slice(i, i + 25));
+    // Written last: the age of the newest complete checkpoint.
+    await this.batchWrite([
+      {
+        PutRequest: {
+          Item: {
+            pk: { S: this.checkpointsPk },
+            sk: { S: 'summary' },
+            data: {
+              S: JSON.stringify({
+                at: set.at,
+                groups: set.groups.length,
+                partitions: set.observations.length,
+              }),
+            },
+          },
+        },
+      },
+    ]);
+  }
+
+  private async batchWrite(requests: WriteRequest[]): Promise<void> {
+    let pending = requests;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 8)
+        throw new StoreError(
+          'STORE_UNAVAILABLE',
+          `DynamoDB left ${pending.length} checkpoint writes unprocessed`,
+        );
+      const result = await this.call('write checkpoints', () =>
+        this.client.send(new BatchWriteItemCommand({ RequestItems: { [this.table]: pending } })),
+      );
+      pending = result.UnprocessedItems?.[this.table] ?? [];
+      if (pending.length > 0) await sleep(50 * 2 ** attempt);
+    }
+  }
+
+  async getCheckpoints(): Promise<CheckpointSet> {
+    const set: CheckpointSet = { groups: [], observations: [], at: null };
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.call('read checkpoints', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :pk',
+            ExpressionAttributeValues: { ':pk': { S: this.checkpointsPk } },
+            ConsistentRead: true,
+            ...(start ? { ExclusiveStartKey: start } : {}),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) {
+        const sk = item.sk!.S!;
+        const data = JSON.parse(item.data!.S!);
+        if (sk.startsWith('group|')) set.groups.push(data);
+        else if (sk.startsWith('end|')) set.observations.push(data);
+        else if (sk === 'summary') set.at = data.at;
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return set;
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw new StoreError('STORE_UNAVAILABLE', `could not ${what} of pair ${this.pair} in ${this.table}`, {
+        cause: error,
+      });
+    }
+  }
+}

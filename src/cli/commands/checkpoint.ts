@@ -1,0 +1,33 @@
+import type { Command } from 'commander';
+import { checkpointDeps } from '../../operations.ts';
+import { runCheckpoint } from '../../services/checkpoint.ts';
+import { withRuntime } from '../context.ts';
+import { emit } from '../output.ts';
+
+export function registerCheckpoint(program: Command): void {
+  program
+    .command('checkpoint')
+    .description("store every consumer group's committed offsets on the primary, translated to the standby")
+    .option(
+      '--commit-on-standby',
+      'also commit them on the standby for groups that are empty there (default KDR_CHECKPOINT_COMMIT_ON_STANDBY)',
+    )
+    .option('--json', 'print the checkpoint as JSON')
+    .action(async (options: { commitOnStandby?: boolean; json?: boolean }) => {
+      const result = await withRuntime({}, ({ runtime, config }) =>
+        runCheckpoint(checkpointDeps(runtime), {
+          commitOnStandby: options.commitOnStandby ?? config.checkpoint.commitOnStandby,
+          mirrorGroups: [config.mirror.groupId],
+        }),
+      );
+      emit(Boolean(options.json), result, () =>
+        [
+          `checkpointed ${result.checkpoints.length} offsets of ${result.groups} groups at ${new Date(result.at).toISOString()}`,
+          ...(result.committedOnStandby.length
+            ? [`committed on the standby: ${result.committedOnStandby.join(', ')}`]
+            : []),
+          ...result.warnings.map((w) => `warning: ${w}`),
+        ].join('\n'),
+      );
+    });
+}

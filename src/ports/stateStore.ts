@@ -1,0 +1,57 @@
+import type { ControlState, PairState, TransitionRecord } from '../core/control.ts';
+
+export interface GroupCheckpoint {
+  group: string;
+  topic: string;
+  partition: number;
+  /** Committed offset on the primary. */
+  sourceOffset: number;
+  /** Its translation on the standby at checkpoint time (null: nothing at or after it was mirrored yet). */
+  standbyOffset: number | null;
+  checkpointedAt: number;
+}
+
+/** What the primary looked like at a checkpoint: the basis of an unplanned failover's RPO. */
+export interface PartitionObservation {
+  topic: string;
+  partition: number;
+  /** Last stable offset of the primary partition. */
+  endOffset: number;
+  lastMirrored: number | null;
+  /** Source timestamp of the first record not mirrored at that time, when there was one. */
+  firstUnmirroredTimestamp: number | null;
+  observedAt: number;
+}
+
+export interface CheckpointSet {
+  groups: GroupCheckpoint[];
+  observations: PartitionObservation[];
+  /** When the newest complete checkpoint finished, or null. */
+  at: number | null;
+}
+
+/** The pair's durable state besides the offset map (DynamoDB). */
+export interface StateStore {
+  getControl(): Promise<ControlState>;
+  /**
+   * Moves the pair from `expectedEpoch` to the next state with epoch + 1, atomically with its history
+   * entry. Throws a StateError naming the current state and epoch when the pair moved meanwhile.
+   */
+  transition(
+    expectedEpoch: number,
+    next: {
+      state: PairState;
+      activeCluster: string;
+      operation?: ControlState['operation'];
+      owner: string;
+      reason: string;
+    },
+  ): Promise<ControlState>;
+  history(limit?: number): Promise<TransitionRecord[]>;
+  putCheckpoints(set: {
+    groups: GroupCheckpoint[];
+    observations: PartitionObservation[];
+    at: number;
+  }): Promise<void>;
+  getCheckpoints(): Promise<CheckpointSet>;
+}

@@ -1,0 +1,372 @@
+import { hostname } from 'node:os';
+import type { ControlState } from '../core/control.ts';
+import { describeConflict } from '../core/control.ts';
+import type { SourceRecord, TopicPartition } from '../core/records.ts';
+import { isInternalTopic } from '../core/topicSync.ts';
+import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
+import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
+import { runCheckpoint, translator } from './checkpoint.ts';
+import { caughtUp } from './lag.ts';
+import type { MirrorEngine } from './mirror.ts';
+
+/**
+ * Failover: promote the standby. Exactly one of several concurrent invocations proceeds (the control
+ * state's conditional epoch), the mirror is stopped and fenced, and every consumer group is moved to the
+ * standby offset of the record it would have read next.
+ *
+ * planned:   the primary is up. Drain the mirror until the standby has every record the primary has
+ *            (bounded wait), take a final checkpoint, commit the translated offsets on the standby,
+ *            stop and fence the mirror, flip. Lag not reaching zero in time aborts back to MIRRORING.
+ * unplanned: the primary is gone (or the operator says so). Never touch it: fence the mirror on the
+ *            standby, move groups from the latest checkpoints, report the RPO from the last observation.
+ */
+
+export type FailoverMode = 'planned' | 'unplanned';
+
+export interface FailoverDeps {
+  pair: string;
+  primaryAlias: string;
+  standbyAlias: string;
+  stateStore: StateStore;
+  primaryAdmin: TopicAdmin & GroupAdmin;
+  standbyAdmin: TopicAdmin & GroupAdmin;
+  primaryReader: PartitionReader;
+  standbyReader: PartitionReader;
+  offsetMap: OffsetMapStore;
+  /** The forward engine (its guard lets it write while FAILING_OVER). */
+  engine: MirrorEngine;
+  /** The forward writers: opening one fences the partition's mirror. */
+  writers: TransactionalWriterFactory;
+  selectTopic: (topic: string) => boolean;
+  selectGroup: (group: string) => boolean;
+  mirrorGroups: string[];
+  /** Disables whatever feeds the mirror (the Lambda event source mappings); returns what it did. */
+  stopMirror?: () => Promise<string[]>;
+  logger: Logger;
+  owner?: string;
+  clock?: () => number;
+}
+
+export interface PartitionRpo {
+  topic: string;
+  partition: number;
+  records: number;
+  seconds: number;
+  primaryEndOffset: number;
+  lastMirrored: number | null;
+  observedAt: number;
+}
+
+export interface GroupMove {
+  topic: string;
+  partition: number;
+  sourceOffset: number;
+  standbyOffset: number;
+  /** False when the committed position was beyond what was mirrored: the group starts at the standby end. */
+  exact: boolean;
+}
+
+export interface FailoverReport {
+  pair: string;
+  epoch: number;
+  from: string;
+  to: string;
+  mode: FailoverMode;
+  startedAt: string;
+  finishedAt: string;
+  rtoMs: number;
+  rpo: { records: number; seconds: number; partitions: PartitionRpo[] };
+  groups: Record<string, GroupMove[]>;
+  mirrorStopped: string[];
+  warnings: string[];
+}
+
+export function defaultOwner(): string {
+  return `${hostname()}/${process.pid}`;
+}
+
+/** Partitions of the mirrored topics, from a cluster's metadata. */
+async function mirroredPartitions(
+  admin: TopicAdmin,
+  select: (topic: string) => boolean,
+): Promise<TopicPartition[]> {
+  const topics = await admin.describeTopics();
+  return topics
+    .filter((t) => !isInternalTopic(t.name, t.internal) && select(t.name))
+    .flatMap((t) => Array.from({ length: t.partitions }, (_, partition) => ({ topic: t.name, partition })))
+    .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+}
+
+/** Copies what the mirror has not yet copied, partition by partition, until caught up or out of time. */
+export async function drain(
+  deps: { engine: MirrorEngine; reader: PartitionReader; offsetMap: OffsetMapStore },
+  partitions: TopicPartition[],
+  deadline: number,
+  clock: () => number,
+): Promise<{ pending: { tp: TopicPartition; end: number; lastMirrored: number | null }[]; drained: number }> {
+  let drained = 0;
+  for (;;) {
+    const pending: { tp: TopicPartition; end: number; logStart: number; lastMirrored: number | null }[] = [];
+    const byTopic = new Map<string, number[]>();
+    for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    for (const [topic, ids] of byTopic) {
+      for (const o of await deps.reader.offsets(topic, ids)) {
+        const tp = { topic, partition: o.partition };
+        if (
+          await caughtUp(
+            { offsetMap: deps.offsetMap, sourceReader: deps.reader },
+            tp,
+            o.lastStable,
+            o.logStart,
+          )
+        )
+          continue;
+        const latest = await deps.offsetMap.latest(tp);
+        pending.push({
+          tp,
+          end: o.lastStable,
+          logStart: o.logStart,
+          lastMirrored: latest?.lastSource ?? null,
+        });
+      }
+    }
+    if (pending.length === 0 || clock() > deadline) return { pending, drained };
+    for (const p of pending) {
+      const from = p.lastMirrored === null ? p.logStart : Math.max(p.logStart, p.lastMirrored + 1);
+      let batch: SourceRecord[] = [];
+      for await (const records of deps.reader.readRange(p.tp, from, p.end)) {
+        batch.push(...records);
+        if (batch.length >= 5000) {
+          drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+          batch = [];
+        }
+        if (clock() > deadline) break;
+      }
+      if (batch.length > 0) drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+    }
+  }
+}
+
+async function fence(writers: TransactionalWriterFactory, partitions: TopicPartition[]): Promise<void> {
+  for (const tp of partitions) {
+    const writer = await writers.open(tp);
+    await writer.close();
+  }
+}
+
+/** Commits each group's translated offsets on the standby; a group with running consumers is skipped. */
+async function moveGroups(
+  admin: GroupAdmin,
+  moves: Map<string, GroupMove[]>,
+  warnings: string[],
+): Promise<Record<string, GroupMove[]>> {
+  const moved: Record<string, GroupMove[]> = {};
+  for (const [group, list] of moves) {
+    const state = await admin.groupState(group);
+    if (state !== 'Empty' && state !== 'Dead') {
+      warnings.push(
+        `group ${group} has running consumers on the standby (${state}); its offsets were not moved`,
+      );
+      continue;
+    }
+    await admin.commitOffsets(
+      group,
+      list.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.standbyOffset })),
+    );
+    moved[group] = list;
+  }
+  return moved;
+}
+
+function rpoFrom(
+  observations: PartitionObservation[],
+  lastMirrored: Map<string, number | null>,
+): PartitionRpo[] {
+  return observations.map((o) => {
+    const mirrored = lastMirrored.get(`${o.topic}-${o.partition}`) ?? o.lastMirrored;
+    const next = mirrored === null ? 0 : mirrored + 1;
+    const records = Math.max(0, o.endOffset - next);
+    const seconds =
+      records > 0 && o.firstUnmirroredTimestamp !== null
+        ? Math.max(0, (o.observedAt - o.firstUnmirroredTimestamp) / 1000)
+        : 0;
+    return {
+      topic: o.topic,
+      partition: o.partition,
+      records,
+      seconds,
+      primaryEndOffset: o.endOffset,
+      lastMirrored: mirrored,
+      observedAt: o.observedAt,
+    };
+  });
+}
+
+export async function failover(
+  deps: FailoverDeps,
+  options: { mode: FailoverMode; timeoutMs: number },
+): Promise<FailoverReport> {
+  const clock = deps.clock ?? Date.now;
+  const owner = deps.owner ?? defaultOwner();
+  const started = clock();
+  const log = deps.logger.child({ pair: deps.pair, operation: 'failover', mode: options.mode });
+  const control = await deps.stateStore.getControl();
+  if (control.state !== 'MIRRORING' || control.activeCluster !== deps.primaryAlias) {
+    throw new StateError('STATE_CONFLICT', describeConflict(control, 'FAILING_OVER'), {
+      details: { pair: deps.pair, epoch: control.epoch, state: control.state },
+    });
+  }
+  const operation = { kind: 'failover' as const, mode: options.mode, startedAt: started, owner };
+  const failing = await deps.stateStore.transition(control.epoch, {
+    state: 'FAILING_OVER',
+    activeCluster: deps.primaryAlias,
+    operation,
+    owner,
+    reason: `${options.mode} failover`,
+  });
+  log.info('failing over', { epoch: failing.epoch });
+  const warnings: string[] = [];
+  let current: ControlState = failing;
+  try {
+    let partitions: TopicPartition[];
+    let moves = new Map<string, GroupMove[]>();
+    let rpo: PartitionRpo[];
+    const translate = translator(deps.offsetMap);
+    const standbyEnd = async (tp: TopicPartition) =>
+      (await deps.standbyReader.offsets(tp.topic, [tp.partition]))[0]!.lastStable;
+    const addMove = async (c: GroupCheckpoint, fallbackToEnd: boolean) => {
+      let standbyOffset = await translate(c, c.sourceOffset);
+      const exact = standbyOffset !== null;
+      if (standbyOffset === null) {
+        standbyOffset = await standbyEnd(c);
+        if (fallbackToEnd) {
+          warnings.push(
+            `group ${c.group}: ${c.topic}-${c.partition} committed ${c.sourceOffset}, beyond what was mirrored; it starts at the standby end ${standbyOffset}`,
+          );
+        }
+      }
+      moves.set(c.group, [
+        ...(moves.get(c.group) ?? []),
+        { topic: c.topic, partition: c.partition, sourceOffset: c.sourceOffset, standbyOffset, exact },
+      ]);
+    };
+
+    if (options.mode === 'planned') {
+      partitions = await mirroredPartitions(deps.primaryAdmin, deps.selectTopic).catch((error) => {
+        throw new KdrError(
+          'KAFKA_UNAVAILABLE',
+          `the primary is not reachable for a planned failover (use --unplanned): ${describeError(error)}`,
+          {
+            cause: error,
+          },
+        );
+      });
+      const { pending, drained } = await drain(
+        { engine: deps.engine, reader: deps.primaryReader, offsetMap: deps.offsetMap },
+        partitions,
+        started + options.timeoutMs,
+        clock,
+      );
+      log.info('drained the mirror', { records: drained });
+      if (pending.length > 0) {
+        const behind = pending.map(
+          (p) => `${p.tp.topic}-${p.tp.partition} (last mirrored ${p.lastMirrored ?? 'none'}, end ${p.end})`,
+        );
+        throw new TimeoutError(
+          `mirror lag did not reach zero within ${options.timeoutMs / 1000} s on ${pending.length} partition(s): ${behind.slice(0, 10).join(', ')}`,
+          { details: { pending: pending.length } },
+        );
+      }
+      const checkpoint = await runCheckpoint(
+        {
+          primaryAdmin: deps.primaryAdmin,
+          standbyAdmin: deps.standbyAdmin,
+          primaryReader: deps.primaryReader,
+          offsetMap: deps.offsetMap,
+          stateStore: deps.stateStore,
+          selectTopic: deps.selectTopic,
+          selectGroup: deps.selectGroup,
+          logger: log,
+          clock,
+        },
+        { commitOnStandby: false, mirrorGroups: deps.mirrorGroups },
+      );
+      // Lag is zero: a position beyond the last mirrored record is the end of the partition on both sides.
+      for (const c of checkpoint.checkpoints) await addMove(c, false);
+      rpo = rpoFrom(checkpoint.observations, new Map());
+    } else {
+      partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+      const set = await deps.stateStore.getCheckpoints();
+      if (set.at === null) warnings.push('no checkpoint was ever taken: consumer groups cannot be moved');
+      for (const c of set.groups) await addMove(c, true);
+      const mirrored = new Map<string, number | null>();
+      for (const o of set.observations)
+        mirrored.set(`${o.topic}-${o.partition}`, (await deps.offsetMap.latest(o))?.lastSource ?? null);
+      rpo = rpoFrom(set.observations, mirrored);
+      if (set.at !== null)
+        warnings.push(`RPO from the primary as last observed at ${new Date(set.at).toISOString()}`);
+    }
+
+    const groups = await moveGroups(deps.standbyAdmin, moves, warnings);
+    moves = new Map();
+    current = await deps.stateStore.transition(failing.epoch, {
+      state: 'FAILED_OVER',
+      activeCluster: deps.standbyAlias,
+      operation,
+      owner,
+      reason: `${options.mode} failover done`,
+    });
+    // No mirror passes its guard any more; fencing aborts a transaction one had begun before the flip.
+    await deps.engine.close();
+    await fence(deps.writers, partitions);
+    const mirrorStopped = deps.stopMirror
+      ? await deps.stopMirror().catch((error) => {
+          warnings.push(`could not stop the mirror's event sources: ${describeError(error)}`);
+          return [];
+        })
+      : [];
+    const finished = clock();
+    const report: FailoverReport = {
+      pair: deps.pair,
+      epoch: current.epoch,
+      from: deps.primaryAlias,
+      to: deps.standbyAlias,
+      mode: options.mode,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: new Date(finished).toISOString(),
+      rtoMs: finished - started,
+      rpo: {
+        records: rpo.reduce((n, p) => n + p.records, 0),
+        seconds: Math.max(0, ...rpo.map((p) => p.seconds)),
+        partitions: rpo,
+      },
+      groups,
+      mirrorStopped,
+      warnings,
+    };
+    log.info('failed over', { epoch: report.epoch, rtoMs: report.rtoMs, rpoRecords: report.rpo.records });
+    return report;
+  } catch (error) {
+    if (current.epoch === failing.epoch) {
+      await deps.stateStore
+        .transition(failing.epoch, {
+          state: 'MIRRORING',
+          activeCluster: deps.primaryAlias,
+          operation,
+          owner,
+          reason: `failover aborted: ${describeError(error)}`,
+        })
+        .catch((abortError) =>
+          log.error('could not return the pair to MIRRORING', { error: describeError(abortError) }),
+        );
+      const message = `failover aborted, pair ${deps.pair} is back to MIRRORING: ${describeError(error)}`;
+      throw isKdrError(error)
+        ? new KdrError(error.code, message, { cause: error, details: error.details })
+        : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
+    }
+    throw error;
+  }
+}
