@@ -1,5 +1,6 @@
-import type { Runtime } from './runtime.ts';
+import { createRuntime, type Runtime } from './runtime.ts';
 import type { CheckpointDeps } from './services/checkpoint.ts';
+import type { FailbackDeps } from './services/failback.ts';
 import type { FailoverDeps } from './services/failover.ts';
 
 /** The services' dependencies out of a forward runtime (primary → standby). */
@@ -37,5 +38,47 @@ export function failoverDeps(rt: Runtime, owner?: string): FailoverDeps {
     ...(rt.mirrorSwitch ? { stopMirror: () => rt.mirrorSwitch!.set(false) } : {}),
     logger: rt.logger,
     ...(owner ? { owner } : {}),
+  };
+}
+
+/**
+ * Failback needs both directions: the forward runtime (primary → standby, its map and admins) and a
+ * reverse runtime that mirrors the standby back to the primary. The reverse engine's recovery starts
+ * after the last forward-mirrored record on the primary: nothing mirrored back can precede it.
+ */
+export function failbackDeps(
+  forward: Runtime,
+  owner?: string,
+): { deps: FailbackDeps; close: () => Promise<void> } {
+  const { config } = forward;
+  const reverse = createRuntime(config, forward.logger, {
+    direction: 'reverse',
+    recoveryFloor: async (tp) => {
+      const latest = await forward.offsetMap.latest(tp);
+      return latest ? latest.lastSource + 1 : undefined;
+    },
+  });
+  return {
+    deps: {
+      pair: config.pair,
+      primaryAlias: config.primary.alias,
+      standbyAlias: config.standby.alias,
+      stateStore: forward.stateStore,
+      primaryAdmin: forward.sourceAdmin,
+      standbyAdmin: forward.targetAdmin,
+      primaryReader: forward.sourceReader,
+      standbyReader: forward.targetReader,
+      forwardMap: forward.offsetMap,
+      reverseMap: reverse.offsetMap,
+      reverseEngine: reverse.engine,
+      objectStore: forward.objectStore,
+      selectTopic: forward.selectTopic,
+      selectGroup: forward.selectGroup,
+      mirrorGroups: [config.mirror.groupId],
+      ...(forward.mirrorSwitch ? { startMirror: () => forward.mirrorSwitch!.set(true) } : {}),
+      logger: forward.logger,
+      ...(owner ? { owner } : {}),
+    },
+    close: () => reverse.close(),
   };
 }

@@ -7,6 +7,7 @@ import { KafkaAdmin } from './adapters/kafka/admin.ts';
 import { createKafka } from './adapters/kafka/client.ts';
 import { KafkaPartitionReader } from './adapters/kafka/partitionReader.ts';
 import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalWriter.ts';
+import { S3ObjectStore } from './adapters/s3/objectStore.ts';
 import type { ClusterConfig, KdrConfig } from './config.ts';
 import { forwardMirrorAllowed } from './core/control.ts';
 import type { TopicPartition } from './core/records.ts';
@@ -28,6 +29,8 @@ export type Direction = 'forward' | 'reverse';
 
 export interface RuntimeOptions {
   direction?: Direction;
+  /** See MirrorEngineOptions.recoveryFloor. */
+  recoveryFloor?: (tp: TopicPartition) => Promise<number | undefined>;
   /** Replaces the control-state guard checked before every transaction (tests). */
   guard?: (tp: TopicPartition) => Promise<void>;
 }
@@ -94,6 +97,7 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     },
     logger,
     guard,
+    ...(options.recoveryFloor ? { recoveryFloor: options.recoveryFloor } : {}),
     ensureTopic: async (topic) => {
       const maxMessageBytes = await topicSync.ensureTopic(topic);
       if (maxMessageBytes === undefined) {
@@ -124,6 +128,7 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     writers,
     engine,
     stateStore,
+    objectStore: new S3ObjectStore(aws.s3, config.bucket),
     selectGroup: topicSelector(config.groups),
     /** Stops (or starts) the Lambda event sources feeding the mirror; a no-op outside AWS. */
     mirrorSwitch: config.mirrorFunctionName

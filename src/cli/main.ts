@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCheckpoint } from './commands/checkpoint.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerFailback } from './commands/failback.ts';
 import { registerFailover } from './commands/failover.ts';
 import { registerLab } from './commands/lab.ts';
 import { registerMirror } from './commands/mirror.ts';
@@ -27,6 +28,7 @@ registerStatus(program);
 registerTopics(program);
 registerCheckpoint(program);
 registerFailover(program);
+registerFailback(program);
 
 try {
   await program.parseAsync(process.argv);

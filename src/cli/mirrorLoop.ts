@@ -46,6 +46,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   const failing = new Set<string>();
   const highWatermarks = new Map<string, { hw: number; lastMirrored: number | null }>();
 
+  const route = { sourceAlias: rt.source.alias, targetAlias: rt.target.alias };
   let sync = await rt.topicSync.sync();
   const targets = new Map<
     string,
@@ -98,7 +99,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
       if (stop || fatal) break;
       if (options.untilCaughtUp) {
         for (const t of targets.values()) {
-          if (!t.done) t.done = await caughtUp(rt, t, t.end, t.logStart);
+          if (!t.done) t.done = await caughtUp(rt, t, t.end, t.logStart, route);
         }
         if ([...targets.values()].every((t) => t.done)) break;
       }

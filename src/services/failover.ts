@@ -100,44 +100,52 @@ async function mirroredPartitions(
     .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
 
-/** Copies what the mirror has not yet copied, partition by partition, until caught up or out of time. */
+/**
+ * Copies what the mirror has not yet copied, partition by partition, until caught up or out of time.
+ * `floor` (failback) is where the source partition's records for this direction can start when the map
+ * has nothing yet.
+ */
 export async function drain(
-  deps: { engine: MirrorEngine; reader: PartitionReader; offsetMap: OffsetMapStore },
+  deps: {
+    engine: MirrorEngine;
+    reader: PartitionReader;
+    offsetMap: OffsetMapStore;
+    route: { sourceAlias: string; targetAlias: string };
+    floor?: (tp: TopicPartition) => Promise<number | undefined>;
+  },
   partitions: TopicPartition[],
   deadline: number,
   clock: () => number,
 ): Promise<{ pending: { tp: TopicPartition; end: number; lastMirrored: number | null }[]; drained: number }> {
   let drained = 0;
   for (;;) {
-    const pending: { tp: TopicPartition; end: number; logStart: number; lastMirrored: number | null }[] = [];
+    const pending: { tp: TopicPartition; end: number; from: number; lastMirrored: number | null }[] = [];
     const byTopic = new Map<string, number[]>();
     for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
     for (const [topic, ids] of byTopic) {
       for (const o of await deps.reader.offsets(topic, ids)) {
         const tp = { topic, partition: o.partition };
+        const floor = (await deps.floor?.(tp)) ?? 0;
+        const route = { ...deps.route, floor };
         if (
           await caughtUp(
             { offsetMap: deps.offsetMap, sourceReader: deps.reader },
             tp,
             o.lastStable,
             o.logStart,
+            route,
           )
         )
           continue;
         const latest = await deps.offsetMap.latest(tp);
-        pending.push({
-          tp,
-          end: o.lastStable,
-          logStart: o.logStart,
-          lastMirrored: latest?.lastSource ?? null,
-        });
+        const from = latest ? latest.lastSource + 1 : Math.max(o.logStart, floor);
+        pending.push({ tp, end: o.lastStable, from, lastMirrored: latest?.lastSource ?? null });
       }
     }
     if (pending.length === 0 || clock() > deadline) return { pending, drained };
     for (const p of pending) {
-      const from = p.lastMirrored === null ? p.logStart : Math.max(p.logStart, p.lastMirrored + 1);
       let batch: SourceRecord[] = [];
-      for await (const records of deps.reader.readRange(p.tp, from, p.end)) {
+      for await (const records of deps.reader.readRange(p.tp, p.from, p.end)) {
         batch.push(...records);
         if (batch.length >= 5000) {
           drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
@@ -265,7 +273,12 @@ export async function failover(
         );
       });
       const { pending, drained } = await drain(
-        { engine: deps.engine, reader: deps.primaryReader, offsetMap: deps.offsetMap },
+        {
+          engine: deps.engine,
+          reader: deps.primaryReader,
+          offsetMap: deps.offsetMap,
+          route: { sourceAlias: deps.primaryAlias, targetAlias: deps.standbyAlias },
+        },
         partitions,
         started + options.timeoutMs,
         clock,

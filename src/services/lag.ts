@@ -1,3 +1,4 @@
+import { originOf } from '../core/provenance.ts';
 import type { TopicPartition } from '../core/records.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
@@ -47,20 +48,25 @@ export async function partitionLag(
 }
 
 /**
- * Whether the standby has every committed source record below `end`: nothing committed lies between the
- * last mirrored offset and `end` (gaps of markers and aborted records do not count).
+ * Whether the target has every committed source record below `end` that it should get: nothing left
+ * between the last mirrored offset and `end` but gaps (markers, aborted records) and records whose origin
+ * is the target (never copied back).
  */
 export async function caughtUp(
   deps: { offsetMap: OffsetMapStore; sourceReader: PartitionReader },
   tp: TopicPartition,
   end: number,
   logStart = 0,
+  route?: { sourceAlias: string; targetAlias: string; floor?: number },
 ): Promise<boolean> {
   const entry = await deps.offsetMap.latest(tp);
-  const from = entry ? entry.lastSource + 1 : logStart;
+  const from = entry ? entry.lastSource + 1 : Math.max(logStart, route?.floor ?? 0);
   if (from >= end) return true;
   for await (const records of deps.sourceReader.readRange(tp, from, end)) {
-    if (records.length > 0) return false;
+    const due = route
+      ? records.filter((r) => originOf(r.headers, route.sourceAlias) !== route.targetAlias)
+      : records;
+    if (due.length > 0) return false;
   }
   return true;
 }

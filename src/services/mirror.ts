@@ -37,6 +37,8 @@ export interface MirrorEngineOptions {
    * max.message.bytes, which bounds a produce request (Kafka limits a whole record batch by it).
    */
   ensureTopic?: (topic: string) => Promise<number | undefined>;
+  /** When the offset map has nothing yet: the lowest target offset this direction's records can be at. */
+  recoveryFloor?: (source: TopicPartition) => Promise<number | undefined>;
   /** Maps a source partition to its standby partition (identity by default). */
   target?: (source: TopicPartition) => TopicPartition;
   clock?: () => number;
@@ -200,7 +202,10 @@ export class MirrorEngine {
         },
       );
     }
-    const from = entry ? entry.lastStandby + 1 : offsets.logStart;
+    // Without any entry, the whole target partition could hold this direction's records; a floor (failback:
+    // nothing reverse-mirrored can precede the last forward-mirrored record) narrows the scan.
+    const floor = entry ? undefined : await this.options.recoveryFloor?.(source);
+    const from = entry ? entry.lastStandby + 1 : Math.max(offsets.logStart, floor ?? 0);
     const pairs: [number, number][] = [];
     let lastTimestamp = 0;
     for await (const records of targetReader.readRange(target, from, offsets.lastStable)) {
