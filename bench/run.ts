@@ -1,5 +1,6 @@
 import { Lab } from '../infra/local/lab.ts';
 import { loadConfig } from '../src/config.ts';
+import { benchFailover } from './failover.ts';
 import { updateDoc, writeResults } from './harness.ts';
 import { benchMirror } from './mirror.ts';
 
@@ -40,6 +41,26 @@ Node ${result.machine.node}, Kafka ${result.machine.kafka}, kafkajs ${result.mac
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- mirror\`.`,
     );
     process.stderr.write(`mirror: ${JSON.stringify(m)}\n`);
+  }
+  if (selected('failover')) {
+    const result = await benchFailover(config);
+    const file = writeResults('failover', result);
+    updateDoc(
+      'failover',
+      `## Planned failover RTO (${result.date.slice(0, 10)})
+
+${result.setup.partitions} partitions (5 topics x 10), ${result.setup.groups} consumer groups with committed offsets on every
+partition, mirror caught up, one broker per cluster: time from the start of \`failover\` to its report
+(control transitions, drain check, final checkpoint, 1,000 group-partition offsets translated and
+committed on the standby, fencing of all 50 partitions). Median of ${result.runs.length} runs.
+
+| metric | median | runs |
+| --- | --- | --- |
+| RTO (ms) | ${Math.round(result.median.rtoMs)} | ${result.runs.map((r) => r.rtoMs).join(', ')} |
+
+Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- failover\`.`,
+    );
+    process.stderr.write(`failover: ${JSON.stringify(result.median)}\n`);
   }
 } finally {
   if (!wasUp) await lab.down();

@@ -47,6 +47,9 @@ export interface TransactionalWriterFactory {
 /** Topic metadata and configs of a cluster, and the changes topic sync makes. */
 export interface TopicAdmin {
   describeTopics(names?: string[]): Promise<TopicState[]>;
+  listTopics(): Promise<string[]>;
+  /** Partition counts from metadata only (no configs): cheap for many topics. */
+  partitionCounts(names: string[]): Promise<Map<string, number>>;
   brokerCount(): Promise<number>;
   createTopic(
     topic: string,

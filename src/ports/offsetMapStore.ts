@@ -9,6 +9,11 @@ export interface OffsetMapStore {
   latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined>;
   /** The first entry whose last source offset is >= sourceOffset (one Query). */
   covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined>;
+  /**
+   * Every entry needed to translate source offsets in [from, to]: from the first whose last source offset
+   * is >= from, through the first whose last source offset is >= to (one paginated Query).
+   */
+  coveringRange(tp: TopicPartition, from: number, to: number): Promise<OffsetMapEntry[]>;
   /** The first entry whose last standby offset is >= standbyOffset (translating positions back). */
   coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined>;
 }

@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { translateCommitted } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
@@ -37,28 +38,39 @@ export interface CheckpointResult {
 export async function mirroredTopics(
   deps: Pick<CheckpointDeps, 'primaryAdmin' | 'selectTopic'>,
 ): Promise<string[]> {
-  const topics = await deps.primaryAdmin.describeTopics();
-  return topics
-    .filter((t) => !isInternalTopic(t.name, t.internal) && deps.selectTopic(t.name))
-    .map((t) => t.name)
-    .sort();
+  const topics = await deps.primaryAdmin.listTopics();
+  return topics.filter((name) => !isInternalTopic(name) && deps.selectTopic(name)).sort();
 }
 
-/** Translates (topic, partition, committed offset) through the map, once per distinct key. */
-export function translator(offsetMap: OffsetMapStore) {
-  const cache = new Map<string, Promise<number | null>>();
-  return (tp: TopicPartition, offset: number): Promise<number | null> => {
-    const key = `${tp.topic}\u0000${tp.partition}\u0000${offset}`;
-    let result = cache.get(key);
-    if (!result) {
-      result = offsetMap.covering(tp, offset).then((entry) => {
-        const t = translateCommitted(entry, offset, null);
-        return t.kind === 'exact' ? t.standbyOffset : null;
-      });
-      cache.set(key, result);
-    }
-    return result;
-  };
+/**
+ * Translates many committed offsets at once: one range Query per partition (the entries between the
+ * smallest and the largest offset), then every offset against those entries. null: beyond what is mirrored.
+ */
+export async function translateAll<T extends TopicPartition & { offset: number }>(
+  offsetMap: OffsetMapStore,
+  items: T[],
+  concurrency = 8,
+): Promise<(T & { standbyOffset: number | null })[]> {
+  const byPartition = new Map<string, T[]>();
+  for (const item of items) {
+    const key = `${item.topic}\u0000${item.partition}`;
+    byPartition.set(key, [...(byPartition.get(key) ?? []), item]);
+  }
+  const limit = pLimit(concurrency);
+  const translated = await Promise.all(
+    [...byPartition.values()].map((group) =>
+      limit(async () => {
+        const offsets = group.map((g) => g.offset);
+        const entries = await offsetMap.coveringRange(group[0]!, Math.min(...offsets), Math.max(...offsets));
+        return group.map((item) => {
+          const entry = entries.find((e) => e.lastSource >= item.offset);
+          const t = translateCommitted(entry, item.offset, null);
+          return { ...item, standbyOffset: t.kind === 'exact' ? t.standbyOffset : null };
+        });
+      }),
+    ),
+  );
+  return translated.flat();
 }
 
 export async function runCheckpoint(
@@ -67,47 +79,60 @@ export async function runCheckpoint(
 ): Promise<CheckpointResult> {
   const clock = deps.clock ?? Date.now;
   const topics = await mirroredTopics(deps);
-  const translate = translator(deps.offsetMap);
   const warnings: string[] = [];
   const groups = (await deps.primaryAdmin.listGroups()).filter(
     (g) => deps.selectGroup(g) && !options.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
   );
-  const checkpoints: GroupCheckpoint[] = [];
-  for (const group of groups) {
-    const committed = await deps.primaryAdmin.committedOffsets(group, topics);
-    const at = clock();
-    for (const c of committed) {
-      checkpoints.push({
-        group,
-        ...c,
-        sourceOffset: c.offset,
-        standbyOffset: await translate(c, c.offset),
-        checkpointedAt: at,
-      });
-    }
-  }
-  const observations: PartitionObservation[] = [];
-  for (const topic of topics) {
-    for (const o of await deps.primaryReader.offsets(topic)) {
-      const tp = { topic, partition: o.partition };
-      const latest = await deps.offsetMap.latest(tp);
-      const lastMirrored = latest?.lastSource ?? null;
-      let firstUnmirroredTimestamp: number | null = null;
-      const from = lastMirrored === null ? o.logStart : lastMirrored + 1;
-      if (from < o.lastStable) {
-        const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
-        firstUnmirroredTimestamp = fetched.records[0]?.timestamp ?? null;
-      }
-      observations.push({
-        topic,
-        partition: o.partition,
-        endOffset: o.lastStable,
-        lastMirrored,
-        firstUnmirroredTimestamp,
-        observedAt: clock(),
-      });
-    }
-  }
+  // Groups, translations and partitions in parallel (bounded): a failover's RTO includes this.
+  const limit = pLimit(16);
+  const perGroup = await Promise.all(
+    groups.map((group) =>
+      limit(async () => {
+        const committed = await deps.primaryAdmin.committedOffsets(group, topics);
+        const at = clock();
+        return committed.map((c) => ({ group, ...c, at }));
+      }),
+    ),
+  );
+  const checkpoints: GroupCheckpoint[] = (await translateAll(deps.offsetMap, perGroup.flat())).map((c) => ({
+    group: c.group,
+    topic: c.topic,
+    partition: c.partition,
+    sourceOffset: c.offset,
+    standbyOffset: c.standbyOffset,
+    checkpointedAt: c.at,
+  }));
+  const observations: PartitionObservation[] = (
+    await Promise.all(
+      topics.map(async (topic) =>
+        Promise.all(
+          (
+            await deps.primaryReader.offsets(topic)
+          ).map((o) =>
+            limit(async () => {
+              const tp = { topic, partition: o.partition };
+              const latest = await deps.offsetMap.latest(tp);
+              const lastMirrored = latest?.lastSource ?? null;
+              let firstUnmirroredTimestamp: number | null = null;
+              const from = lastMirrored === null ? o.logStart : lastMirrored + 1;
+              if (from < o.lastStable) {
+                const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
+                firstUnmirroredTimestamp = fetched.records[0]?.timestamp ?? null;
+              }
+              return {
+                topic,
+                partition: o.partition,
+                endOffset: o.lastStable,
+                lastMirrored,
+                firstUnmirroredTimestamp,
+                observedAt: clock(),
+              };
+            }),
+          ),
+        ),
+      ),
+    )
+  ).flat();
   const at = clock();
   await deps.stateStore.putCheckpoints({ groups: checkpoints, observations, at });
 

@@ -9,7 +9,7 @@ import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts'
 import type { ObjectStore } from '../ports/objectStore.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { StateStore } from '../ports/stateStore.ts';
-import { defaultOwner, drain, type GroupMove } from './failover.ts';
+import { defaultOwner, drain, type GroupMove, mirroredPartitions } from './failover.ts';
 import type { MirrorEngine } from './mirror.ts';
 
 /**
@@ -99,13 +99,6 @@ export async function translateBack(
   return { primaryOffset: end!.lastStable, exact: false };
 }
 
-async function partitionsOf(admin: TopicAdmin, select: (t: string) => boolean): Promise<TopicPartition[]> {
-  const topics = await admin.describeTopics();
-  return topics
-    .filter((t) => !isInternalTopic(t.name, t.internal) && select(t.name))
-    .flatMap((t) => Array.from({ length: t.partitions }, (_, partition) => ({ topic: t.name, partition })));
-}
-
 /** Exports the primary's records after the last forward-mirrored offset. */
 async function exportUnmirrored(
   deps: FailbackDeps,
@@ -170,8 +163,8 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
   const warnings: string[] = [];
   let current: ControlState = failing;
   try {
-    const partitions = await partitionsOf(deps.standbyAdmin, deps.selectTopic);
-    const onPrimary = new Set((await deps.primaryAdmin.describeTopics()).map((t) => t.name));
+    const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+    const onPrimary = new Set(await deps.primaryAdmin.listTopics());
 
     // 1. What the primary has that the standby never got: exported and reported, never dropped silently.
     const prefix = `failback/${deps.pair}/epoch-${failing.epoch}`;

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
-import { runCheckpoint, translator } from './checkpoint.ts';
+import { runCheckpoint, translateAll } from './checkpoint.ts';
 import { caughtUp } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
 
@@ -81,6 +81,8 @@ export interface FailoverReport {
   rpo: { records: number; seconds: number; partitions: PartitionRpo[] };
   groups: Record<string, GroupMove[]>;
   mirrorStopped: string[];
+  /** Milliseconds per phase (drain, checkpoint, groups, fence). */
+  timings: Record<string, number>;
   warnings: string[];
 }
 
@@ -89,14 +91,14 @@ export function defaultOwner(): string {
 }
 
 /** Partitions of the mirrored topics, from a cluster's metadata. */
-async function mirroredPartitions(
+export async function mirroredPartitions(
   admin: TopicAdmin,
   select: (topic: string) => boolean,
 ): Promise<TopicPartition[]> {
-  const topics = await admin.describeTopics();
-  return topics
-    .filter((t) => !isInternalTopic(t.name, t.internal) && select(t.name))
-    .flatMap((t) => Array.from({ length: t.partitions }, (_, partition) => ({ topic: t.name, partition })))
+  const names = (await admin.listTopics()).filter((name) => !isInternalTopic(name) && select(name));
+  const counts = await admin.partitionCounts(names);
+  return [...counts]
+    .flatMap(([topic, count]) => Array.from({ length: count }, (_, partition) => ({ topic, partition })))
     .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
 
@@ -238,15 +240,31 @@ export async function failover(
   log.info('failing over', { epoch: failing.epoch });
   const warnings: string[] = [];
   let current: ControlState = failing;
+  // Where the RTO goes, phase by phase (reported).
+  const timings: Record<string, number> = {};
+  let lastMark = clock();
+  const mark = (phase: string) => {
+    const now = clock();
+    if (phase !== 'start') timings[`${phase}Ms`] = now - lastMark;
+    lastMark = now;
+  };
   try {
     let partitions: TopicPartition[];
     let moves = new Map<string, GroupMove[]>();
     let rpo: PartitionRpo[];
-    const translate = translator(deps.offsetMap);
-    const standbyEnd = async (tp: TopicPartition) =>
-      (await deps.standbyReader.offsets(tp.topic, [tp.partition]))[0]!.lastStable;
+    const ends = new Map<string, Promise<number>>();
+    const standbyEnd = (tp: TopicPartition) => {
+      const key = `${tp.topic}-${tp.partition}`;
+      if (!ends.has(key))
+        ends.set(
+          key,
+          deps.standbyReader.offsets(tp.topic, [tp.partition]).then((o) => o[0]!.lastStable),
+        );
+      return ends.get(key)!;
+    };
+    // `c.standbyOffset` is the translation (null: beyond what is mirrored).
     const addMove = async (c: GroupCheckpoint, fallbackToEnd: boolean) => {
-      let standbyOffset = await translate(c, c.sourceOffset);
+      let standbyOffset = c.standbyOffset;
       const exact = standbyOffset !== null;
       if (standbyOffset === null) {
         standbyOffset = await standbyEnd(c);
@@ -272,6 +290,7 @@ export async function failover(
           },
         );
       });
+      mark('start');
       const { pending, drained } = await drain(
         {
           engine: deps.engine,
@@ -293,6 +312,7 @@ export async function failover(
           { details: { pending: pending.length } },
         );
       }
+      mark('drain');
       const checkpoint = await runCheckpoint(
         {
           primaryAdmin: deps.primaryAdmin,
@@ -314,7 +334,12 @@ export async function failover(
       partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
       const set = await deps.stateStore.getCheckpoints();
       if (set.at === null) warnings.push('no checkpoint was ever taken: consumer groups cannot be moved');
-      for (const c of set.groups) await addMove(c, true);
+      // Translated again: the mirror may have copied more since the checkpoint.
+      const again = await translateAll(
+        deps.offsetMap,
+        set.groups.map((c) => ({ ...c, offset: c.sourceOffset })),
+      );
+      for (const c of again) await addMove(c, true);
       const mirrored = new Map<string, number | null>();
       for (const o of set.observations)
         mirrored.set(`${o.topic}-${o.partition}`, (await deps.offsetMap.latest(o))?.lastSource ?? null);
@@ -323,7 +348,9 @@ export async function failover(
         warnings.push(`RPO from the primary as last observed at ${new Date(set.at).toISOString()}`);
     }
 
+    mark(options.mode === 'planned' ? 'checkpoint' : 'checkpoints');
     const groups = await moveGroups(deps.standbyAdmin, moves, warnings);
+    mark('groups');
     moves = new Map();
     current = await deps.stateStore.transition(failing.epoch, {
       state: 'FAILED_OVER',
@@ -335,6 +362,7 @@ export async function failover(
     // No mirror passes its guard any more; fencing aborts a transaction one had begun before the flip.
     await deps.engine.close();
     await fence(deps.writers, partitions);
+    mark('fence');
     const mirrorStopped = deps.stopMirror
       ? await deps.stopMirror().catch((error) => {
           warnings.push(`could not stop the mirror's event sources: ${describeError(error)}`);
@@ -358,6 +386,7 @@ export async function failover(
       },
       groups,
       mirrorStopped,
+      timings,
       warnings,
     };
     log.info('failed over', { epoch: report.epoch, rtoMs: report.rtoMs, rpoRecords: report.rpo.records });

@@ -1,4 +1,4 @@
-import { planTopicSync, type TopicSyncPlan } from '../core/topicSync.ts';
+import { isInternalTopic, planTopicSync, type TopicSyncPlan } from '../core/topicSync.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicAdmin } from '../ports/kafka.ts';
 
@@ -18,9 +18,12 @@ export class TopicSyncService {
 
   /** Syncs every selected topic, or only `names` (a mirror seeing a topic for the first time). */
   async sync(names?: string[]): Promise<TopicSyncResult> {
+    // Only the selected topics are described (with their configs), however many the cluster has.
+    const wanted =
+      names ?? (await this.source.listTopics()).filter((name) => !isInternalTopic(name) && this.select(name));
     const [source, standby, standbyBrokers] = await Promise.all([
-      this.source.describeTopics(names),
-      this.standby.describeTopics(names),
+      this.source.describeTopics(wanted),
+      this.standby.describeTopics(wanted),
       this.standby.brokerCount(),
     ]);
     const plan = planTopicSync({ source, standby, select: this.select, standbyBrokers });

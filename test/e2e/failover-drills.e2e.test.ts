@@ -8,12 +8,12 @@ import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { runCheckpoint } from '../../src/services/checkpoint.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
+  commitGroupOffsets,
   createTopics,
   type KcatRecord,
   kafkaFor,
   readWithKcat,
   uniqueName,
-  withAdmin,
 } from '../helpers/lab.ts';
 
 /**
@@ -62,13 +62,7 @@ describe('failover drills', () => {
     const mirrored = await runKdr(['mirror', '--until-caught-up', '--json'], { env });
     expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
     const committed = [100, 250, 300];
-    await withAdmin('primary', (admin) =>
-      admin.setOffsets({
-        groupId: group,
-        topic,
-        partitions: committed.map((offset, partition) => ({ partition, offset: String(offset) })),
-      }),
-    );
+    await commitGroupOffsets('primary', group, topic, committed);
 
     // The outage: records keep coming, nothing mirrors them; checkpoints observe the primary until its
     // brokers are killed in the middle of the producer's loop.
@@ -132,13 +126,7 @@ describe('failover drills', () => {
     await standbyProducer.disconnect();
     // Partition 0: still inside the records that came from the primary; 1 and 2: inside the new ones.
     const standbyPositions = [200, 310, 340];
-    await withAdmin('standby', (admin) =>
-      admin.setOffsets({
-        groupId: group,
-        topic,
-        partitions: standbyPositions.map((offset, partition) => ({ partition, offset: String(offset) })),
-      }),
-    );
+    await commitGroupOffsets('standby', group, topic, standbyPositions);
 
     const failedBack = await runKdr(['failback', '--json'], { env, timeoutMs: 300_000 });
     expect(failedBack.exitCode, failedBack.stderr.slice(-2000)).toBe(0);

@@ -8,7 +8,7 @@ import { labPaths, REPO_ROOT } from '../../infra/local/paths.ts';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { loadConfig } from '../../src/config.ts';
 import { runKdr } from '../helpers/cli.ts';
-import { createTopics, eventually, uniqueName } from '../helpers/lab.ts';
+import { eventually, uniqueName } from '../helpers/lab.ts';
 
 /**
  * `npm start` on a machine where no lab runs (a lab dir of its own, ports shifted by 2000): it brings the

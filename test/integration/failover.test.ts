@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { handler as failbackHandler } from '../../functions/failback.ts';
 import { handler as failoverHandler } from '../../functions/failover.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { SourceRecord } from '../../src/core/records.ts';
@@ -7,6 +8,7 @@ import { silentLogger } from '../../src/logger.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
+  commitGroupOffsets,
   config,
   createTopics,
   eventually,
@@ -108,13 +110,7 @@ describe('failover', () => {
     // More records after the last mirror pass: the planned failover must drain them itself.
     await produceNumbered(d.topic, partitions, 50);
     const committed = [17, 0, 150, 300];
-    await withAdmin('primary', (admin) =>
-      admin.setOffsets({
-        groupId: d.group,
-        topic: d.topic,
-        partitions: committed.map((offset, partition) => ({ partition, offset: String(offset) })),
-      }),
-    );
+    await commitGroupOffsets('primary', d.group, d.topic, committed);
 
     const result = await runKdr(['failover', '--planned', '--timeout', '60', '--json'], { env: d.env });
     expect(result.exitCode, result.stderr).toBe(0);
@@ -203,6 +199,33 @@ describe('failover', () => {
     expect((await rt.stateStore.history()).map((h) => h.epoch)).toEqual([1, 2]);
   });
 
+  it('checkpoints group offsets, and commits them on the standby for groups empty there when asked', async () => {
+    const d = drill('ckpt');
+    await createTopics('primary', [{ topic: d.topic, numPartitions: 2 }]);
+    await produceNumbered(d.topic, 2, 30);
+    await mirrorAll(d.runtime(), d.topic, 2);
+    await commitGroupOffsets('primary', d.group, d.topic, [10, 30]);
+    const result = await runKdr(['checkpoint', '--commit-on-standby', '--json'], { env: d.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const checkpoint = JSON.parse(result.stdout);
+    expect(checkpoint.committedOnStandby).toEqual([d.group]);
+    const byPartition = new Map(
+      checkpoint.checkpoints.map((c: { partition: number; standbyOffset: number | null }) => [
+        c.partition,
+        c.standbyOffset,
+      ]),
+    );
+    expect(byPartition.get(0)).toBe(10);
+    expect(byPartition.get(1)).toBeNull(); // committed at the end: nothing at or after it is mirrored yet
+    const onStandby = await withAdmin('standby', (admin) =>
+      admin.fetchOffsets({ groupId: d.group, topics: [d.topic] }),
+    );
+    expect(onStandby[0]!.partitions.find((p) => p.partition === 0)!.offset).toBe('10');
+    const status = JSON.parse((await runKdr(['status', '--json'], { env: d.env })).stdout);
+    expect(status.checkpoint.groups).toBe(1);
+    expect(status.checkpoint.ageSeconds).toBeLessThan(60);
+  });
+
   it('rejects bad input with a clear error and changes no state', async () => {
     const d = drill('badinput');
     const before = await createRuntime(config, silentLogger).stateStore.getControl();
@@ -229,6 +252,22 @@ describe('failover', () => {
       expect(result.exitCode).toBe(2);
       expect(result.stderr).toContain(message);
     }
+    for (const [payload, message] of [
+      [{ timeoutSeconds: 0 }, 'expected more than 0 seconds, got 0'],
+      [{ mode: 'planned' }, 'mode'],
+      ['[1, 2', 'not JSON'],
+      [{ pair: 'x' }, 'request is for pair "x"'],
+    ] as const) {
+      const error = await failbackHandler(payload).catch((e: unknown) => e);
+      expect(error, JSON.stringify(payload)).toBeInstanceOf(EventError);
+      expect((error as Error).message).toContain(message);
+    }
+    // A failback of a pair that did not fail over is refused by its state, and changes nothing.
+    const notFailedOver = await runKdr(['failback', '--json'], { env: d.env });
+    expect(notFailedOver.exitCode).toBe(5);
+    expect(notFailedOver.stderr).toContain(
+      `pair ${d.pair} is MIRRORING with primary active (epoch 0); cannot move to FAILING_BACK`,
+    );
     // Neither the drill's pair (CLI) nor the handler's (the default pair) moved.
     for (const rt of [d.runtime(), createRuntime(config, silentLogger)]) {
       runtimes.push(rt);

@@ -58,6 +58,29 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     );
   }
 
+  async coveringRange(tp: TopicPartition, from: number, to: number): Promise<OffsetMapEntry[]> {
+    const entries: OffsetMapEntry[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.call('read the offset map', tp, () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'p = :p AND o >= :o',
+            ExpressionAttributeValues: { ':p': { S: this.key(tp) }, ':o': { N: String(from) } },
+            ScanIndexForward: true,
+            ConsistentRead: true,
+            Limit: 100,
+            ...(start ? { ExclusiveStartKey: start } : {}),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) entries.push(this.entryOf(tp, item));
+      start = page.LastEvaluatedKey;
+    } while (start && (entries.at(-1)?.lastSource ?? -1) < to);
+    return entries;
+  }
+
   /** Eventually consistent (a global index): used on entries written long before, by failback. */
   coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined> {
     return this.queryOne(
@@ -84,7 +107,10 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
       ),
     );
     const item = result.Items?.[0];
-    if (!item) return undefined;
+    return item ? this.entryOf(tp, item) : undefined;
+  }
+
+  private entryOf(tp: TopicPartition, item: Record<string, AttributeValue>): OffsetMapEntry {
     return {
       topic: tp.topic,
       partition: tp.partition,

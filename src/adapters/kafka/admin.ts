@@ -2,7 +2,8 @@ import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import pRetry from 'p-retry';
 import type { TopicState } from '../../core/topicSync.ts';
 import type { GroupAdmin, GroupOffsets, TopicAdmin } from '../../ports/kafka.ts';
-import { toKdrError } from './errors.ts';
+import { createCluster, type KafkajsCluster } from './cluster.ts';
+import { kafkaProtocolError, toKdrError } from './errors.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 // DescribeConfigs config_source: 1 = set on the topic itself (DYNAMIC_TOPIC_CONFIG).
@@ -11,6 +12,7 @@ const TOPIC_CONFIG_SOURCE = 1;
 /** Topics and consumer groups of one cluster through the kafkajs admin client. */
 export class KafkaAdmin implements TopicAdmin, GroupAdmin {
   private admin?: Promise<Admin>;
+  private cluster?: KafkajsCluster;
 
   constructor(
     private readonly kafka: Kafka,
@@ -40,6 +42,18 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
     } catch (error) {
       throw toKdrError(error, `${doing} on the ${this.clusterName} cluster`, details);
     }
+  }
+
+  async listTopics(): Promise<string[]> {
+    return this.run('listing topics', async (admin) => (await admin.listTopics()).sort());
+  }
+
+  async partitionCounts(names: string[]): Promise<Map<string, number>> {
+    if (names.length === 0) return new Map();
+    return this.run('reading topic metadata', async (admin) => {
+      const { topics } = await admin.fetchTopicMetadata({ topics: names });
+      return new Map(topics.map((t) => [t.name, t.partitions.length]));
+    });
   }
 
   async describeTopics(names?: string[]): Promise<TopicState[]> {
@@ -179,6 +193,10 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
     );
   }
 
+  /**
+   * An OffsetCommit outside the group (generation -1, no member id), as Kafka's own admin client does;
+   * the broker accepts it only while the group has no member. Callers check the group's state first.
+   */
   async commitOffsets(group: string, offsets: GroupOffsets[]): Promise<void> {
     const byTopic = new Map<string, { partition: number; offset: string }[]>();
     for (const o of offsets)
@@ -188,17 +206,36 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
       ]);
     await this.run(
       `committing offsets of group ${group}`,
-      async (admin) => {
-        for (const [topic, partitions] of byTopic)
-          await admin.setOffsets({ groupId: group, topic, partitions });
-      },
+      () =>
+        pRetry(
+          async () => {
+            this.cluster ??= createCluster(this.kafka);
+            await this.cluster.connect();
+            const coordinator = await this.cluster.findGroupCoordinator({ groupId: group });
+            await coordinator.offsetCommit({
+              groupId: group,
+              groupGenerationId: -1,
+              memberId: '',
+              topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
+            });
+          },
+          {
+            retries: 5,
+            minTimeout: 200,
+            maxTimeout: 2000,
+            shouldRetry: ({ error }) => kafkaProtocolError(error).retriable,
+          },
+        ),
       { group },
     );
   }
 
   async close(): Promise<void> {
     const admin = this.admin;
+    const cluster = this.cluster;
     this.admin = undefined;
+    this.cluster = undefined;
     if (admin) await (await admin.catch(() => undefined))?.disconnect();
+    await cluster?.disconnect();
   }
 }

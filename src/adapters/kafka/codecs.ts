@@ -76,7 +76,7 @@ export function lz4CompressBlock(src: Uint8Array): Buffer {
   const emit = (literalsFrom: number, literalsTo: number, offset: number, matchLength: number) => {
     const literals = literalsTo - literalsFrom;
     const matchCode = matchLength - MIN_MATCH;
-    out.push(((literals >= 15 ? 15 : literals) << 4) | (offset === 0 ? 0 : matchCode >= 15 ? 15 : matchCode));
+    out.push((Math.min(literals, 15) << 4) | (offset === 0 ? 0 : Math.min(matchCode, 15)));
     if (literals >= 15) writeLength(out, literals - 15);
     for (let i = literalsFrom; i < literalsTo; i++) out.push(src[i]!);
     if (offset === 0) return;

@@ -3,6 +3,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { type SourceRecord, type TopicPartition, toOffset } from '../../core/records.ts';
 import { KafkaError } from '../../errors.ts';
 import type { FetchResult, PartitionOffsets, PartitionReader } from '../../ports/kafka.ts';
+import { createCluster, type KafkajsBroker, type KafkajsCluster } from './cluster.ts';
 import { kafkaProtocolError, toKdrError } from './errors.ts';
 import { fromKafkajs, type KafkajsRecord } from './records.ts';
 
@@ -23,38 +24,20 @@ const Batch = KafkajsBatch as unknown as new (
 ) => { messages: RawRecord[] };
 
 const READ_COMMITTED = 1;
-const READ_UNCOMMITTED = 0;
-const EARLIEST = -2;
-const LATEST = -1;
-
-interface RawRecord extends KafkajsRecord {
-  isControlRecord: boolean;
-}
-
-interface KafkajsBroker {
-  fetch(request: unknown): Promise<{ responses: { topicName: string; partitions: PartitionData[] }[] }>;
-  listOffsets(
-    request: unknown,
-  ): Promise<{ responses: { topic: string; partitions: { partition: number; offset: string }[] }[] }>;
-}
 
 interface PartitionData {
   partition: number;
   highWatermark: string;
   lastStableOffset: string;
   lastStartOffset: string;
-  abortedTransactions: unknown[];
   messages: RawRecord[] & { lastBatchEndOffset?: string | null };
 }
+const READ_UNCOMMITTED = 0;
+const EARLIEST = -2;
+const LATEST = -1;
 
-interface KafkajsCluster {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  addMultipleTargetTopics(topics: string[]): Promise<void>;
-  refreshMetadata(): Promise<void>;
-  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
-  findBroker(args: { nodeId: string }): Promise<KafkajsBroker>;
-  findTopicPartitionMetadata(topic: string): { partitionId: number }[];
+interface RawRecord extends KafkajsRecord {
+  isControlRecord: boolean;
 }
 
 const RETRYABLE_METADATA = new Set([
@@ -80,20 +63,7 @@ export class KafkaPartitionReader implements PartitionReader {
   private async connected(): Promise<KafkajsCluster> {
     if (this.cluster) return this.cluster;
     this.connecting ??= (async () => {
-      const symbol = Object.getOwnPropertySymbols(this.kafka).find(
-        (s) => s.description === 'private:Kafka:createCluster',
-      );
-      if (!symbol)
-        throw new KafkaError(
-          'KAFKA_REQUEST_FAILED',
-          'this kafkajs build has no cluster factory (expected 2.2.4)',
-        );
-      const create = (this.kafka as unknown as Record<symbol, (o: object) => KafkajsCluster>)[symbol]!;
-      const cluster = create({
-        isolationLevel: READ_COMMITTED,
-        metadataMaxAge: 60_000,
-        allowAutoTopicCreation: false,
-      });
+      const cluster = createCluster(this.kafka);
       await cluster.connect();
       this.cluster = cluster;
       return cluster;
@@ -171,7 +141,9 @@ export class KafkaPartitionReader implements PartitionReader {
         ],
       }),
     );
-    const data = response.responses[0]?.partitions.find((p) => p.partition === tp.partition);
+    const data = (response.responses[0]?.partitions as PartitionData[] | undefined)?.find(
+      (p) => p.partition === tp.partition,
+    );
     if (!data)
       throw new KafkaError('KAFKA_REQUEST_FAILED', `no fetch response for ${tp.topic}-${tp.partition}`);
     const batch = new Batch(tp.topic, String(offset), data);
