@@ -79,6 +79,24 @@ describe('Lambda bundles', () => {
     );
   });
 
+  it('checkpoint: runs from its bundle alone', async () => {
+    const result = await invoke(
+      'checkpoint',
+      {},
+      { KDR_PAIR: uniqueName('bundle-pair'), KDR_TOPICS: uniqueName('no-such-topic') },
+    );
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim().split('\n').at(-1)!)).toMatchObject({ offsets: 0, partitions: 0 });
+  });
+
+  it.each(['failover', 'failback'])('%s: loads from its bundle and validates its payload', async (name) => {
+    const result = await invoke(name, { timeoutSeconds: -1 });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(
+      `FAILED EventError: malformed ${name} request at timeoutSeconds: expected more than 0 seconds, got -1`,
+    );
+  });
+
   it('mirror: rejects a malformed event from its bundle', async () => {
     const result = await invoke('mirror', { eventSource: 'nope' });
     expect(result.exitCode).toBe(1);
