@@ -78,6 +78,15 @@ export interface KdrConfig {
     /** How often a running mirror looks for new topics, more partitions and config changes. */
     topicSyncIntervalMs: number;
   };
+  snapshot: {
+    /** Key prefix of manifests, segments and progress in the bucket. */
+    prefix: string;
+    /** Uncompressed bytes per segment object. */
+    segmentBytes: number;
+    /** How often `kdr run` takes a snapshot (0: never). */
+    intervalMs: number;
+    leaseMs: number;
+  };
   checkpoint: {
     /** Also commit translated offsets on the standby for groups that are empty there. */
     commitOnStandby: boolean;
@@ -227,6 +236,23 @@ const envSchema = z.object({
   KDR_MIRROR_LAMBDA_REFETCH: bool.default(true),
   KDR_TOPIC_SYNC_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(30_000),
   KDR_CHECKPOINT_COMMIT_ON_STANDBY: bool.default(false),
+  KDR_SNAPSHOT_SEGMENT_BYTES: positiveInt(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  KDR_SNAPSHOT_INTERVAL_MS: z
+    .string()
+    .regex(/^\d+$/, {
+      error: (issue) =>
+        `expected a whole number of milliseconds (0: never), got ${JSON.stringify(issue.input)}`,
+    })
+    .transform(Number)
+    .default(15 * 60_000),
+  KDR_SNAPSHOT_LEASE_MS: positiveInt(24 * 3600 * 1000).default(60_000),
+  KDR_SNAPSHOT_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9/_.-]{0,200}[a-z0-9]$/, {
+      error: (issue) =>
+        `expected a key prefix of lowercase letters, digits, '/', '_', '.', '-', got ${JSON.stringify(issue.input)}`,
+    })
+    .default('snapshots'),
   KDR_CHECKPOINT_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(60_000),
   KDR_MIRROR_FUNCTION_NAME: z.string().min(1).optional(),
   KDR_MIRROR_GROUP_ID: z
@@ -326,6 +352,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       lambdaRefetch: e.KDR_MIRROR_LAMBDA_REFETCH,
       groupId: e.KDR_MIRROR_GROUP_ID ?? `kdr-mirror-${e.KDR_PAIR}`,
       topicSyncIntervalMs: e.KDR_TOPIC_SYNC_INTERVAL_MS,
+    },
+    snapshot: {
+      prefix: e.KDR_SNAPSHOT_PREFIX,
+      segmentBytes: e.KDR_SNAPSHOT_SEGMENT_BYTES,
+      intervalMs: e.KDR_SNAPSHOT_INTERVAL_MS,
+      leaseMs: e.KDR_SNAPSHOT_LEASE_MS,
     },
     checkpoint: {
       commitOnStandby: e.KDR_CHECKPOINT_COMMIT_ON_STANDBY,

@@ -2,6 +2,7 @@ import { createRuntime, type Runtime } from './runtime.ts';
 import type { CheckpointDeps } from './services/checkpoint.ts';
 import type { FailbackDeps } from './services/failback.ts';
 import type { FailoverDeps } from './services/failover.ts';
+import type { SnapshotDeps } from './services/snapshot.ts';
 
 /** The services' dependencies out of a forward runtime (primary → standby). */
 
@@ -80,5 +81,24 @@ export function failbackDeps(
       ...(owner ? { owner } : {}),
     },
     close: () => reverse.close(),
+  };
+}
+
+/** Snapshot dependencies for one cluster of the pair: 'primary' (default) or 'standby'. */
+export function snapshotDeps(rt: Runtime, cluster: 'primary' | 'standby'): SnapshotDeps {
+  const { config } = rt;
+  const onSource = (cluster === 'primary') === (rt.direction === 'forward');
+  return {
+    pair: config.pair,
+    cluster: cluster === 'primary' ? config.primary.alias : config.standby.alias,
+    reader: onSource ? rt.sourceReader : rt.targetReader,
+    admin: onSource ? rt.sourceAdmin : rt.targetAdmin,
+    objects: rt.objectStore,
+    catalog: rt.snapshotCatalog,
+    selectTopic: rt.selectTopic,
+    segmentBytes: config.snapshot.segmentBytes,
+    prefix: config.snapshot.prefix,
+    leaseMs: config.snapshot.leaseMs,
+    logger: rt.logger,
   };
 }

@@ -2,6 +2,7 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { createAwsClients, destroyAwsClients } from './adapters/aws/clients.ts';
 import { EventSourceSwitch } from './adapters/aws/eventSources.ts';
 import { DynamoDBOffsetMapStore } from './adapters/dynamodb/offsetMapStore.ts';
+import { DynamoDBSnapshotCatalog } from './adapters/dynamodb/snapshotCatalog.ts';
 import { DynamoDBStateStore } from './adapters/dynamodb/stateStore.ts';
 import { KafkaAdmin } from './adapters/kafka/admin.ts';
 import { createKafka } from './adapters/kafka/client.ts';
@@ -129,6 +130,7 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     engine,
     stateStore,
     objectStore: new S3ObjectStore(aws.s3, config.bucket),
+    snapshotCatalog: new DynamoDBSnapshotCatalog(aws.dynamodb, config.stateTable, config.pair),
     selectGroup: topicSelector(config.groups),
     /** Stops (or starts) the Lambda event sources feeding the mirror; a no-op outside AWS. */
     mirrorSwitch: config.mirrorFunctionName

@@ -6,6 +6,7 @@ import { registerFailover } from './commands/failover.ts';
 import { registerLab } from './commands/lab.ts';
 import { registerMirror } from './commands/mirror.ts';
 import { registerRun } from './commands/run.ts';
+import { registerSnapshot } from './commands/snapshot.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerTopics } from './commands/topics.ts';
 import { registerTranslate } from './commands/translate.ts';
@@ -29,6 +30,7 @@ registerTopics(program);
 registerCheckpoint(program);
 registerFailover(program);
 registerFailback(program);
+registerSnapshot(program);
 
 try {
   await program.parseAsync(process.argv);

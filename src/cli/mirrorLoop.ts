@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GroupMirror } from '../adapters/kafka/groupMirror.ts';
 import { isKdrError, type KdrError } from '../errors.ts';
-import { checkpointDeps } from '../operations.ts';
+import { checkpointDeps, snapshotDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { runCheckpoint } from '../services/checkpoint.ts';
 import { caughtUp, type PartitionLag, partitionLag } from '../services/lag.ts';
+import { runSnapshot } from '../services/snapshot.ts';
 
 /**
  * The mirror as a long-running process: topic sync, a consumer group feeding the engine, periodic
@@ -20,6 +21,8 @@ export interface MirrorLoopOptions {
   resyncMs?: number;
   /** Also take consumer-group checkpoints on this schedule (`kdr run`). */
   checkpointEveryMs?: number;
+  /** Also take snapshots of the primary on this schedule (`kdr run`). */
+  snapshotEveryMs?: number;
 }
 
 export interface MirrorProgress {
@@ -91,6 +94,8 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   let lastResync = Date.now();
   let lastCheckpoint = 0;
   let checkpointing: Promise<void> | undefined;
+  let lastSnapshot = Date.now();
+  let snapshotting: Promise<void> | undefined;
   let lastCount = 0;
   let lastTick = Date.now();
   try {
@@ -136,6 +141,21 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
           )
           .finally(() => (checkpointing = undefined));
       }
+      if (options.snapshotEveryMs && !snapshotting && Date.now() - lastSnapshot >= options.snapshotEveryMs) {
+        lastSnapshot = Date.now();
+        snapshotting = runSnapshot(snapshotDeps(rt, 'primary'))
+          .then((s) => {
+            if (s.status === 'complete')
+              logger.info('snapshot taken', {
+                snapshotId: s.manifest.snapshotId,
+                records: s.manifest.records,
+              });
+          })
+          .catch((error) =>
+            logger.warn('snapshot failed; will try again', { error: (error as Error).message }),
+          )
+          .finally(() => (snapshotting = undefined));
+      }
       const now = Date.now();
       let lag = 0;
       for (const { hw, lastMirrored } of highWatermarks.values())
@@ -154,6 +174,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   } finally {
     await group.stop();
     await checkpointing;
+    await snapshotting;
   }
   if (fatal) throw fatal;
   return {

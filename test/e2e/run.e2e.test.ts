@@ -25,6 +25,8 @@ it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no proces
     KDR_LAB_PORT_OFFSET: '2000',
     KDR_LAB_CACHE_DIR: labPaths().cache,
     KDR_TOPIC_SYNC_INTERVAL_MS: '2000',
+    KDR_CHECKPOINT_INTERVAL_MS: '2000',
+    KDR_SNAPSHOT_INTERVAL_MS: '3000',
   };
   const config = loadConfig(env);
   const child = spawn('npm', ['start'], {
@@ -75,6 +77,16 @@ it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no proces
     expect(status.exitCode, status.stderr).toBe(0);
     const row = JSON.parse(status.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
     expect(row.map((p: { lagOffsets: number }) => p.lagOffsets)).toEqual([0, 0]);
+    // It also checkpoints and takes snapshots on its schedules.
+    expect(JSON.parse(status.stdout).checkpoint.at).not.toBeNull();
+    await eventually(
+      'kdr run took a snapshot',
+      async () => {
+        const list = await runKdr(['snapshots', 'list', '--json'], { env });
+        return list.exitCode === 0 && JSON.parse(list.stdout).length > 0;
+      },
+      60_000,
+    );
 
     process.kill(-child.pid!, 'SIGINT'); // the whole job, as a terminal's Ctrl-C
     await exited; // npm itself dies of the SIGINT; kdr run finishes its cleanup

@@ -9,8 +9,11 @@ import {
   type S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { NotFoundError, StoreError } from '../../errors.ts';
 import type { ObjectStore } from '../../ports/objectStore.ts';
+
+const MULTIPART_ABOVE = 8 * 1024 * 1024;
 
 /** The ObjectStore on one S3 bucket. */
 export class S3ObjectStore implements ObjectStore {
@@ -29,6 +32,21 @@ export class S3ObjectStore implements ObjectStore {
     options: { ifNoneMatch?: boolean; contentType?: string } = {},
   ): Promise<void> {
     try {
+      if (!options.ifNoneMatch && Buffer.byteLength(body) > MULTIPART_ABOVE) {
+        // Big segments go up in parts, two at a time: a failed part is retried alone.
+        await new Upload({
+          client: this.client,
+          params: {
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ...(options.contentType ? { ContentType: options.contentType } : {}),
+          },
+          partSize: MULTIPART_ABOVE,
+          queueSize: 2,
+        }).done();
+        return;
+      }
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -111,6 +129,13 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   private failure(what: string, error: unknown): StoreError {
+    if ((error as { name?: string })?.name === 'NoSuchBucket') {
+      return new StoreError(
+        'STORE_UNAVAILABLE',
+        `could not ${what}: bucket ${this.bucket} does not exist (KDR_BUCKET)`,
+        { cause: error },
+      );
+    }
     return new StoreError('STORE_UNAVAILABLE', `could not ${what}`, { cause: error });
   }
 }

@@ -21,7 +21,7 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description(
-      'run the DR service locally (what `npm start` runs): mirror and checkpoint continuously; starts the lab first when targeting it',
+      'run the DR service locally (what `npm start` runs): mirror, checkpoint and snapshot continuously; starts the lab first when targeting it',
     )
     .option('--no-lab', 'do not start the local lab, even when the configuration targets it')
     .action(async (options: { lab: boolean }) => {
@@ -40,6 +40,7 @@ export function registerRun(program: Command): void {
             untilCaughtUp: false,
             stopped,
             checkpointEveryMs: runtime.config.checkpoint.intervalMs,
+            snapshotEveryMs: runtime.config.snapshot.intervalMs,
             onProgress: (p) => {
               if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${progressLine(p)}`);
             },

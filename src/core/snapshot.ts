@@ -1,0 +1,214 @@
+/**
+ * Snapshots, decided without I/O: the cut, the ranges each snapshot must read given its parent, the
+ * manifest that names every segment a restore needs, and which segments a prune may delete.
+ *
+ * Consistency. Group offsets are read first, partition end offsets (last stable offsets) second: a group
+ * commits at most what it could read, and the last stable offset only grows, so every group offset is at
+ * or below the cut, except for consumers reading uncommitted data, which are clamped and reported. Within
+ * a partition the cut is the last stable offset, so it never falls inside an open transaction. Across
+ * partitions Kafka offers no atomic view: a transaction spanning partitions can be in the snapshot on one
+ * partition and not yet on another.
+ */
+
+export const SNAPSHOT_FORMAT = 'kdr-snapshot-v1';
+
+export interface SegmentRef {
+  key: string;
+  topic: string;
+  partition: number;
+  /** First and last record offsets in the segment. */
+  firstOffset: number;
+  lastOffset: number;
+  firstTimestamp: number;
+  lastTimestamp: number;
+  records: number;
+  /** Uncompressed size of the records; `size` is the object's size. */
+  bytes: number;
+  size: number;
+  sha256: string;
+}
+
+export interface Gap {
+  topic: string;
+  partition: number;
+  /** Offsets [from, to) that retention deleted before this snapshot could read them. */
+  from: number;
+  to: number;
+}
+
+export interface PartitionCut {
+  /** Where this snapshot's own reading started (the parent's end, or the log start). */
+  start: number;
+  /** The cut: the last stable offset; the snapshot holds every committed record below it. */
+  end: number;
+}
+
+export interface TopicInfo {
+  partitions: number;
+  /** Configs set on the topic itself. */
+  configs: Record<string, string>;
+  replicationFactor: number;
+}
+
+export interface ClampedGroup {
+  group: string;
+  topic: string;
+  partition: number;
+  committed: number;
+  clampedTo: number;
+}
+
+export interface SnapshotManifest {
+  format: typeof SNAPSHOT_FORMAT;
+  snapshotId: string;
+  parent: string | null;
+  pair: string;
+  cluster: string;
+  startedAt: string;
+  /** When the cut was taken: `restore --at` picks the newest snapshot cut at or before a time. */
+  cutAt: string;
+  completedAt: string;
+  topics: Record<string, TopicInfo>;
+  cut: Record<string, Record<string, PartitionCut>>;
+  groups: Record<string, Record<string, Record<string, number>>>;
+  clamped: ClampedGroup[];
+  /** Every segment a restore needs, the parent chain's included, in topic/partition/offset order. */
+  segments: SegmentRef[];
+  gaps: Gap[];
+  /** Records and bytes this snapshot read (not the chain's). */
+  records: number;
+  bytes: number;
+  newSegments: number;
+}
+
+/** Time-sortable and unique: 20261124T193000Z-3fa9. */
+export function snapshotId(at: number, random: string): string {
+  return `${new Date(at)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${random}`;
+}
+
+export const manifestKey = (prefix: string, id: string) => `${prefix}/manifests/${id}.json`;
+
+export function segmentKey(
+  prefix: string,
+  cluster: string,
+  ref: Pick<SegmentRef, 'topic' | 'partition' | 'firstOffset' | 'lastOffset'>,
+): string {
+  const pad = (n: number) => String(n).padStart(20, '0');
+  return `${prefix}/segments/${cluster}/${ref.topic}/${ref.partition}/${pad(ref.firstOffset)}-${pad(ref.lastOffset)}.kdrseg`;
+}
+
+/**
+ * Where each partition's reading starts: after the parent's cut when the parent covered it and the log
+ * still continues from there; from the log start otherwise (a new topic, or a topic recreated since).
+ * Offsets below the log start that the parent did not hold are a gap.
+ */
+export function planRanges(input: {
+  partitions: { topic: string; partition: number; logStart: number; end: number }[];
+  parent?: Pick<SnapshotManifest, 'cut'> | null;
+}): {
+  ranges: { topic: string; partition: number; from: number; to: number; inherits: boolean }[];
+  gaps: Gap[];
+  warnings: string[];
+} {
+  const ranges: { topic: string; partition: number; from: number; to: number; inherits: boolean }[] = [];
+  const gaps: Gap[] = [];
+  const warnings: string[] = [];
+  for (const p of input.partitions) {
+    const parentCut = input.parent?.cut[p.topic]?.[String(p.partition)];
+    let from: number;
+    let inherits = false;
+    if (parentCut && parentCut.end <= p.end) {
+      from = parentCut.end;
+      inherits = true;
+    } else {
+      if (parentCut) {
+        warnings.push(
+          `${p.topic}-${p.partition} ends at ${p.end}, before the parent's cut ${parentCut.end}: the topic was recreated; it is read again from its start`,
+        );
+      }
+      from = 0;
+    }
+    if (from < p.logStart) {
+      gaps.push({ topic: p.topic, partition: p.partition, from, to: Math.min(p.logStart, p.end) });
+      from = Math.min(p.logStart, p.end);
+    }
+    ranges.push({ topic: p.topic, partition: p.partition, from, to: p.end, inherits });
+  }
+  return { ranges, gaps, warnings };
+}
+
+/** Group offsets above the cut (a consumer reading uncommitted records) are clamped to the cut. */
+export function clampGroups(
+  groups: { group: string; topic: string; partition: number; offset: number }[],
+  cut: Record<string, Record<string, PartitionCut>>,
+): { groups: SnapshotManifest['groups']; clamped: ClampedGroup[] } {
+  const out: SnapshotManifest['groups'] = {};
+  const clamped: ClampedGroup[] = [];
+  for (const g of groups) {
+    const end = cut[g.topic]?.[String(g.partition)]?.end;
+    if (end === undefined) continue;
+    let offset = g.offset;
+    if (offset > end) {
+      clamped.push({
+        group: g.group,
+        topic: g.topic,
+        partition: g.partition,
+        committed: offset,
+        clampedTo: end,
+      });
+      offset = end;
+    }
+    out[g.group] ??= {};
+    out[g.group]![g.topic] ??= {};
+    out[g.group]![g.topic]![String(g.partition)] = offset;
+  }
+  return { groups: out, clamped };
+}
+
+/** The parent's segments still needed (for partitions this snapshot continues) followed by the new ones. */
+export function chainSegments(
+  parent: Pick<SnapshotManifest, 'segments'> | null | undefined,
+  inherited: Set<string>,
+  fresh: SegmentRef[],
+): SegmentRef[] {
+  const kept = (parent?.segments ?? []).filter((s) => inherited.has(`${s.topic}\u0000${s.partition}`));
+  return [...kept, ...fresh].sort(
+    (a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition || a.firstOffset - b.firstOffset,
+  );
+}
+
+/** Mark and sweep: segment objects no remaining manifest (nor a snapshot in progress) references. */
+export function unreferenced(objects: string[], keep: Iterable<string>): string[] {
+  const live = new Set(keep);
+  return objects.filter((key) => !live.has(key)).sort();
+}
+
+/** Which snapshots a prune removes: beyond the newest `keep`, or older than `olderThanMs`. */
+export function selectForPrune(
+  snapshots: { snapshotId: string; cutAt: string }[],
+  rule: { keep?: number; olderThanMs?: number },
+  now: number,
+): string[] {
+  const sorted = [...snapshots].sort(
+    (a, b) => b.cutAt.localeCompare(a.cutAt) || b.snapshotId.localeCompare(a.snapshotId),
+  );
+  return sorted
+    .filter((s, index) => {
+      if (rule.keep !== undefined && index >= rule.keep) return true;
+      if (rule.olderThanMs !== undefined && now - Date.parse(s.cutAt) > rule.olderThanMs) return true;
+      return false;
+    })
+    .map((s) => s.snapshotId);
+}
+
+/** "7d", "12h", "30m", "45s" → milliseconds. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+)\s*(d|h|m|s)$/.exec(text.trim());
+  if (!match)
+    throw new RangeError(`expected a duration such as 7d, 12h, 30m or 45s, got ${JSON.stringify(text)}`);
+  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 }[match[2] as 'd' | 'h' | 'm' | 's'];
+  return Number(match[1]) * unit;
+}
