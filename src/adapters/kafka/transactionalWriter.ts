@@ -4,7 +4,9 @@ import type { OutgoingRecord, TopicPartition } from '../../core/records.ts';
 import { KafkaError } from '../../errors.ts';
 import type { TransactionalWriter, TransactionalWriterFactory } from '../../ports/kafka.ts';
 import { compressionType } from './codecs.ts';
-import { toKdrError } from './errors.ts';
+import { kafkaProtocolError, toKdrError } from './errors.ts';
+
+const UNKNOWN_SERVER_ERROR = -1;
 
 /**
  * One idempotent, transactional kafkajs producer per source partition, with a transactional.id derived
@@ -66,10 +68,23 @@ class KafkaTransactionalWriter implements TransactionalWriter {
       // and settles the transaction (committed if the commit reached the coordinator, aborted otherwise).
       this.broken = true;
       await transaction.abort().catch(() => {});
-      throw toKdrError(error, `writing ${target.topic}-${target.partition} on the standby as ${this.id}`, {
-        topic: target.topic,
-        partition: target.partition,
-      });
+      const doing = `writing ${target.topic}-${target.partition} on the standby as ${this.id}`;
+      const details = { topic: target.topic, partition: target.partition };
+      // Kafka 4.3's coordinator answers UNKNOWN_SERVER_ERROR to an EndTxn that races a fencing
+      // InitProducerId ("transition to ONGOING while it already a pending state PREPARE_EPOCH_FENCE"): the
+      // commit did not apply and the fence aborts the transaction. Whatever the server's reason, a new writer
+      // fences and recovers from the standby's tail, so trying again is always safe.
+      if (kafkaProtocolError(error).code === UNKNOWN_SERVER_ERROR) {
+        throw new KafkaError(
+          'KAFKA_UNAVAILABLE',
+          `${doing} failed (UNKNOWN_SERVER_ERROR, outcome settled by the next writer): ${(error as Error).message}`,
+          {
+            cause: error,
+            details,
+          },
+        );
+      }
+      throw toKdrError(error, doing, details);
     }
   }
 
