@@ -24,7 +24,9 @@ export async function withRuntime<T>(
   try {
     return await fn(ctx);
   } finally {
+    ctx.logger.debug('closing the runtime');
     await ctx.runtime.close();
+    ctx.logger.debug('runtime closed');
   }
 }
 

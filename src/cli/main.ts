@@ -10,7 +10,7 @@ import { registerSnapshot } from './commands/snapshot.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerTopics } from './commands/topics.ts';
 import { registerTranslate } from './commands/translate.ts';
-import { fail } from './output.ts';
+import { exitWhenDone, fail } from './output.ts';
 
 const program = new Command('kdr')
   .description(
@@ -34,6 +34,7 @@ registerSnapshot(program);
 
 try {
   await program.parseAsync(process.argv);
+  await exitWhenDone();
 } catch (error) {
   if (error instanceof CommanderError) {
     // Help and version exit 0; usage errors were already printed by commander.

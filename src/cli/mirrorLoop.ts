@@ -13,6 +13,9 @@ import { runSnapshot } from '../services/snapshot.ts';
  * optionally an end once the standby has everything the source had at start.
  */
 
+/** How often `--until-caught-up` names the partitions it still waits for. */
+const PENDING_REPORT_MS = 15_000;
+
 export interface MirrorLoopOptions {
   untilCaughtUp: boolean;
   stopped: Promise<unknown>;
@@ -98,6 +101,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   let snapshotting: Promise<void> | undefined;
   let lastCount = 0;
   let lastTick = Date.now();
+  let lastPendingReport = Date.now();
   try {
     while (!stop && !fatal) {
       await Promise.race([sleep(1000), options.stopped]);
@@ -106,7 +110,21 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
         for (const t of targets.values()) {
           if (!t.done) t.done = await caughtUp(rt, t, t.end, t.logStart, route);
         }
-        if ([...targets.values()].every((t) => t.done)) break;
+        const pending = [...targets.values()].filter((t) => !t.done);
+        if (pending.length === 0) break;
+        if (Date.now() - lastPendingReport >= PENDING_REPORT_MS) {
+          lastPendingReport = Date.now();
+          logger.info('still catching up', {
+            pending: pending.slice(0, 20).map((t) => ({
+              topic: t.topic,
+              partition: t.partition,
+              end: t.end,
+              lastMirrored: rt.engine.lastMirrored(t) ?? null,
+              consumedTo: highWatermarks.get(`${t.topic}-${t.partition}`)?.lastMirrored ?? null,
+            })),
+            partitionsPending: pending.length,
+          });
+        }
       }
       if (Date.now() - lastResync > (options.resyncMs ?? config.mirror.topicSyncIntervalMs)) {
         lastResync = Date.now();
@@ -172,7 +190,9 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
       lastTick = now;
     }
   } finally {
+    logger.debug('stopping the consumer group');
     await group.stop();
+    logger.debug('consumer group stopped');
     await checkpointing;
     await snapshotting;
   }

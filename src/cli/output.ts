@@ -39,3 +39,18 @@ export function table(rows: (string | number)[][]): string {
     )
     .join('\n');
 }
+
+/**
+ * Ends the process once a command has finished. kafkajs can leave a socket or timer behind after every
+ * client was disconnected (a reconnect scheduled by a request that completed during disconnect), which
+ * would keep a finished command alive until something kills it; what kdr wrote is durable by then.
+ */
+export async function exitWhenDone(): Promise<never> {
+  if (process.env.KDR_LOG_LEVEL === 'debug') {
+    const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
+    if (left.length > 0) process.stderr.write(`kdr: exiting with active resources: ${left.join(', ')}\n`);
+  }
+  // stdout may be a pipe: let it drain before exiting.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(process.exitCode ?? 0);
+}
