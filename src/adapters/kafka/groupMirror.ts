@@ -77,6 +77,15 @@ export class GroupMirror {
         try {
           const records = (batch.messages as unknown as KafkajsRecord[]).map(fromKafkajs);
           const result = await this.engine.mirrorBatch(source, records);
+          logger.debug('batch mirrored', {
+            topic: source.topic,
+            partition: source.partition,
+            firstOffset: batch.firstOffset(),
+            lastOffset: batch.lastOffset(),
+            highWatermark: batch.highWatermark,
+            mirrored: result.mirrored,
+            lastMirrored: result.lastMirrored,
+          });
           this.failures.delete(key);
           resolveOffset(batch.lastOffset());
           await commitOffsetsIfNecessary();
