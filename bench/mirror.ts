@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
 import { createKafka } from '../src/adapters/kafka/client.ts';
 import { runMirrorLoop } from '../src/cli/mirrorLoop.ts';
 import type { KdrConfig } from '../src/config.ts';
@@ -32,10 +33,10 @@ async function loadTopic(
   size: number,
   partitions: number,
 ) {
-  const admin = createKafka(config.primary, 'kdr-bench').admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  await admin.disconnect();
+  // kdr's admin adapter waits until every partition has a leader (kafkajs's waitForLeaders can fail).
+  const admin = new KafkaAdmin(createKafka(config.primary, 'kdr-bench'), 'primary');
+  await admin.createTopic(topic, partitions, 1, {});
+  await admin.close();
   // Kafka's own producer loads the data: fast, and independent of the code measured.
   await kafkaTool(KAFKA_TOOLS.producerPerf, [
     '--topic',

@@ -8,7 +8,7 @@ import { labPaths, REPO_ROOT } from '../../infra/local/paths.ts';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { loadConfig } from '../../src/config.ts';
 import { runKdr } from '../helpers/cli.ts';
-import { eventually, uniqueName } from '../helpers/lab.ts';
+import { createTopics, eventually, uniqueName } from '../helpers/lab.ts';
 
 /**
  * `npm start` on a machine where no lab runs (a lab dir of its own, ports shifted by 2000): it brings the
@@ -51,16 +51,16 @@ it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no proces
 
     // A topic created while kdr run runs is found and mirrored.
     const topic = uniqueName('run-new');
-    const kafka = createKafka(config.primary, 'kdr-test');
-    const admin = kafka.admin();
-    const producer = kafka.producer();
-    await Promise.all([admin.connect(), producer.connect()]);
-    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    // kdr's admin adapter waits until the new topic's metadata reached every broker (kafkajs's
+    // createTopics can fail with UNKNOWN_TOPIC_OR_PARTITION right after a KRaft create).
+    await createTopics('primary', [{ topic, numPartitions: 2 }], config);
+    const producer = createKafka(config.primary, 'kdr-test').producer();
+    await producer.connect();
     await producer.send({
       topic,
       messages: Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })),
     });
-    await Promise.all([admin.disconnect(), producer.disconnect()]);
+    await producer.disconnect();
     await eventually(
       'the new topic reached the standby',
       async () => {
