@@ -2,7 +2,6 @@ import { type ControlState, describeConflict } from '../core/control.ts';
 import { firstAtOrAfterStandby, translateCommitted } from '../core/offsetMap.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { encodeSegment } from '../core/segment.ts';
-import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts';

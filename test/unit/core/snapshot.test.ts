@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import {
+  chainSegments,
+  clampGroups,
+  parseDuration,
+  planRanges,
+  type SegmentRef,
+  segmentKey,
+  selectForPrune,
+  snapshotId,
+  unreferenced,
+} from '../../../src/core/snapshot.ts';
+
+const seg = (topic: string, partition: number, first: number, last: number): SegmentRef => ({
+  key: segmentKey('s', 'primary', { topic, partition, firstOffset: first, lastOffset: last }),
+  topic,
+  partition,
+  firstOffset: first,
+  lastOffset: last,
+  firstTimestamp: 0,
+  lastTimestamp: 0,
+  records: last - first + 1,
+  bytes: 1,
+  size: 1,
+  sha256: 'x',
+});
+
+describe('snapshot planning', () => {
+  it('names snapshots so that they sort by time', () => {
+    expect(snapshotId(Date.UTC(2026, 10, 24, 19, 30, 0, 123), '3fa9')).toBe('20261124T193000Z-3fa9');
+  });
+
+  it('continues from the parent cut, starts new topics at the log start, and reports retention gaps', () => {
+    const parent = {
+      cut: {
+        a: { '0': { start: 0, end: 100 }, '1': { start: 0, end: 50 } },
+        gone: { '0': { start: 0, end: 9 } },
+      },
+    };
+    const plan = planRanges({
+      parent,
+      partitions: [
+        { topic: 'a', partition: 0, logStart: 0, end: 150 },
+        { topic: 'a', partition: 1, logStart: 80, end: 120 }, // retention deleted 50-79 before we read them
+        { topic: 'b', partition: 0, logStart: 0, end: 10 }, // new topic
+        { topic: 'gone', partition: 0, logStart: 0, end: 3 }, // recreated: ends before the parent's cut
+      ],
+    });
+    expect(plan.ranges).toEqual([
+      { topic: 'a', partition: 0, from: 100, to: 150, inherits: true },
+      { topic: 'a', partition: 1, from: 80, to: 120, inherits: true },
+      { topic: 'b', partition: 0, from: 0, to: 10, inherits: false },
+      { topic: 'gone', partition: 0, from: 0, to: 3, inherits: false },
+    ]);
+    expect(plan.gaps).toEqual([{ topic: 'a', partition: 1, from: 50, to: 80 }]);
+    expect(plan.warnings[0]).toContain('gone-0 ends at 3, before the parent');
+  });
+
+  it('clamps group offsets beyond the cut and reports them', () => {
+    const cut = { t: { '0': { start: 0, end: 10 } } };
+    const result = clampGroups(
+      [
+        { group: 'g', topic: 't', partition: 0, offset: 12 },
+        { group: 'h', topic: 't', partition: 0, offset: 4 },
+        { group: 'h', topic: 'other', partition: 0, offset: 4 },
+      ],
+      cut,
+    );
+    expect(result.groups).toEqual({ g: { t: { '0': 10 } }, h: { t: { '0': 4 } } });
+    expect(result.clamped).toEqual([{ group: 'g', topic: 't', partition: 0, committed: 12, clampedTo: 10 }]);
+  });
+
+  it('lists the whole chain: parent segments of continued partitions, then the new ones', () => {
+    const parent = { segments: [seg('a', 0, 0, 99), seg('gone', 0, 0, 8)] };
+    const chain = chainSegments(parent, new Set(['a\u00000']), [seg('a', 0, 100, 149), seg('b', 0, 0, 9)]);
+    expect(chain.map((s) => `${s.topic}-${s.partition}:${s.firstOffset}`)).toEqual([
+      'a-0:0',
+      'a-0:100',
+      'b-0:0',
+    ]);
+  });
+
+  it('prunes by count and by age; sweeps what nothing references', () => {
+    const snaps = [
+      { snapshotId: '1', cutAt: '2026-11-20T00:00:00.000Z' },
+      { snapshotId: '2', cutAt: '2026-11-22T00:00:00.000Z' },
+      { snapshotId: '3', cutAt: '2026-11-24T00:00:00.000Z' },
+    ];
+    const now = Date.parse('2026-11-24T12:00:00.000Z');
+    expect(selectForPrune(snaps, { keep: 2 }, now)).toEqual(['1']);
+    expect(selectForPrune(snaps, { olderThanMs: parseDuration('3d') }, now)).toEqual(['1']);
+    expect(selectForPrune(snaps, { olderThanMs: parseDuration('1h') }, now).sort()).toEqual(['1', '2', '3']);
+    expect(unreferenced(['x', 'y', 'z'], ['y'])).toEqual(['x', 'z']);
+  });
+
+  it('parses durations and rejects anything else', () => {
+    expect(parseDuration('7d')).toBe(7 * 86_400_000);
+    expect(parseDuration('30m')).toBe(1_800_000);
+    expect(() => parseDuration('soon')).toThrow('expected a duration such as 7d');
+  });
+});
