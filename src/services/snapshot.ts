@@ -241,7 +241,13 @@ export async function runSnapshot(
       await deps.objects.put(key, JSON.stringify(state), { contentType: 'application/json' });
       await deps.catalog.acquireLease(deps.cluster, owner, leaseMs);
     };
-    const outOfTime = () => options.deadline !== undefined && clock() > options.deadline - DEADLINE_MARGIN_MS;
+    // Every run uploads at least one segment before it looks at the deadline: however small the budget,
+    // a snapshot that continues run after run always finishes.
+    let uploadedThisRun = 0;
+    const outOfTime = () =>
+      uploadedThisRun > 0 &&
+      options.deadline !== undefined &&
+      clock() > options.deadline - DEADLINE_MARGIN_MS;
     const report = () =>
       deps.onProgress?.({
         records: state.records,
@@ -271,6 +277,7 @@ export async function runSnapshot(
       await uploading;
       uploading = (async () => {
         await deps.objects.put(ref.key, segment.data, { contentType: 'application/octet-stream' });
+        uploadedThisRun++;
         state.segments.push(ref);
         state.records += ref.records;
         state.bytes += ref.bytes;
@@ -285,7 +292,8 @@ export async function runSnapshot(
       let pending: SourceRecord[] = [];
       let pendingBytes = 0;
       let offset = range.next;
-      while (offset < range.to) {
+      let paused = false;
+      while (offset < range.to && !paused) {
         if (outOfTime()) break;
         const fetched = await deps.reader.fetch(range, offset);
         for (const record of fetched.records) {
@@ -297,8 +305,14 @@ export async function runSnapshot(
             await flush(range, pending);
             pending = [];
             pendingBytes = 0;
+            // One fetch can hold many segments: the deadline is checked after each (the rest is read again).
+            if (outOfTime()) {
+              paused = true;
+              break;
+            }
           }
         }
+        if (paused) break;
         if (fetched.nextOffset <= offset) break; // nothing committed left below the cut
         offset = fetched.nextOffset;
       }
