@@ -3,6 +3,7 @@ import { loadConfig } from '../src/config.ts';
 import { benchFailover } from './failover.ts';
 import { updateDoc, writeResults } from './harness.ts';
 import { benchMirror } from './mirror.ts';
+import { benchSnapshot } from './snapshot.ts';
 
 /**
  * `npm run bench [-- names...]`: brings the lab up (and down again if it started it), runs the
@@ -61,6 +62,31 @@ committed on the standby, fencing of all 50 partitions). Median of ${result.runs
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- failover\`.`,
     );
     process.stderr.write(`failover: ${JSON.stringify(result.median)}\n`);
+  }
+  if (selected('snapshot')) {
+    const result = await benchSnapshot(config);
+    const file = writeResults('snapshot', result);
+    const m = result.median;
+    updateDoc(
+      'snapshot',
+      `## Snapshot throughput (${result.date.slice(0, 10)})
+
+${result.setup.records.toLocaleString('en')} records of ${result.setup.size} B over ${result.setup.partitions} partitions, one snapshot from scratch
+(read with read_committed, encode, gzip, SHA-256, upload ${result.setup.segmentBytes / 2 ** 20} MiB segments to moto),
+next to raw PutObject of the same bytes in objects of the segment size against the same endpoint.
+Median of ${result.runs.length} runs.
+
+| metric | median |
+| --- | --- |
+| snapshot MB/s | ${m.snapshotMBps.toFixed(1)} |
+| raw PutObject MB/s | ${m.putObjectMBps.toFixed(1)} |
+| snapshot / PutObject | ${m.ratio.toFixed(2)} |
+| peak RSS of the process (MiB) | ${Math.round(m.peakRssMiB)} |
+| RSS growth during the snapshot (MiB) | ${Math.round(m.rssGrowthMiB)} |
+
+Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- snapshot\`.`,
+    );
+    process.stderr.write(`snapshot: ${JSON.stringify(m)}\n`);
   }
 } finally {
   if (!wasUp) await lab.down();
