@@ -39,8 +39,23 @@ export interface TransactionalWriter {
   close(): Promise<void>;
 }
 
+export interface PartitionBatch {
+  target: TopicPartition;
+  /** Produce requests in order; each becomes one record batch. */
+  requests: OutgoingRecord[][];
+}
+
+/** Writes to several partitions in one transaction (a restore that re-partitions); opening it fences. */
+export interface MultiPartitionWriter {
+  /** One transaction over every batch; returns the offset of every record, batch by batch. */
+  writeMany(batches: PartitionBatch[]): Promise<number[][]>;
+  close(): Promise<void>;
+}
+
 export interface TransactionalWriterFactory {
   open(source: TopicPartition): Promise<TransactionalWriter>;
+  /** A writer under an explicit transactional id (restores). */
+  openWithId(transactionalId: string, details?: Record<string, unknown>): Promise<MultiPartitionWriter>;
   close(): Promise<void>;
 }
 
@@ -58,6 +73,8 @@ export interface TopicAdmin {
     configs: Record<string, string>,
   ): Promise<void>;
   addPartitions(topic: string, count: number): Promise<void>;
+  /** Deletes a topic and waits until the cluster no longer lists it (restore --mode replace only). */
+  deleteTopic(topic: string): Promise<void>;
   alterConfigs(topic: string, configs: Record<string, string>): Promise<void>;
   close(): Promise<void>;
 }

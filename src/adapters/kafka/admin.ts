@@ -135,6 +135,23 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
     );
   }
 
+  async deleteTopic(topic: string): Promise<void> {
+    await this.run(
+      `deleting topic ${topic}`,
+      async (admin) => {
+        await admin.deleteTopics({ topics: [topic], timeout: 30_000 });
+        // Deletion completes asynchronously: wait, bounded, until no broker lists the topic any more.
+        await pRetry(
+          async () => {
+            if ((await admin.listTopics()).includes(topic)) throw new Error(`topic ${topic} is still listed`);
+          },
+          { retries: 30, minTimeout: 100, maxTimeout: 1000 },
+        );
+      },
+      { topic },
+    );
+  }
+
   async addPartitions(topic: string, count: number): Promise<void> {
     await this.run(
       `adding partitions to ${topic}`,
