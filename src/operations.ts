@@ -1,8 +1,23 @@
+import { createHash } from 'node:crypto';
+import { createAwsClients, destroyAwsClients } from './adapters/aws/clients.ts';
+import { DynamoDBRestoreStore } from './adapters/dynamodb/restoreStore.ts';
+import { DynamoDBSnapshotCatalog } from './adapters/dynamodb/snapshotCatalog.ts';
+import { KafkaAdmin } from './adapters/kafka/admin.ts';
+import { createKafka } from './adapters/kafka/client.ts';
+import { KafkaPartitionReader } from './adapters/kafka/partitionReader.ts';
+import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalWriter.ts';
+import { S3ObjectStore } from './adapters/s3/objectStore.ts';
+import type { ClusterConfig, KdrConfig } from './config.ts';
+import { InputError } from './errors.ts';
+import type { RestoreRequestInput } from './events/operations.ts';
+import type { Logger } from './logger.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 import type { CheckpointDeps } from './services/checkpoint.ts';
 import type { FailbackDeps } from './services/failback.ts';
 import type { FailoverDeps } from './services/failover.ts';
+import type { RestoreDeps, RestoreProgress, RestoreRequest } from './services/restore.ts';
 import type { SnapshotDeps } from './services/snapshot.ts';
+import { runSnapshot } from './services/snapshot.ts';
 
 /** The services' dependencies out of a forward runtime (primary → standby). */
 
@@ -100,5 +115,91 @@ export function snapshotDeps(rt: Runtime, cluster: 'primary' | 'standby'): Snaps
     prefix: config.snapshot.prefix,
     leaseMs: config.snapshot.leaseMs,
     logger: rt.logger,
+  };
+}
+
+/** Where a restore writes: one of the pair's clusters, or any cluster by its bootstrap brokers. */
+export function restoreTargetCluster(config: KdrConfig, target: string): ClusterConfig {
+  if (target === 'primary' || target === 'standby') return config[target];
+  const brokers = target.split(',').map((b) => b.trim());
+  const bad = brokers.find((b) => !/^[A-Za-z0-9.-]+:\d{1,5}$/.test(b));
+  if (bad !== undefined || brokers.length === 0)
+    throw new InputError(
+      `expected --target primary, standby or a comma-separated list of host:port brokers, got ${JSON.stringify(target)}`,
+    );
+  const hash = createHash('sha256').update(brokers.join(',')).digest('hex').slice(0, 8);
+  // A cluster outside the pair: plain connections (configure it as primary or standby for TLS/SASL).
+  return { alias: `restore-target-${hash}`, brokers, ssl: false };
+}
+
+/** The restore's dependencies against one target cluster; `close` disconnects everything it opened. */
+export function restoreDeps(
+  config: KdrConfig,
+  logger: Logger,
+  target: string,
+): { deps: RestoreDeps; close: () => Promise<void> } {
+  const cluster = restoreTargetCluster(config, target);
+  const kafka = createKafka(cluster, `kdr-${config.pair}-restore`, logger);
+  const aws = createAwsClients(config);
+  const admin = new KafkaAdmin(kafka, cluster.alias);
+  const reader = new KafkaPartitionReader(kafka, cluster.alias);
+  const writers = new KafkaTransactionalWriterFactory(
+    kafka,
+    config.pair,
+    cluster.alias,
+    config.standbyCompression,
+  );
+  const objects = new S3ObjectStore(aws.s3, config.bucket);
+  const catalog = new DynamoDBSnapshotCatalog(aws.dynamodb, config.stateTable, config.pair);
+  return {
+    deps: {
+      objects,
+      snapshotPrefix: config.snapshot.prefix,
+      store: new DynamoDBRestoreStore<RestoreProgress>(aws.dynamodb, config.stateTable, config.pair),
+      target: { label: target, admin, reader, writers },
+      safetySnapshot: async (topics) => {
+        const wanted = new Set(topics);
+        const result = await runSnapshot({
+          pair: config.pair,
+          cluster: cluster.alias,
+          reader,
+          admin,
+          objects,
+          catalog,
+          selectTopic: (topic) => wanted.has(topic),
+          segmentBytes: config.snapshot.segmentBytes,
+          prefix: config.snapshot.prefix,
+          leaseMs: config.snapshot.leaseMs,
+          logger,
+        });
+        if (result.status !== 'complete') throw new Error('a snapshot without a deadline always completes');
+        return result.manifest.snapshotId;
+      },
+      maxTransactionRecords: config.mirror.maxTransactionRecords,
+      maxRequestBytes: config.mirror.maxRequestBytes,
+      prefetch: 2,
+      logger,
+    },
+    close: async () => {
+      await writers.close();
+      await Promise.allSettled([admin.close(), reader.close()]);
+      destroyAwsClients(aws);
+    },
+  };
+}
+
+/** The service's request out of a validated CLI or Lambda restore request. */
+export function restoreServiceRequest(config: KdrConfig, request: RestoreRequestInput): RestoreRequest {
+  return {
+    ...(request.snapshotId !== undefined ? { snapshotId: request.snapshotId } : {}),
+    ...(request.at !== undefined ? { at: request.at } : {}),
+    from: config[request.from].alias,
+    ...(request.topics !== undefined ? { topics: request.topics } : {}),
+    rename: request.rename,
+    ...(request.topicPrefix !== undefined ? { topicPrefix: request.topicPrefix } : {}),
+    mode: request.mode,
+    yes: request.yes,
+    safetySnapshot: request.safetySnapshot,
+    dryRun: request.dryRun,
   };
 }
