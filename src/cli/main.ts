@@ -5,6 +5,7 @@ import { registerFailback } from './commands/failback.ts';
 import { registerFailover } from './commands/failover.ts';
 import { registerLab } from './commands/lab.ts';
 import { registerMirror } from './commands/mirror.ts';
+import { registerRestore } from './commands/restore.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSnapshot } from './commands/snapshot.ts';
 import { registerStatus } from './commands/status.ts';
@@ -31,6 +32,7 @@ registerCheckpoint(program);
 registerFailover(program);
 registerFailback(program);
 registerSnapshot(program);
+registerRestore(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,65 @@
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { loadConfig } from '../src/config.ts';
+import { parseRequest, restoreRequestSchema } from '../src/events/operations.ts';
+import { createLogger } from '../src/logger.ts';
+import { emitMetrics } from '../src/metrics.ts';
+import { restoreDeps, restoreServiceRequest } from '../src/operations.ts';
+import { runRestore } from '../src/services/restore.ts';
+
+/**
+ * Invoked restore: `sls invoke -f restore --data '{"snapshotId":"…","target":"standby","topicPrefix":"r."}'`
+ * with the options of `kdr restore` as JSON. The payload is validated before anything is read or written.
+ * A restore that does not fit in this invocation saves its progress and, in AWS, invokes the function
+ * again with the same payload to continue; the result says where it stands.
+ */
+
+const config = loadConfig();
+const logger = createLogger(config.logLevel, { function: 'restore', pair: config.pair });
+/** Time kept in hand to save progress, re-invoke and return. */
+const MARGIN_MS = 15_000;
+
+export async function handler(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
+  const request = parseRequest(restoreRequestSchema, event, config.pair, 'restore');
+  const { deps, close } = restoreDeps(config, logger, request.target);
+  try {
+    const remaining = context?.getRemainingTimeInMillis?.();
+    const result = await runRestore(deps, restoreServiceRequest(config, request), {
+      ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
+      ...(request.verifiedSegments !== undefined ? { verifiedSegments: request.verifiedSegments } : {}),
+    });
+    if (result.status === 'in-progress') {
+      const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME;
+      if (functionName) {
+        const next = {
+          ...request,
+          ...(result.verifiedSegments !== undefined ? { verifiedSegments: result.verifiedSegments } : {}),
+        };
+        const lambda = new LambdaClient({ region: config.aws.region });
+        try {
+          await lambda.send(
+            new InvokeCommand({
+              FunctionName: functionName,
+              InvocationType: 'Event',
+              Payload: Buffer.from(JSON.stringify(next)),
+            }),
+          );
+        } finally {
+          lambda.destroy();
+        }
+      }
+      return { ...result, continued: Boolean(functionName) };
+    }
+    const report = result.report;
+    emitMetrics(
+      'kdr',
+      { Pair: config.pair },
+      {
+        RestoreRecords: { value: report.records, unit: 'Count' },
+        RestoreDurationMs: { value: report.durationMs, unit: 'Milliseconds' },
+      },
+    );
+    return { status: 'complete', ...report };
+  } finally {
+    await close();
+  }
+}

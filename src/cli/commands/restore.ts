@@ -1,0 +1,164 @@
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { loadConfig } from '../../config.ts';
+import { parseRequest, restoreRequestSchema } from '../../events/operations.ts';
+import { createLogger } from '../../logger.ts';
+import { restoreDeps, restoreServiceRequest } from '../../operations.ts';
+import { type RestoreReport, runRestore } from '../../services/restore.ts';
+import { emit, note, table } from '../output.ts';
+
+export function formatRestore(report: RestoreReport): string {
+  const lines = [
+    `${report.dryRun ? 'would restore' : 'restored'} snapshot ${report.snapshotId} of ${report.snapshotCluster} (cut ${report.cutAt}) into ${report.target} (--mode ${report.mode}): ${report.records} records, ${(report.bytes / 1e6).toFixed(1)} MB`,
+  ];
+  if (report.safetySnapshotId)
+    lines.push(`safety snapshot of the replaced topics: ${report.safetySnapshotId}`);
+  lines.push(
+    table([
+      ['SNAPSHOT TOPIC', 'TARGET TOPIC', 'ACTION', 'PARTITIONS', 'RECORDS'],
+      ...report.topics.map((t) => [
+        t.source,
+        t.target,
+        t.action,
+        `${t.partitions}${t.repartitioned ? ' (re-partitioned)' : ''}`,
+        t.records,
+      ]),
+    ]),
+  );
+  const groups = Object.entries(report.groups);
+  if (groups.length > 0) {
+    const rows: (string | number)[][] = [['GROUP', 'STATUS', 'TOPIC', 'PARTITION', 'OFFSET']];
+    for (const [group, g] of groups) {
+      if (g.status === 'planned') {
+        for (const [topic, positions] of Object.entries(g.positions))
+          for (const [partition, offset] of Object.entries(positions))
+            rows.push([group, 'planned (snapshot offset)', topic, partition, offset]);
+      } else {
+        for (const o of g.offsets) rows.push([group, g.status, o.topic, o.partition, o.offset]);
+      }
+    }
+    lines.push(table(rows));
+  }
+  for (const w of report.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description(
+      'restore topics and consumer-group positions from a snapshot (resumable: run the same command again to continue)',
+    )
+    .option('--snapshot <id>', 'the snapshot to restore')
+    .option('--at <iso-time>', 'restore the newest snapshot cut at or before this time instead')
+    .addOption(
+      new Option('--from <cluster>', 'with --at: whose snapshots to consider')
+        .choices(['primary', 'standby'])
+        .default('primary'),
+    )
+    .option(
+      '--target <cluster>',
+      'primary, standby, or host:port[,host:port...] of another cluster',
+      'primary',
+    )
+    .option('--topics <regex>', 'snapshot topics to restore (default: all)')
+    .option('--rename <from:to>', 'restore snapshot topic FROM as TO (repeatable)', collect, [])
+    .option('--topic-prefix <prefix>', 'prepend this to every target topic name not renamed')
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'new: only into missing or empty topics; append: after existing data; replace: delete and recreate',
+      )
+        .choices(['new', 'append', 'replace'])
+        .default('new'),
+    )
+    .option('--yes', 'confirm --mode replace')
+    .option('--no-safety-snapshot', 'with --mode replace: do not snapshot the topics before deleting them')
+    .option('--dry-run', 'print what would be created, written and committed, and change nothing')
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (options: {
+        snapshot?: string;
+        at?: string;
+        from: string;
+        target: string;
+        topics?: string;
+        rename: string[];
+        topicPrefix?: string;
+        mode: string;
+        yes?: boolean;
+        safetySnapshot: boolean;
+        dryRun?: boolean;
+        json?: boolean;
+      }) => {
+        const config = loadConfig();
+        const request = parseRequest(
+          restoreRequestSchema,
+          {
+            ...(options.snapshot !== undefined ? { snapshotId: options.snapshot } : {}),
+            ...(options.at !== undefined ? { at: options.at } : {}),
+            from: options.from,
+            target: options.target,
+            ...(options.topics !== undefined ? { topics: options.topics } : {}),
+            rename: options.rename,
+            ...(options.topicPrefix !== undefined ? { topicPrefix: options.topicPrefix } : {}),
+            mode: options.mode,
+            yes: Boolean(options.yes),
+            safetySnapshot: options.safetySnapshot,
+            dryRun: Boolean(options.dryRun),
+          },
+          config.pair,
+          'restore',
+        );
+        const logger = createLogger(config.logLevel, {}, { pretty: Boolean(process.stderr.isTTY) });
+        const { deps, close } = restoreDeps(config, logger, request.target);
+        const bar =
+          process.stderr.isTTY && !options.json
+            ? new cliProgress.SingleBar(
+                {
+                  format:
+                    '{phase} |{bar}| {percentage}% | {value}/{total} {unit} | {rate}/s | ETA {eta_formatted}',
+                  hideCursor: true,
+                  etaBuffer: 50,
+                },
+                cliProgress.Presets.shades_classic,
+              )
+            : undefined;
+        let barPhase: string | undefined;
+        let phaseStarted = Date.now();
+        deps.onProgress = (p) => {
+          if (!bar) return;
+          if (barPhase !== p.phase) {
+            if (barPhase) bar.stop();
+            barPhase = p.phase;
+            phaseStarted = Date.now();
+            bar.start(p.total, 0, {
+              phase: p.phase,
+              unit: p.phase === 'verify' ? 'segments' : 'records',
+              rate: 0,
+            });
+          }
+          const rate = Math.round((p.done * 1000) / Math.max(1, Date.now() - phaseStarted));
+          bar.update(p.done, { rate });
+        };
+        let result: Awaited<ReturnType<typeof runRestore>>;
+        try {
+          result = await runRestore(deps, restoreServiceRequest(config, request));
+        } finally {
+          bar?.stop();
+          await close();
+        }
+        if (result.status !== 'complete') throw new Error('a restore without a deadline always completes');
+        const report = result.report;
+        emit(Boolean(options.json), report, () => formatRestore(report));
+        const skipped = Object.entries(report.groups).filter(([, g]) => g.status === 'skipped');
+        if (skipped.length > 0) {
+          note(`kdr: ${skipped.length} group(s) were not restored: ${skipped.map(([g]) => g).join(', ')}`);
+          process.exitCode = 5;
+        }
+      },
+    );
+}
