@@ -97,6 +97,40 @@ describe('Lambda bundles', () => {
     );
   });
 
+  it('snapshot and restore: run from their bundles alone', async () => {
+    const topic = uniqueName('bundle-snap');
+    const env = {
+      KDR_PAIR: uniqueName('bundle-pair'),
+      KDR_TOPICS: topic,
+      KDR_SNAPSHOT_PREFIX: `test/${topic}`,
+    };
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const producer = kafkaFor('primary').producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      messages: Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })),
+    });
+    await producer.disconnect();
+    const snapshot = await invoke('snapshot', {}, env);
+    expect(snapshot.exitCode, snapshot.stderr).toBe(0);
+    const taken = JSON.parse(snapshot.stdout.trim().split('\n').at(-1)!);
+    expect(taken).toMatchObject({ status: 'complete', records: 20 });
+    const restore = await invoke(
+      'restore',
+      { snapshotId: taken.snapshotId, target: 'standby', topicPrefix: 'bundle.' },
+      env,
+    );
+    expect(restore.exitCode, restore.stderr).toBe(0);
+    expect(JSON.parse(restore.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+      status: 'complete',
+      records: 20,
+    });
+    expect((await readWithKcat('standby', `bundle.${topic}`)).map((r) => r.value!.toString())).toEqual(
+      Array.from({ length: 20 }, (_, i) => `v${i}`),
+    );
+  });
+
   it('mirror: rejects a malformed event from its bundle', async () => {
     const result = await invoke('mirror', { eventSource: 'nope' });
     expect(result.exitCode).toBe(1);
