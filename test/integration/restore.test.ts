@@ -20,6 +20,7 @@ import {
   eventually,
   KAFKA_TOOLS,
   type KcatRecord,
+  kafkaFor,
   kafkaTool,
   readWithKcat,
   uniqueName,
@@ -425,6 +426,47 @@ describe('restore', () => {
     expect(originOf(restored.get(0)!.find((r) => r.offset >= offsets.get(0)!)!)?.offset).toBe(500);
     expect(originOf(restored.get(1)!.find((r) => r.offset >= offsets.get(1)!)!)?.offset).toBe(0);
     expect(originOf(restored.get(2)!.find((r) => r.offset >= offsets.get(2)!)!)?.offset).toBe(999);
+  });
+
+  it('commits nothing for a group with active members on the target, and commits it once they stop', async () => {
+    const s = setup('ractive');
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await load(topic, 1, 50, 9);
+    const [busy, idle] = [uniqueName('ractive-busy'), uniqueName('ractive-idle')];
+    await commitGroupOffsets('primary', busy, topic, [20]);
+    await commitGroupOffsets('primary', idle, topic, [30]);
+    const snapshotId = await snapshot(s.env);
+    // The busy group has a running consumer on the standby (on another topic).
+    const other = uniqueName('ractive-other');
+    await createTopics('standby', [{ topic: other, numPartitions: 1 }]);
+    const consumer = kafkaFor('standby').consumer({ groupId: busy });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [other] });
+    let joined = false;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      joined = true;
+    });
+    await consumer.run({ eachMessage: async () => {} });
+    await eventually('the busy group has a member on the standby', () => joined, 60_000);
+    const args = ['--snapshot', snapshotId, '--target', 'standby', '--topic-prefix', 'act.'];
+    try {
+      const first = await restore(s.env, args, 5);
+      expect(first.stderr).toContain(`1 group(s) were not restored: ${busy}`);
+      const report = JSON.parse(first.stdout);
+      expect(report.groups[busy]).toMatchObject({ status: 'skipped' });
+      expect(report.groups[busy].error).toContain(`group ${busy} has active members on standby`);
+      expect(report.groups[idle]).toMatchObject({ status: 'committed' });
+      expect((await groupOffsets('standby', busy)).get(`act.${topic}`)).toBeUndefined();
+    } finally {
+      await consumer.disconnect();
+    }
+    const second = await restore(s.env, args);
+    expect(second.report.groups[busy]).toMatchObject({ status: 'committed' });
+    expect((await readWithKcat('standby', `act.${topic}`)).length).toBe(50);
+    const restored = await partitions('standby', `act.${topic}`);
+    const at = (await groupOffsets('standby', busy)).get(`act.${topic}`)!.get(0)!;
+    expect(originOf(restored.get(0)!.find((r) => r.offset >= at)!)?.offset).toBe(20);
   });
 
   it('rejects bad input with a clear error and writes nothing', async () => {
