@@ -3,6 +3,7 @@ import { loadConfig } from '../src/config.ts';
 import { benchFailover } from './failover.ts';
 import { updateDoc, writeResults } from './harness.ts';
 import { benchMirror } from './mirror.ts';
+import { benchRestore } from './restore.ts';
 import { benchSnapshot } from './snapshot.ts';
 
 /**
@@ -87,6 +88,31 @@ Median of ${result.runs.length} runs.
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- snapshot\`.`,
     );
     process.stderr.write(`snapshot: ${JSON.stringify(m)}\n`);
+  }
+  if (selected('restore')) {
+    const result = await benchRestore(config);
+    const file = writeResults('restore', result);
+    const m = result.median;
+    updateDoc(
+      'restore',
+      `## Restore throughput (${result.date.slice(0, 10)})
+
+${result.setup.records.toLocaleString('en')} records of ${result.setup.size} B over ${result.setup.partitions} partitions, restored from a snapshot into a new
+standby topic (segments checked, downloaded and decoded ${result.setup.prefetchSegments} ahead, transactions of ${result.setup.transactionRecords.toLocaleString('en')} records,
+progress saved to DynamoDB after each), next to \`kafka-producer-perf-test\` writing as many records of the
+same size to the same standby right after. Median of ${result.runs.length} runs.
+
+| metric | median |
+| --- | --- |
+| restore records/s | ${Math.round(m.restoreRecordsPerSecond).toLocaleString('en')} |
+| restore MB/s | ${m.restoreMBps.toFixed(1)} |
+| producer perf tool records/s | ${Math.round(m.producerRecordsPerSecond).toLocaleString('en')} |
+| restore / producer tool | ${m.ratio.toFixed(2)} |
+| peak RSS of the process (MiB) | ${Math.round(m.peakRssMiB)} |
+
+Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- restore\`.`,
+    );
+    process.stderr.write(`restore: ${JSON.stringify(m)}\n`);
   }
 } finally {
   if (!wasUp) await lab.down();
