@@ -79,7 +79,8 @@ async function restoreRun(config: KdrConfig, records: number, size: number, part
     // (from its summary line), so that the JVM's start-up is not counted against it.
     const limit = await perfTool(config, 'standby', `limit.${topic}`, records, size);
     const summary = /(\d+) records sent, ([\d.]+) records\/sec/.exec(String(limit.all ?? limit.stdout));
-    if (!summary) throw new Error(`no summary line from the producer perf tool: ${String(limit.stdout).slice(-500)}`);
+    if (!summary)
+      throw new Error(`no summary line from the producer perf tool: ${String(limit.stdout).slice(-500)}`);
     return {
       records,
       megabytes: (records * size) / 1e6,
