@@ -44,6 +44,8 @@ export interface PartitionCut {
 }
 
 export interface TopicInfo {
+  /** The topic's id on the cluster at the cut (absent when the cluster did not report one). */
+  topicId?: string;
   partitions: number;
   /** Configs set on the topic itself. */
   configs: Record<string, string>;
@@ -107,7 +109,9 @@ export function segmentKey(
  */
 export function planRanges(input: {
   partitions: { topic: string; partition: number; logStart: number; end: number }[];
-  parent?: Pick<SnapshotManifest, 'cut'> | null;
+  parent?: (Pick<SnapshotManifest, 'cut'> & { topics?: SnapshotManifest['topics'] }) | null;
+  /** Current topic ids: a topic whose id differs from the parent's was recreated since. */
+  topicIds?: Record<string, string | undefined>;
 }): {
   ranges: { topic: string; partition: number; from: number; to: number; inherits: boolean }[];
   gaps: Gap[];
@@ -118,13 +122,21 @@ export function planRanges(input: {
   const warnings: string[] = [];
   for (const p of input.partitions) {
     const parentCut = input.parent?.cut[p.topic]?.[String(p.partition)];
+    const parentId = input.parent?.topics?.[p.topic]?.topicId;
+    const currentId = input.topicIds?.[p.topic];
+    const recreated = parentId !== undefined && currentId !== undefined && parentId !== currentId;
     let from: number;
     let inherits = false;
-    if (parentCut && parentCut.end <= p.end) {
+    if (parentCut && parentCut.end <= p.end && !recreated) {
       from = parentCut.end;
       inherits = true;
     } else {
-      if (parentCut) {
+      if (parentCut && recreated) {
+        if (p.partition === 0)
+          warnings.push(
+            `${p.topic} was recreated since the parent snapshot (topic id ${parentId} is now ${currentId}): it is read again from its start`,
+          );
+      } else if (parentCut) {
         warnings.push(
           `${p.topic}-${p.partition} ends at ${p.end}, before the parent's cut ${parentCut.end}: the topic was recreated; it is read again from its start`,
         );

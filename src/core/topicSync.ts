@@ -12,6 +12,8 @@ export interface TopicConfigValue {
 
 export interface TopicState {
   name: string;
+  /** The topic's id (KIP-516), when the cluster reported one: a recreated topic has a new id. */
+  topicId?: string;
   partitions: number;
   replicationFactor: number;
   internal: boolean;

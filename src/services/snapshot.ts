@@ -164,7 +164,12 @@ async function startSnapshot(
     const configs: Record<string, string> = {};
     for (const [name, c] of Object.entries(t.configs))
       if (c.explicit && c.value !== null) configs[name] = c.value;
-    topics[t.name] = { partitions: t.partitions, configs, replicationFactor: t.replicationFactor };
+    topics[t.name] = {
+      ...(t.topicId ? { topicId: t.topicId } : {}),
+      partitions: t.partitions,
+      configs,
+      replicationFactor: t.replicationFactor,
+    };
   }
   // The cut: group offsets first, then end offsets (see core/snapshot.ts for why this order).
   const committed: { group: string; topic: string; partition: number; offset: number }[] = [];
@@ -179,7 +184,11 @@ async function startSnapshot(
       partitions.push({ topic, partition: o.partition, logStart: o.logStart, end: o.lastStable });
   }
   const cut: SnapshotManifest['cut'] = {};
-  const { ranges, gaps, warnings } = planRanges({ partitions, parent });
+  const { ranges, gaps, warnings } = planRanges({
+    partitions,
+    parent,
+    topicIds: Object.fromEntries(Object.entries(topics).map(([name, t]) => [name, t.topicId])),
+  });
   for (const r of ranges) {
     cut[r.topic] ??= {};
     cut[r.topic]![String(r.partition)] = { start: r.from, end: r.to };

@@ -15,3 +15,14 @@ declare module 'kafkajs/src/consumer/batch.js' {
     messages: unknown[];
   }
 }
+
+// kafkajs's protocol encoder and decoder, for the one request kdr encodes itself (adapters/kafka/topicIds.ts).
+declare module 'kafkajs/src/protocol/encoder.js' {
+  const Encoder: unknown;
+  export default Encoder;
+}
+
+declare module 'kafkajs/src/protocol/decoder.js' {
+  const Decoder: unknown;
+  export default Decoder;
+}

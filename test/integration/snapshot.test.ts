@@ -239,6 +239,39 @@ describe('snapshots', () => {
     }
   });
 
+  it('records topic ids, and reads a recreated topic again from its start', async () => {
+    const s = setup('snapids');
+    const topic = s.topic('t');
+    const rows = (n: number, tag: string) =>
+      Array.from({ length: n }, (_, i) => ({
+        key: null,
+        value: Buffer.from(`${tag}-${i}`),
+        headers: [],
+        timestamp: Date.now(),
+      }));
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce('primary', topic, 0, rows(50, 'first'));
+    const first = await snapshot(s.env);
+    const before = (await manifest(s.rt, first.snapshotId)).topics[topic]!.topicId;
+    expect(before).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    // Deleted, recreated and refilled beyond the old cut: only the id tells.
+    await s.rt.sourceAdmin.deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce('primary', topic, 0, rows(80, 'second'));
+    const result = await runKdr(['snapshot', '--json'], { env: s.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const second = JSON.parse(result.stdout);
+    expect(second.warnings.join('\n')).toContain(
+      `${topic} was recreated since the parent snapshot (topic id ${before} is now`,
+    );
+    const m = await manifest(s.rt, second.snapshotId);
+    expect(m.topics[topic]!.topicId).not.toBe(before);
+    const view = await restoreView(s.rt, m);
+    expect(view.get(`${topic}-0`)!.map((r) => r.value!.toString())).toEqual(
+      rows(80, 'second').map((r) => r.value.toString()),
+    );
+  });
+
   it('verify names a corrupted and a missing segment (exit 1); --deep compares with the cluster', async () => {
     const s = setup('snapverify', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
     await createTopics('primary', [{ topic: s.topic('t'), numPartitions: 1 }]);

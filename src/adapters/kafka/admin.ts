@@ -4,6 +4,7 @@ import type { TopicState } from '../../core/topicSync.ts';
 import type { GroupAdmin, GroupOffsets, TopicAdmin } from '../../ports/kafka.ts';
 import { createCluster, type KafkajsCluster } from './cluster.ts';
 import { kafkaProtocolError, toKdrError } from './errors.ts';
+import { fetchTopicIds } from './topicIds.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 // DescribeConfigs config_source: 1 = set on the topic itself (DYNAMIC_TOPIC_CONFIG).
@@ -62,6 +63,7 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
       const wanted = names ? names.filter((n) => existing.includes(n)) : existing;
       if (wanted.length === 0) return [];
       const { topics } = await admin.fetchTopicMetadata({ topics: wanted });
+      const ids = await this.topicIds(wanted);
       const states: TopicState[] = [];
       for (let i = 0; i < topics.length; i += 100) {
         const chunk = topics.slice(i, i + 100);
@@ -78,8 +80,10 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
               explicit: (entry as { configSource?: number }).configSource === TOPIC_CONFIG_SOURCE,
             };
           }
+          const topicId = ids.get(topic.name);
           states.push({
             name: topic.name,
+            ...(topicId ? { topicId } : {}),
             partitions: topic.partitions.length,
             replicationFactor: Math.max(1, ...topic.partitions.map((p) => p.replicas.length)),
             internal: topic.name.startsWith('__'),
@@ -89,6 +93,13 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
       }
       return states;
     });
+  }
+
+  /** Topic ids through kdr's own Metadata v12 request (kafkajs's stops before ids). */
+  private async topicIds(topics: string[]): Promise<Map<string, string>> {
+    this.cluster ??= createCluster(this.kafka);
+    await this.cluster.connect();
+    return fetchTopicIds(this.cluster, topics);
   }
 
   async brokerCount(): Promise<number> {

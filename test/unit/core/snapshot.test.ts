@@ -56,6 +56,31 @@ describe('snapshot planning', () => {
     expect(plan.warnings[0]).toContain('gone-0 ends at 3, before the parent');
   });
 
+  it('reads a topic again from its start when its id changed (recreated and refilled past the cut)', () => {
+    const parent = {
+      cut: { t: { '0': { start: 0, end: 100 } }, same: { '0': { start: 0, end: 5 } } },
+      topics: {
+        t: { topicId: 'old-id', partitions: 1, configs: {}, replicationFactor: 1 },
+        same: { topicId: 'same-id', partitions: 1, configs: {}, replicationFactor: 1 },
+      },
+    };
+    const plan = planRanges({
+      parent,
+      partitions: [
+        { topic: 't', partition: 0, logStart: 0, end: 500 },
+        { topic: 'same', partition: 0, logStart: 0, end: 9 },
+      ],
+      topicIds: { t: 'new-id', same: 'same-id' },
+    });
+    expect(plan.ranges).toEqual([
+      { topic: 't', partition: 0, from: 0, to: 500, inherits: false },
+      { topic: 'same', partition: 0, from: 5, to: 9, inherits: true },
+    ]);
+    expect(plan.warnings).toEqual([
+      't was recreated since the parent snapshot (topic id old-id is now new-id): it is read again from its start',
+    ]);
+  });
+
   it('clamps group offsets beyond the cut and reports them', () => {
     const cut = { t: { '0': { start: 0, end: 10 } } };
     const result = clampGroups(
