@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { checkpointDeps } from '../../operations.ts';
-import { mirroredTopics } from '../../services/checkpoint.ts';
-import { partitionLag } from '../../services/lag.ts';
+import { pairStatus } from '../../services/status.ts';
 import { withRuntime } from '../context.ts';
 import { emit, table } from '../output.ts';
 
@@ -13,41 +11,7 @@ export function registerStatus(program: Command): void {
     )
     .option('--json', 'print as JSON')
     .action(async (options: { json?: boolean }) => {
-      const status = await withRuntime({}, async ({ runtime, config }) => {
-        const [control, history, checkpoints] = await Promise.all([
-          runtime.stateStore.getControl(),
-          runtime.stateStore.history(10),
-          runtime.stateStore.getCheckpoints(),
-        ]);
-        // The primary may be down (after an unplanned failover): lag is then unknown, not an error.
-        const lag = await mirroredTopics(checkpointDeps(runtime))
-          .then((topics) =>
-            partitionLag(runtime, topics).then((partitions) => ({ topics, partitions, error: null })),
-          )
-          .catch((error: Error) => ({ topics: [] as string[], partitions: [], error: error.message }));
-        const now = Date.now();
-        return {
-          pair: config.pair,
-          primary: config.primary.alias,
-          standby: config.standby.alias,
-          control: {
-            state: control.state,
-            activeCluster: control.activeCluster,
-            epoch: control.epoch,
-            updatedAt: control.updatedAt || null,
-          },
-          history,
-          checkpoint: {
-            at: checkpoints.at,
-            ageSeconds: checkpoints.at === null ? null : (now - checkpoints.at) / 1000,
-            groups: new Set(checkpoints.groups.map((g) => g.group)).size,
-          },
-          topics: lag.topics,
-          totalLagOffsets: lag.partitions.reduce((n, p) => n + p.lagOffsets, 0),
-          partitions: lag.partitions,
-          ...(lag.error ? { lagError: lag.error } : {}),
-        };
-      });
+      const status = await withRuntime({}, ({ runtime }) => pairStatus(runtime));
       emit(Boolean(options.json), status, () =>
         [
           `pair ${status.pair}: ${status.control.state}, ${status.control.activeCluster} active, epoch ${status.control.epoch}`,
