@@ -1,4 +1,5 @@
 import { loadConfig } from '../src/config.ts';
+import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { checkpointDeps } from '../src/operations.ts';
@@ -9,10 +10,11 @@ import { runCheckpoint } from '../src/services/checkpoint.ts';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'checkpoint', pair: config.pair });
+const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
 export async function handler() {
-  runtime ??= createRuntime(config, logger);
+  runtime ??= createRuntime(await credentials(), logger);
   const result = await runCheckpoint(checkpointDeps(runtime), {
     commitOnStandby: config.checkpoint.commitOnStandby,
     mirrorGroups: [config.mirror.groupId],
@@ -21,12 +23,21 @@ export async function handler() {
     (n, o) => n + Math.max(0, o.endOffset - (o.lastMirrored === null ? 0 : o.lastMirrored + 1)),
     0,
   );
+  // Seconds: the age of the oldest record not yet mirrored (0 when everything is), the RPO right now.
+  const lagSeconds = result.observations.reduce(
+    (n, o) =>
+      o.firstUnmirroredTimestamp === null
+        ? n
+        : Math.max(n, (o.observedAt - o.firstUnmirroredTimestamp) / 1000),
+    0,
+  );
   emitMetrics(
     'kdr',
     { Pair: config.pair },
     {
       CheckpointedGroups: { value: result.groups, unit: 'Count' },
       ReplicationLagRecords: { value: lag, unit: 'Count' },
+      ReplicationLagSeconds: { value: Math.max(0, lagSeconds), unit: 'Seconds' },
     },
   );
   return {

@@ -1,5 +1,6 @@
 import { loadConfig } from '../src/config.ts';
 import { EventError } from '../src/errors.ts';
+import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { snapshotDeps } from '../src/operations.ts';
@@ -14,6 +15,7 @@ import { runSnapshot } from '../src/services/snapshot.ts';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'snapshot', pair: config.pair });
+const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 /** Time kept in hand to save progress and return. */
 const MARGIN_MS = 10_000;
@@ -25,7 +27,7 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
       `malformed snapshot request at cluster: expected "primary" or "standby", got ${JSON.stringify(requested)}`,
     );
   }
-  runtime ??= createRuntime(config, logger);
+  runtime ??= createRuntime(await credentials(), logger);
   const remaining = context?.getRemainingTimeInMillis?.();
   const result = await runSnapshot(snapshotDeps(runtime, requested ?? 'primary'), {
     ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
@@ -48,5 +50,18 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
       gaps: result.manifest.gaps.length,
     };
   }
+  // Still running: the age of the newest complete snapshot, so that a snapshot that never finishes raises
+  // the snapshot-age alarm instead of going quiet.
+  const cluster = requested === 'standby' ? config.standby.alias : config.primary.alias;
+  const newest = (await runtime.snapshotCatalog.list(cluster))
+    .map((e) => Date.parse(e.cutAt))
+    .sort()
+    .at(-1);
+  if (newest !== undefined)
+    emitMetrics(
+      'kdr',
+      { Pair: config.pair },
+      { SnapshotAgeSeconds: { value: (Date.now() - newest) / 1000, unit: 'Seconds' } },
+    );
   return result;
 }
