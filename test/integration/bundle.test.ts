@@ -1,9 +1,10 @@
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
+import { REPO_ROOT } from '../../infra/local/paths.ts';
 import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
 import { config, createTopics, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
 
@@ -13,18 +14,35 @@ import { config, createTopics, kafkaFor, readWithKcat, uniqueName } from '../hel
  */
 
 let bundles: string;
+// biome-ignore lint/suspicious/noExplicitAny: a CloudFormation template, read for a few known paths
+let template: { Resources: Record<string, { Type: string; Properties: any }> };
 
+/**
+ * The stack exactly as `sls package` writes it, offline and without AWS credentials: each function's
+ * zip is unpacked into a directory of its own (no node_modules to fall back on) and invoked from there.
+ */
 beforeAll(async () => {
   await buildFunctions();
+  const packaged = mkdtempSync(path.join(os.tmpdir(), 'kdr-package-'));
+  const env = { ...process.env };
+  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE', 'AWS_SESSION_TOKEN'])
+    delete env[key];
+  await execa('npx', ['sls', 'package', '--package', packaged], { cwd: REPO_ROOT, env, extendEnv: false });
+  template = JSON.parse(
+    readFileSync(path.join(packaged, 'cloudformation-template-update-stack.json'), 'utf8'),
+  );
   bundles = mkdtempSync(path.join(os.tmpdir(), 'kdr-bundle-'));
-  cpSync(path.join(import.meta.dirname, '../../.build'), bundles, { recursive: true });
-}, 120_000);
+  for (const zip of readdirSync(packaged).filter((f) => f.endsWith('.zip'))) {
+    const name = zip.replace(/\.zip$/, '');
+    await execa('unzip', ['-q', path.join(packaged, zip), '-d', path.join(bundles, name)]);
+  }
+}, 180_000);
 
 async function invoke(name: string, event: unknown, env: Record<string, string> = {}) {
   const script = path.join(bundles, `invoke-${name}.cjs`);
   writeFileSync(
     script,
-    `require('./${name}/index.js').handler(JSON.parse(process.argv[2]))
+    `require('./${name}/.build/${name}/index.js').handler(JSON.parse(process.argv[2]))
       .then((r) => { process.stdout.write('\\n' + JSON.stringify(r) + '\\n'); process.exit(0); }, (e) => { process.stderr.write('FAILED ' + e.name + ': ' + e.message); process.exit(1); });`,
   );
   return execa(process.execPath, [script, JSON.stringify(event)], {
@@ -46,6 +64,57 @@ async function invoke(name: string, event: unknown, env: Record<string, string> 
     extendEnv: false,
   });
 }
+
+describe('the packaged stack', () => {
+  it('gives every function a role of its own, with no wildcard action and resources scoped to the stack', () => {
+    const resources = Object.entries(template.Resources);
+    const functions = resources.filter(([, r]) => r.Type === 'AWS::Lambda::Function');
+    expect(functions.map(([id]) => id).sort()).toEqual(
+      ['Checkpoint', 'Failback', 'Failover', 'Mirror', 'Restore', 'Snapshot', 'Status'].map(
+        (n) => `${n}LambdaFunction`,
+      ),
+    );
+    const roles = functions.map(
+      ([, f]) => (f.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0],
+    );
+    expect(new Set(roles).size).toBe(functions.length);
+    for (const [, f] of functions) expect(f.Properties.Runtime).toBe('nodejs22.x');
+    const statements = resources
+      .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+      .flatMap(([id, r]) =>
+        (r.Properties.Policies as { PolicyDocument: { Statement: Record<string, unknown>[] } }[]).flatMap(
+          (p) => p.PolicyDocument.Statement.map((st): Record<string, unknown> => ({ role: id, ...st })),
+        ),
+      );
+    expect(statements.length).toBeGreaterThan(30);
+    for (const st of statements) {
+      const actions = ([] as string[]).concat(st.Action as string | string[]);
+      for (const action of actions)
+        expect(action, `${st.role} ${st.Sid}`).toMatch(/^[a-z0-9-]+:[A-Za-z]+\*?$/);
+      expect(
+        actions.some((a) => a === '*' || a.endsWith(':*')),
+        `${st.role} ${st.Sid}`,
+      ).toBe(false);
+      // A resource wildcard only where the API has no resource-level permissions (listing).
+      if (st.Resource === '*')
+        expect(actions, `${st.role} ${st.Sid}`).toEqual(['lambda:ListEventSourceMappings']);
+    }
+    // The bucket: KMS-encrypted, TLS only; the tables: the stack's key, point-in-time recovery.
+    const bucket = template.Resources.SnapshotBucket!.Properties;
+    expect(
+      bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
+    ).toBe('aws:kms');
+    const policy = template.Resources.SnapshotBucketPolicy!.Properties.PolicyDocument;
+    expect(policy.Statement).toContainEqual(
+      expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    );
+    for (const table of ['OffsetTable', 'StateTable']) {
+      const props = template.Resources[table]!.Properties;
+      expect(props.SSESpecification).toMatchObject({ SSEEnabled: true, SSEType: 'KMS' });
+      expect(props.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+    }
+  });
+});
 
 describe('Lambda bundles', () => {
   it('mirror: runs from its bundle alone, zstd (WASM) included', async () => {
