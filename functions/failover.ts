@@ -1,5 +1,6 @@
 import { loadConfig } from '../src/config.ts';
 import { failoverRequestSchema, parseRequest } from '../src/events/operations.ts';
+import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { failoverDeps } from '../src/operations.ts';
@@ -13,11 +14,12 @@ import { failover } from '../src/services/failover.ts';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'failover', pair: config.pair });
+const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
 export async function handler(event: unknown, context?: { awsRequestId?: string }) {
   const request = parseRequest(failoverRequestSchema, event, config.pair, 'failover');
-  runtime ??= createRuntime(config, logger);
+  runtime ??= createRuntime(await credentials(), logger);
   const report = await failover(
     failoverDeps(runtime, context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined),
     {

@@ -1,5 +1,6 @@
 import { loadConfig } from '../src/config.ts';
 import { parseKafkaEvent } from '../src/events/kafkaEvent.ts';
+import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { createRuntime, type Runtime } from '../src/runtime.ts';
@@ -13,11 +14,12 @@ import { mirrorEvent } from '../src/services/mirrorEvent.ts';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'mirror', pair: config.pair });
+const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
 export async function handler(event: unknown) {
   const batches = parseKafkaEvent(event);
-  runtime ??= createRuntime(config, logger);
+  runtime ??= createRuntime(await credentials(), logger);
   const result = await mirrorEvent(runtime, batches, {
     refetch: config.mirror.lambdaRefetch,
     concurrency: config.mirror.partitionConcurrency,

@@ -1,6 +1,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { loadConfig } from '../src/config.ts';
 import { parseRequest, restoreRequestSchema } from '../src/events/operations.ts';
+import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { restoreDeps, restoreServiceRequest } from '../src/operations.ts';
@@ -15,12 +16,13 @@ import { runRestore } from '../src/services/restore.ts';
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'restore', pair: config.pair });
+const credentials = lambdaCredentials(config);
 /** Time kept in hand to save progress, re-invoke and return. */
 const MARGIN_MS = 15_000;
 
 export async function handler(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
   const request = parseRequest(restoreRequestSchema, event, config.pair, 'restore');
-  const { deps, close } = restoreDeps(config, logger, request.target);
+  const { deps, close } = restoreDeps(await credentials(), logger, request.target);
   try {
     const remaining = context?.getRemainingTimeInMillis?.();
     const result = await runRestore(deps, restoreServiceRequest(config, request), {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
@@ -46,6 +47,11 @@ export interface ClusterConfig {
   brokers: string[];
   ssl: boolean;
   sasl?: SaslConfig;
+  /**
+   * Where the SASL credentials are when they are not in the environment: a Secrets Manager secret
+   * ({"username": ..., "password": ...}), read once per process by resolveCredentials (src/secrets.ts).
+   */
+  saslSecret?: { mechanism: SaslMechanism; secretArn: string; username?: string };
 }
 
 export interface KdrConfig {
@@ -189,6 +195,13 @@ const clusterVars = (prefix: 'PRIMARY' | 'STANDBY') => ({
   [`KDR_${prefix}_SASL_MECHANISM`]: enumOf(SASL_MECHANISMS).optional(),
   [`KDR_${prefix}_SASL_USERNAME`]: z.string().min(1).optional(),
   [`KDR_${prefix}_SASL_PASSWORD`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_SASL_PASSWORD_FILE`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_SASL_SECRET_ARN`]: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, {
+      error: (issue) => `expected a Secrets Manager secret ARN, got ${JSON.stringify(issue.input)}`,
+    })
+    .optional(),
 });
 
 const envSchema = z.object({
@@ -272,7 +285,8 @@ const envSchema = z.object({
 });
 
 type Env = z.infer<typeof envSchema>;
-const SECRET_VARS = /PASSWORD|SECRET/;
+// Values never echoed in errors (a secret ARN or a password file path is not a secret).
+const SECRET_VARS = /(PASSWORD|SECRET)(?!_ARN|_FILE)/;
 
 function clusterConfig(
   env: Env,
@@ -282,10 +296,33 @@ function clusterConfig(
   const get = (suffix: string) => (env as Record<string, unknown>)[`KDR_${prefix}_${suffix}`];
   const mechanism = get('SASL_MECHANISM') as SaslMechanism | undefined;
   const username = get('SASL_USERNAME') as string | undefined;
-  const password = get('SASL_PASSWORD') as string | undefined;
-  if (mechanism && (!username || !password)) {
+  const secretArn = get('SASL_SECRET_ARN') as string | undefined;
+  const passwordFile = get('SASL_PASSWORD_FILE') as string | undefined;
+  let password = get('SASL_PASSWORD') as string | undefined;
+  const sources = [password, passwordFile, secretArn].filter((v) => v !== undefined).length;
+  if (sources > 1) {
     throw new ConfigError(
-      `KDR_${prefix}_SASL_MECHANISM is ${mechanism}, so KDR_${prefix}_SASL_USERNAME and KDR_${prefix}_SASL_PASSWORD must be set too`,
+      `set one of KDR_${prefix}_SASL_PASSWORD, KDR_${prefix}_SASL_PASSWORD_FILE and KDR_${prefix}_SASL_SECRET_ARN, not several`,
+    );
+  }
+  if (!mechanism && sources + (username ? 1 : 0) > 0) {
+    throw new ConfigError(
+      `KDR_${prefix}_SASL_MECHANISM must be set (plain, scram-sha-256 or scram-sha-512) when SASL credentials are given`,
+    );
+  }
+  if (passwordFile !== undefined) {
+    try {
+      password = readFileSync(passwordFile, 'utf8').trim();
+    } catch (error) {
+      throw new ConfigError(
+        `KDR_${prefix}_SASL_PASSWORD_FILE: cannot read ${passwordFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    if (!password) throw new ConfigError(`KDR_${prefix}_SASL_PASSWORD_FILE: ${passwordFile} is empty`);
+  }
+  if (mechanism && !secretArn && (!username || !password)) {
+    throw new ConfigError(
+      `KDR_${prefix}_SASL_MECHANISM is ${mechanism}, so KDR_${prefix}_SASL_USERNAME and KDR_${prefix}_SASL_PASSWORD (or _PASSWORD_FILE), or KDR_${prefix}_SASL_SECRET_ARN, must be set too`,
     );
   }
   const cluster: ClusterConfig = {
@@ -293,7 +330,9 @@ function clusterConfig(
     brokers: (get('BROKERS') as string[] | undefined) ?? defaults.brokers.split(','),
     ssl: (get('TLS') as boolean | undefined) ?? false,
   };
-  if (mechanism && username && password) cluster.sasl = { mechanism, username, password };
+  if (mechanism && secretArn)
+    cluster.saslSecret = { mechanism, secretArn, ...(username ? { username } : {}) };
+  else if (mechanism && username && password) cluster.sasl = { mechanism, username, password };
   return cluster;
 }
 

@@ -1,26 +1,37 @@
+import { SecretsManagerSource } from '../adapters/aws/secretsManager.ts';
 import { type KdrConfig, loadConfig } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createRuntime, type Runtime } from '../runtime.ts';
+import { credentialsOnce } from '../secrets.ts';
 
-/** Configuration (with command-line overrides), a logger for the terminal, and the runtime. */
-export function cliRuntime(overrides: Partial<Record<string, string>> = {}): {
+/** Configuration (with command-line overrides and SASL credentials read from their secrets) and a logger. */
+export async function cliConfig(overrides: Partial<Record<string, string>> = {}): Promise<{
   config: KdrConfig;
   logger: Logger;
-  runtime: Runtime;
-} {
+}> {
   const env = { ...process.env };
   for (const [key, value] of Object.entries(overrides)) if (value !== undefined) env[key] = value;
-  const config = loadConfig(env);
-  const logger = createLogger(config.logLevel, {}, { pretty: Boolean(process.stderr.isTTY) });
-  return { config, logger, runtime: createRuntime(config, logger) };
+  const loaded = loadConfig(env);
+  const logger = createLogger(loaded.logLevel, {}, { pretty: Boolean(process.stderr.isTTY) });
+  let secrets: SecretsManagerSource | undefined;
+  try {
+    const config = await credentialsOnce(loaded, () => {
+      secrets = SecretsManagerSource.fromConfig(loaded);
+      return secrets;
+    })();
+    return { config, logger };
+  } finally {
+    secrets?.destroy();
+  }
 }
 
 /** Runs `fn` with a runtime and always closes it. */
 export async function withRuntime<T>(
   overrides: Partial<Record<string, string>>,
-  fn: (ctx: ReturnType<typeof cliRuntime>) => Promise<T>,
+  fn: (ctx: { config: KdrConfig; logger: Logger; runtime: Runtime }) => Promise<T>,
 ): Promise<T> {
-  const ctx = cliRuntime(overrides);
+  const { config, logger } = await cliConfig(overrides);
+  const ctx = { config, logger, runtime: createRuntime(config, logger) };
   try {
     return await fn(ctx);
   } finally {

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, redactConfig } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
@@ -76,15 +79,57 @@ describe('loadConfig', () => {
       });
       expect.unreachable();
     } catch (error) {
-      expect((error as Error).message).toContain('KDR_PRIMARY_SASL_PASSWORD must be set');
+      expect((error as Error).message).toContain(
+        'KDR_PRIMARY_SASL_PASSWORD (or _PASSWORD_FILE), or KDR_PRIMARY_SASL_SECRET_ARN, must be set too',
+      );
     }
   });
 
   it('requires SASL credentials with a mechanism, and distinct aliases', () => {
     expect(() => loadConfig({ KDR_STANDBY_SASL_MECHANISM: 'plain' })).toThrow(
-      'KDR_STANDBY_SASL_MECHANISM is plain, so KDR_STANDBY_SASL_USERNAME and KDR_STANDBY_SASL_PASSWORD must be set too',
+      'KDR_STANDBY_SASL_MECHANISM is plain, so KDR_STANDBY_SASL_USERNAME and KDR_STANDBY_SASL_PASSWORD (or _PASSWORD_FILE), or KDR_STANDBY_SASL_SECRET_ARN, must be set too',
     );
     expect(() => loadConfig({ KDR_PRIMARY_ALIAS: 'x', KDR_STANDBY_ALIAS: 'x' })).toThrow('must differ');
+  });
+
+  it('takes SASL credentials from a secret, a password file, or the environment, one at a time', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kdr/primary-AbCdEf';
+    const fromSecret = loadConfig({
+      KDR_PRIMARY_SASL_MECHANISM: 'scram-sha-512',
+      KDR_PRIMARY_SASL_SECRET_ARN: arn,
+    });
+    expect(fromSecret.primary.saslSecret).toEqual({ mechanism: 'scram-sha-512', secretArn: arn });
+    expect(fromSecret.primary.sasl).toBeUndefined();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-config-'));
+    writeFileSync(path.join(dir, 'pw'), 'file-secret\n');
+    const fromFile = loadConfig({
+      KDR_STANDBY_SASL_MECHANISM: 'plain',
+      KDR_STANDBY_SASL_USERNAME: 'u',
+      KDR_STANDBY_SASL_PASSWORD_FILE: path.join(dir, 'pw'),
+    });
+    expect(fromFile.standby.sasl).toEqual({ mechanism: 'plain', username: 'u', password: 'file-secret' });
+    expect(() =>
+      loadConfig({
+        KDR_PRIMARY_SASL_MECHANISM: 'plain',
+        KDR_PRIMARY_SASL_PASSWORD: 'x',
+        KDR_PRIMARY_SASL_SECRET_ARN: arn,
+      }),
+    ).toThrow(
+      'set one of KDR_PRIMARY_SASL_PASSWORD, KDR_PRIMARY_SASL_PASSWORD_FILE and KDR_PRIMARY_SASL_SECRET_ARN',
+    );
+    expect(() => loadConfig({ KDR_PRIMARY_SASL_SECRET_ARN: arn })).toThrow(
+      'KDR_PRIMARY_SASL_MECHANISM must be set',
+    );
+    expect(() =>
+      loadConfig({ KDR_PRIMARY_SASL_MECHANISM: 'plain', KDR_PRIMARY_SASL_SECRET_ARN: 'kdr/primary' }),
+    ).toThrow('KDR_PRIMARY_SASL_SECRET_ARN: expected a Secrets Manager secret ARN, got "kdr/primary"');
+    expect(() =>
+      loadConfig({
+        KDR_PRIMARY_SASL_MECHANISM: 'plain',
+        KDR_PRIMARY_SASL_USERNAME: 'u',
+        KDR_PRIMARY_SASL_PASSWORD_FILE: path.join(dir, 'missing'),
+      }),
+    ).toThrow(`KDR_PRIMARY_SASL_PASSWORD_FILE: cannot read ${path.join(dir, 'missing')} (ENOENT)`);
   });
 
   it('reports every bad variable at once', () => {

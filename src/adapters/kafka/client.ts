@@ -1,5 +1,6 @@
 import kafkajs, { type Kafka, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { ClusterConfig } from '../../config.ts';
+import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { registerCodecs } from './codecs.ts';
 
@@ -7,6 +8,10 @@ const { Kafka: KafkaClient, logLevel } = kafkajs;
 
 /** A kafkajs client for one cluster (TLS and SASL as configured), with every compression codec registered. */
 export function createKafka(cluster: ClusterConfig, clientId: string, logger?: Logger): Kafka {
+  if (cluster.saslSecret)
+    throw new ConfigError(
+      `the SASL credentials of the ${cluster.alias} cluster are in secret ${cluster.saslSecret.secretArn} and were not read yet (resolveCredentials)`,
+    );
   registerCodecs();
   const config: KafkaConfig = {
     clientId,

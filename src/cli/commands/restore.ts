@@ -1,11 +1,10 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { loadConfig } from '../../config.ts';
 import { parseRequest, restoreRequestSchema } from '../../events/operations.ts';
-import { createLogger } from '../../logger.ts';
 import { restoreDeps, restoreServiceRequest } from '../../operations.ts';
 import { type RestoreReport, runRestore } from '../../services/restore.ts';
+import { cliConfig } from '../context.ts';
 import { emit, note, table } from '../output.ts';
 
 export function formatRestore(report: RestoreReport): string {
@@ -94,7 +93,7 @@ export function registerRestore(program: Command): void {
         dryRun?: boolean;
         json?: boolean;
       }) => {
-        const config = loadConfig();
+        const { config, logger } = await cliConfig();
         const request = parseRequest(
           restoreRequestSchema,
           {
@@ -113,7 +112,6 @@ export function registerRestore(program: Command): void {
           config.pair,
           'restore',
         );
-        const logger = createLogger(config.logLevel, {}, { pretty: Boolean(process.stderr.isTTY) });
         const { deps, close } = restoreDeps(config, logger, request.target);
         const bar =
           process.stderr.isTTY && !options.json
