@@ -38,6 +38,7 @@ import {
   type ClusterName,
   KAFKA_VERSION,
   LAB_HOST,
+  LAB_SASL,
   type LabCluster,
   type LabNode,
   labClusters,
@@ -52,6 +53,8 @@ import {
 
 export interface LabState {
   brokers: BrokerCount;
+  /** Brokers take SCRAM (LAB_SASL) instead of plaintext. */
+  sasl?: boolean;
   startedAt: string;
   kafka: KafkaDistribution;
   processes: LabProcess[];
@@ -65,6 +68,7 @@ export interface ProcessStatus extends LabProcess {
 export interface LabStatus {
   up: boolean;
   brokers: BrokerCount | null;
+  sasl: boolean;
   startedAt: string | null;
   kafkaVersion: string;
   clusters: { name: ClusterName; bootstrap: string }[];
@@ -127,7 +131,8 @@ export class Lab {
   }
 
   /** Starts the lab, or confirms it already runs with the same shape (idempotent). */
-  async up(brokers: BrokerCount = 1): Promise<LabStatus> {
+  async up(brokers: BrokerCount = 1, options: { sasl?: boolean } = {}): Promise<LabStatus> {
+    const sasl = Boolean(options.sasl);
     if (!BROKER_COUNTS.includes(brokers)) {
       throw new LabError(
         'LAB_STATE_CONFLICT',
@@ -140,10 +145,12 @@ export class Lab {
       if (existing) {
         const alive = existing.processes.filter((p) => isAlive(p.pid) && this.ours(p));
         if (alive.length === existing.processes.length) {
-          if (existing.brokers !== brokers) {
+          if (existing.brokers !== brokers || Boolean(existing.sasl) !== sasl) {
+            const shape = (n: number, s: boolean | undefined) =>
+              `${n} broker(s) per cluster${s ? ' with SASL' : ''}`;
             throw new LabError(
               'LAB_STATE_CONFLICT',
-              `the lab is already up with ${existing.brokers} broker(s) per cluster, not ${brokers}; run \`kdr lab down\` first`,
+              `the lab is already up with ${shape(existing.brokers, existing.sasl)}, not ${shape(brokers, sasl)}; run \`kdr lab down\` first`,
             );
           }
           this.log('lab already up; checking that every process answers');
@@ -159,7 +166,13 @@ export class Lab {
       await this.checkPorts(brokers);
       const kafka = await ensureKafka(this.paths, this.log);
       const motoServer = await ensureMoto(this.paths, this.log);
-      const state: LabState = { brokers, startedAt: new Date().toISOString(), kafka, processes: [] };
+      const state: LabState = {
+        brokers,
+        ...(sasl ? { sasl } : {}),
+        startedAt: new Date().toISOString(),
+        kafka,
+        processes: [],
+      };
       try {
         await this.startAll(state, motoServer);
         await this.waitReady(state);
@@ -191,6 +204,7 @@ export class Lab {
     return {
       up: false,
       brokers: state?.brokers ?? null,
+      sasl: Boolean(state?.sasl),
       startedAt: state?.startedAt ?? null,
       kafkaVersion: KAFKA_VERSION,
       clusters: labClusters(brokers, this.portOffset).map((c) => ({ name: c.name, bootstrap: c.bootstrap })),
@@ -370,7 +384,19 @@ export class Lab {
     clusterId: string,
   ): Promise<void> {
     const files = this.nodeFiles(node);
-    writeFileSync(files.properties, brokerProperties(cluster, node, files.dataDir));
+    writeFileSync(
+      files.properties,
+      brokerProperties(cluster, node, files.dataDir, { sasl: Boolean(state.sasl) }),
+    );
+    // SCRAM users live in the KRaft metadata: bootstrapped here, before the first start.
+    const scram = state.sasl
+      ? [LAB_SASL.admin, LAB_SASL.client].flatMap((u) =>
+          ['SCRAM-SHA-512', 'SCRAM-SHA-256'].flatMap((m) => [
+            '--add-scram',
+            `${m}=[name=${u.username},password=${u.password}]`,
+          ]),
+        )
+      : [];
     const result = await execa(
       'java',
       [
@@ -384,6 +410,7 @@ export class Lab {
         clusterId,
         '-c',
         files.properties,
+        ...scram,
       ],
       { reject: false, all: true, timeout: 120_000 },
     );
@@ -459,7 +486,7 @@ export class Lab {
     if (p.role === 'moto') {
       return httpProblem(`http://${LAB_HOST}:${p.port}/moto-api/`);
     }
-    return brokerReadiness(`${LAB_HOST}:${p.port}`, state.brokers);
+    return brokerReadiness(`${LAB_HOST}:${p.port}`, state.brokers, Boolean(state.sasl));
   }
 
   private async stopAll(state: LabState): Promise<string[]> {
@@ -494,9 +521,18 @@ function httpProblem(url: string): Promise<string | undefined> {
 }
 
 /** A metadata request to one broker; ready when it answers and sees every broker of its cluster. */
-async function brokerReadiness(broker: string, expected: number): Promise<string | undefined> {
+async function brokerReadiness(broker: string, expected: number, sasl: boolean): Promise<string | undefined> {
   const kafka = new Kafka({
     brokers: [broker],
+    ...(sasl
+      ? {
+          sasl: {
+            mechanism: LAB_SASL.mechanism,
+            username: LAB_SASL.client.username,
+            password: LAB_SASL.client.password,
+          },
+        }
+      : {}),
     clientId: 'kdr-lab-probe',
     logLevel: logLevel.NOTHING,
     connectionTimeout: 2000,

@@ -48,6 +48,16 @@ export function labClusters(brokers: BrokerCount, portOffset = 0): LabCluster[] 
   });
 }
 
+/**
+ * The SCRAM users of a lab started with `--sasl`: the brokers talk to each other as `admin`; kdr and the
+ * tests connect as `kdr`. Lab-only credentials, bootstrapped into the KRaft metadata at format time.
+ */
+export const LAB_SASL = {
+  mechanism: 'scram-sha-512',
+  admin: { username: 'admin', password: 'lab-admin-secret' },
+  client: { username: 'kdr', password: 'kdr-lab-secret' },
+} as const;
+
 export function nodeName(node: Pick<LabNode, 'cluster' | 'nodeId'>): string {
   return `${node.cluster}-${node.nodeId}`;
 }
@@ -57,19 +67,41 @@ export function nodeName(node: Pick<LabNode, 'cluster' | 'nodeId'>): string {
  * size (3 brokers: RF 3, min.insync.replicas 2) so that reliability tests can kill a broker; threads and
  * buffers are trimmed so that six brokers fit on a 2-core machine.
  */
-export function brokerProperties(cluster: LabCluster, node: LabNode, logDir: string): string {
+export function brokerProperties(
+  cluster: LabCluster,
+  node: LabNode,
+  logDir: string,
+  options: { sasl?: boolean } = {},
+): string {
   const size = cluster.nodes.length;
   const minIsr = size >= 3 ? 2 : 1;
   const voters = cluster.nodes.map((n) => `${n.nodeId}@${LAB_HOST}:${n.controllerPort}`).join(',');
+  // With --sasl the broker listener takes SCRAM-SHA-256/512 only; the controller listener stays on
+  // loopback in plaintext (it is not what clients reach).
+  const listener = options.sasl ? 'SASL_PLAINTEXT' : 'PLAINTEXT';
+  const security: Record<string, string> = options.sasl
+    ? {
+        'sasl.enabled.mechanisms': 'SCRAM-SHA-512,SCRAM-SHA-256',
+        'sasl.mechanism.inter.broker.protocol': 'SCRAM-SHA-512',
+        // One JAAS entry per enabled mechanism on the listener (the broker needs each to accept it).
+        ...Object.fromEntries(
+          ['scram-sha-512', 'scram-sha-256'].map((m) => [
+            `listener.name.sasl_plaintext.${m}.sasl.jaas.config`,
+            `org.apache.kafka.common.security.scram.ScramLoginModule required username="${LAB_SASL.admin.username}" password="${LAB_SASL.admin.password}";`,
+          ]),
+        ),
+      }
+    : {};
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': node.nodeId,
     'controller.quorum.voters': voters,
-    listeners: `PLAINTEXT://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://${LAB_HOST}:${node.brokerPort}`,
+    listeners: `${listener}://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
+    'advertised.listeners': `${listener}://${LAB_HOST}:${node.brokerPort}`,
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'inter.broker.listener.name': listener,
+    'listener.security.protocol.map': `${listener}:${listener},CONTROLLER:PLAINTEXT`,
+    ...security,
     'log.dirs': logDir,
     'num.partitions': 1,
     'default.replication.factor': size,

@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { Lab, type LabStatus } from '../../../infra/local/lab.ts';
-import { BROKER_COUNTS, type BrokerCount } from '../../../infra/local/topology.ts';
+import { BROKER_COUNTS, type BrokerCount, LAB_SASL } from '../../../infra/local/topology.ts';
 import { emit, note, table } from '../output.ts';
 
 export function formatLabStatus(status: LabStatus): string {
@@ -12,7 +12,12 @@ export function formatLabStatus(status: LabStatus): string {
   const header = [
     `lab is ${status.up ? 'up' : 'DEGRADED'}: Kafka ${status.kafkaVersion}, ${status.brokers} broker(s) per cluster, since ${status.startedAt}`,
     ...status.clusters.map((c) => `  ${c.name.padEnd(8)} bootstrap ${c.bootstrap}`),
-    `  aws      endpoint  ${status.awsEndpoint} (moto: S3, DynamoDB)`,
+    ...(status.sasl
+      ? [
+          `  sasl     ${LAB_SASL.mechanism}, user ${LAB_SASL.client.username}: set KDR_PRIMARY_SASL_MECHANISM, KDR_PRIMARY_SASL_USERNAME, KDR_PRIMARY_SASL_PASSWORD (and STANDBY)`,
+        ]
+      : []),
+    `  aws      endpoint  ${status.awsEndpoint} (moto: S3, DynamoDB, Secrets Manager)`,
     '',
   ];
   return [...header, table(rows)].join('\n');
@@ -44,10 +49,14 @@ export function registerLab(program: Command): void {
       parseBrokers,
       1,
     )
+    .option(
+      '--sasl',
+      `brokers take SASL/SCRAM (user ${LAB_SASL.client.username}, password ${LAB_SASL.client.password}) instead of plaintext`,
+    )
     .option('--json', 'print the lab status as JSON')
-    .action(async (options: { brokers: BrokerCount; json?: boolean }) => {
+    .action(async (options: { brokers: BrokerCount; sasl?: boolean; json?: boolean }) => {
       const lab = new Lab({ log: note });
-      await lab.up(options.brokers);
+      await lab.up(options.brokers, { sasl: Boolean(options.sasl) });
       const status = await lab.probe();
       emit(Boolean(options.json), status, () => formatLabStatus(status));
     });
