@@ -99,6 +99,8 @@ export interface KdrConfig {
     /** How often `kdr run` checkpoints. */
     intervalMs: number;
   };
+  /** Port of `kdr run`'s Prometheus endpoint (/metrics); 0: none. */
+  metricsPort: number;
   /** The mirror Lambda function whose event sources failover disables (unset outside AWS). */
   mirrorFunctionName?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -267,6 +269,14 @@ const envSchema = z.object({
     })
     .default('snapshots'),
   KDR_CHECKPOINT_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(60_000),
+  KDR_METRICS_PORT: z
+    .string()
+    .regex(/^\d{1,5}$/, {
+      error: (issue) => `expected a port number (0: none), got ${JSON.stringify(issue.input)}`,
+    })
+    .transform(Number)
+    .pipe(z.number().max(65535, { error: (issue) => `expected a port up to 65535, got ${issue.input}` }))
+    .optional(),
   KDR_MIRROR_FUNCTION_NAME: z.string().min(1).optional(),
   KDR_MIRROR_GROUP_ID: z
     .string()
@@ -402,6 +412,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       commitOnStandby: e.KDR_CHECKPOINT_COMMIT_ON_STANDBY,
       intervalMs: e.KDR_CHECKPOINT_INTERVAL_MS,
     },
+    // Prometheus' usual exporter port, shifted with the lab's ports so that two labs do not collide.
+    metricsPort: e.KDR_METRICS_PORT ?? 9464 + e.KDR_LAB_PORT_OFFSET,
     ...(e.KDR_MIRROR_FUNCTION_NAME ? { mirrorFunctionName: e.KDR_MIRROR_FUNCTION_NAME } : {}),
     logLevel: e.KDR_LOG_LEVEL,
     lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },

@@ -77,6 +77,12 @@ it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no proces
     expect(status.exitCode, status.stderr).toBe(0);
     const row = JSON.parse(status.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
     expect(row.map((p: { lagOffsets: number }) => p.lagOffsets)).toEqual([0, 0]);
+    // Prometheus metrics: the new topic's lag, and what was mirrored.
+    const metrics = await fetch(`http://127.0.0.1:${config.metricsPort}/metrics`).then((r) => r.text());
+    for (const p of [0, 1])
+      expect(metrics).toContain(`kdr_replication_lag_records{topic="${topic}",partition="${p}"} 0`);
+    expect(Number(/^kdr_records_mirrored_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(100);
+    expect(metrics).toMatch(/^kdr_epoch\{pair="primary-standby",state="MIRRORING"\} 0$/m);
     // It also checkpoints and takes snapshots on its schedules.
     expect(JSON.parse(status.stdout).checkpoint.at).not.toBeNull();
     await eventually(

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { Lab } from '../../../infra/local/lab.ts';
+import { MetricsServer } from '../../adapters/http/metricsServer.ts';
 import { loadConfig } from '../../config.ts';
+import type { Runtime } from '../../runtime.ts';
+import { pairStatus } from '../../services/status.ts';
 import { stopSignal, withRuntime } from '../context.ts';
 import { runMirrorLoop } from '../mirrorLoop.ts';
 import { note } from '../output.ts';
@@ -15,6 +18,26 @@ function targetsLab(): boolean {
     config.standby.brokers.join(',') === config.lab.standbyBrokers &&
     config.aws.endpoint === config.lab.awsEndpoint
   );
+}
+
+/** The pair's figures for Prometheus, read when it scrapes. */
+function metricsServer(runtime: Runtime): MetricsServer {
+  return new MetricsServer(async () => {
+    const status = await pairStatus(runtime);
+    const snapshots = await runtime.snapshotCatalog.list(runtime.config.primary.alias).catch(() => []);
+    const newest = snapshots
+      .map((e) => Date.parse(e.cutAt))
+      .sort((a, b) => a - b)
+      .at(-1);
+    return {
+      pair: status.pair,
+      state: status.control.state,
+      epoch: status.control.epoch,
+      checkpointAgeSeconds: status.checkpoint.ageSeconds,
+      snapshotAgeSeconds: newest === undefined ? null : (Date.now() - newest) / 1000,
+      partitions: status.partitions,
+    };
+  }, runtime.logger);
 }
 
 export function registerRun(program: Command): void {
@@ -35,17 +58,27 @@ export function registerRun(program: Command): void {
         if (startLab) note(formatLabStatus(await lab.probe()));
         if (isStopping()) return;
         note('kdr run: mirroring; press Ctrl-C to stop');
-        const summary = await withRuntime({}, ({ runtime }) =>
-          runMirrorLoop(runtime, {
-            untilCaughtUp: false,
-            stopped,
-            checkpointEveryMs: runtime.config.checkpoint.intervalMs,
-            snapshotEveryMs: runtime.config.snapshot.intervalMs,
-            onProgress: (p) => {
-              if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${progressLine(p)}`);
-            },
-          }),
-        );
+        const summary = await withRuntime({}, async ({ runtime }) => {
+          const metrics = runtime.config.metricsPort > 0 ? metricsServer(runtime) : undefined;
+          if (metrics) {
+            await metrics.listen(runtime.config.metricsPort);
+            note(`kdr run: Prometheus metrics on http://127.0.0.1:${runtime.config.metricsPort}/metrics`);
+          }
+          try {
+            return await runMirrorLoop(runtime, {
+              untilCaughtUp: false,
+              stopped,
+              checkpointEveryMs: runtime.config.checkpoint.intervalMs,
+              snapshotEveryMs: runtime.config.snapshot.intervalMs,
+              onProgress: (p) => {
+                metrics?.progress(p);
+                if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${progressLine(p)}`);
+              },
+            });
+          } finally {
+            await metrics?.close();
+          }
+        });
         if (process.stderr.isTTY) process.stderr.write('\n');
         note(
           `kdr run: stopped after mirroring ${summary.recordsMirrored} records; committed what was mirrored`,
