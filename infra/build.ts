@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
@@ -43,6 +43,8 @@ export async function buildFunctions(names?: string[]): Promise<{ name: string; 
       banner: { js: "const __kdrImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
     });
     copyFileSync(zstdWasm, path.join(dir, 'zstd.wasm'));
+    // The repository is an ES module package; the bundle is CommonJS (sls invoke local requires it).
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "commonjs" }\n');
     built.push({ name, bytes: statSync(outfile).size });
   }
   return built;

@@ -380,7 +380,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
   };
   if (endpoint) aws.endpoint = endpoint;
   // moto accepts any credentials; only the lab gets placeholder ones, never a real AWS endpoint.
-  if (!inLambda && endpoint === lab.awsEndpoint && !e.AWS_ACCESS_KEY_ID) {
+  if (endpoint === lab.awsEndpoint && !e.AWS_ACCESS_KEY_ID) {
     aws.credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
   }
   return {
