@@ -116,6 +116,42 @@ describe('the packaged stack', () => {
   });
 });
 
+describe('the packaged stack with cross-region state', () => {
+  it('makes the tables global tables and replicates the snapshot bucket when the params ask for it', async () => {
+    const packaged = mkdtempSync(path.join(os.tmpdir(), 'kdr-package-xr-'));
+    const env = { ...process.env };
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
+    await execa(
+      'npx',
+      [
+        'sls',
+        'package',
+        '--package',
+        packaged,
+        '--param=replicaRegions=eu-central-1,us-west-2',
+        '--param=replicaBucketArn=arn:aws:s3:::kdr-dr-replica',
+      ],
+      { cwd: REPO_ROOT, env, extendEnv: false },
+    );
+    const t = JSON.parse(
+      readFileSync(path.join(packaged, 'cloudformation-template-update-stack.json'), 'utf8'),
+    );
+    for (const table of ['OffsetTable', 'StateTable']) {
+      expect(t.Resources[table].Type).toBe('AWS::DynamoDB::GlobalTable');
+      expect(t.Resources[table].Properties.Replicas.map((r: { Region: unknown }) => r.Region)).toEqual([
+        { Ref: 'AWS::Region' },
+        'eu-central-1',
+        'us-west-2',
+      ]);
+    }
+    // Same keys and index as the lab's tables (state.yml is the one definition).
+    expect(t.Resources.OffsetTable.Properties.GlobalSecondaryIndexes[0].IndexName).toBe('byStandbyOffset');
+    const rule = t.Resources.SnapshotBucket.Properties.ReplicationConfiguration.Rules[0];
+    expect(rule.Destination.Bucket).toBe('arn:aws:s3:::kdr-dr-replica');
+    expect(t.Resources.SnapshotReplicationRole.Type).toBe('AWS::IAM::Role');
+  });
+});
+
 describe('Lambda bundles', () => {
   it('mirror: runs from its bundle alone, zstd (WASM) included', async () => {
     const topic = uniqueName('bundle');
