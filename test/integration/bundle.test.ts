@@ -236,6 +236,17 @@ describe('Lambda bundles', () => {
     );
   });
 
+  it('status: runs from its bundle alone', async () => {
+    const pair = uniqueName('bundle-pair');
+    const result = await invoke('status', {}, { KDR_PAIR: pair, KDR_TOPICS: uniqueName('no-such-topic') });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+      pair,
+      control: { state: 'MIRRORING', epoch: 0 },
+      partitions: [],
+    });
+  });
+
   it('mirror: rejects a malformed event from its bundle', async () => {
     const result = await invoke('mirror', { eventSource: 'nope' });
     expect(result.exitCode).toBe(1);
