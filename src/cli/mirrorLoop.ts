@@ -4,7 +4,7 @@ import { isKdrError, type KdrError } from '../errors.ts';
 import { checkpointDeps, snapshotDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { runCheckpoint } from '../services/checkpoint.ts';
-import { caughtUp, type PartitionLag, partitionLag } from '../services/lag.ts';
+import { caughtUp, type PartitionLag, partitionLag, waitVisible } from '../services/lag.ts';
 import { runSnapshot } from '../services/snapshot.ts';
 
 /**
@@ -197,6 +197,13 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
     await snapshotting;
   }
   if (fatal) throw fatal;
+  if (options.untilCaughtUp) {
+    // "Caught up" means a read_committed consumer of the standby sees it all: wait for the last markers.
+    for (const t of targets.values()) {
+      const entry = await rt.offsetMap.latest(t);
+      if (entry) await waitVisible(rt.targetReader, rt.engine.targetOf(t), entry.lastStandby + 1);
+    }
+  }
   return {
     recordsMirrored,
     durationMs: Date.now() - started,

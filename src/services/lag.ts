@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { originOf } from '../core/provenance.ts';
 import type { TopicPartition } from '../core/records.ts';
+import { KafkaError } from '../errors.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 
@@ -69,4 +71,28 @@ export async function caughtUp(
     if (due.length > 0) return false;
   }
   return true;
+}
+
+/**
+ * Waits (bounded) until read_committed consumers of a partition see everything below `offset`. A commit
+ * returns once the coordinator has decided; the markers that make the records visible are written just
+ * after, so a reader right behind the writer could still stop before them.
+ */
+export async function waitVisible(
+  reader: PartitionReader,
+  tp: TopicPartition,
+  offset: number,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const [o] = await reader.offsets(tp.topic, [tp.partition]);
+    if (o && o.lastStable >= offset) return;
+    if (Date.now() > until)
+      throw new KafkaError(
+        'KAFKA_UNAVAILABLE',
+        `${tp.topic}-${tp.partition}: committed records up to offset ${offset - 1} are still not visible to read_committed consumers (last stable offset ${o?.lastStable}) after ${timeoutMs} ms`,
+      );
+    await sleep(50);
+  }
 }

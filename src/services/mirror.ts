@@ -95,6 +95,11 @@ export class MirrorEngine {
     return run;
   }
 
+  /** The standby partition a source partition is mirrored to. */
+  targetOf(source: TopicPartition): TopicPartition {
+    return this.target(source);
+  }
+
   /** What the standby has of a partition (recovering it if this process has not yet). */
   lastMirrored(source: TopicPartition): number | null | undefined {
     return this.partitions.get(partitionKey(source))?.lastMirrored;

@@ -33,6 +33,7 @@ import type {
 } from '../ports/kafka.ts';
 import type { ObjectStore } from '../ports/objectStore.ts';
 import type { RestoreStore } from '../ports/restoreStore.ts';
+import { waitVisible } from './lag.ts';
 import { listManifests, loadManifest } from './snapshot.ts';
 
 /**
@@ -539,6 +540,15 @@ export async function runRestore(
       }
     } finally {
       await writer.close();
+    }
+    // Group positions and the report count on what read_committed consumers see: wait for the markers.
+    for (const [key, next] of Object.entries(state.scanFrom)) {
+      const cut = key.lastIndexOf('/');
+      await waitVisible(
+        deps.target.reader,
+        { topic: key.slice(0, cut), partition: Number(key.slice(cut + 1)) },
+        next,
+      );
     }
     state.phase = 'groups';
     await save();
