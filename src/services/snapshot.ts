@@ -389,7 +389,12 @@ export async function runSnapshot(
     });
     return { status: 'complete', manifest, warnings: state.warnings };
   } finally {
-    await deps.catalog.releaseLease(deps.cluster, owner);
+    // A failure here must not hide the one that ended the run; an unreleased lease simply expires.
+    await deps.catalog
+      .releaseLease(deps.cluster, owner)
+      .catch((error: Error) =>
+        log.warn('could not release the snapshot lease; it expires on its own', { error: error.message }),
+      );
   }
 }
 
