@@ -55,6 +55,8 @@ export interface LabState {
   brokers: BrokerCount;
   /** Brokers take SCRAM (LAB_SASL) instead of plaintext. */
   sasl?: boolean;
+  /** Brokers of a cluster advertise their port plus this (tests put a TCP proxy there). */
+  advertiseShift?: Partial<Record<ClusterName, number>>;
   startedAt: string;
   kafka: KafkaDistribution;
   processes: LabProcess[];
@@ -131,7 +133,10 @@ export class Lab {
   }
 
   /** Starts the lab, or confirms it already runs with the same shape (idempotent). */
-  async up(brokers: BrokerCount = 1, options: { sasl?: boolean } = {}): Promise<LabStatus> {
+  async up(
+    brokers: BrokerCount = 1,
+    options: { sasl?: boolean; advertiseShift?: Partial<Record<ClusterName, number>> } = {},
+  ): Promise<LabStatus> {
     const sasl = Boolean(options.sasl);
     if (!BROKER_COUNTS.includes(brokers)) {
       throw new LabError(
@@ -169,6 +174,7 @@ export class Lab {
       const state: LabState = {
         brokers,
         ...(sasl ? { sasl } : {}),
+        ...(options.advertiseShift ? { advertiseShift: options.advertiseShift } : {}),
         startedAt: new Date().toISOString(),
         kafka,
         processes: [],
@@ -176,7 +182,11 @@ export class Lab {
       try {
         await this.startAll(state, motoServer);
         await this.waitReady(state);
-        const config = loadConfig({ ...process.env, AWS_ENDPOINT_URL: this.awsEndpoint });
+        const config = loadConfig({
+          ...process.env,
+          AWS_ENDPOINT_URL: this.awsEndpoint,
+          KDR_LAB_PORT_OFFSET: String(this.portOffset),
+        });
         const created = await provisionState(config, this.paths.stateResources);
         for (const what of created) this.log(`created ${what}`);
       } catch (error) {
@@ -386,7 +396,10 @@ export class Lab {
     const files = this.nodeFiles(node);
     writeFileSync(
       files.properties,
-      brokerProperties(cluster, node, files.dataDir, { sasl: Boolean(state.sasl) }),
+      brokerProperties(cluster, node, files.dataDir, {
+        sasl: Boolean(state.sasl),
+        advertiseShift: state.advertiseShift?.[cluster.name] ?? 0,
+      }),
     );
     // SCRAM users live in the KRaft metadata: bootstrapped here, before the first start.
     const scram = state.sasl

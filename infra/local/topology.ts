@@ -71,7 +71,7 @@ export function brokerProperties(
   cluster: LabCluster,
   node: LabNode,
   logDir: string,
-  options: { sasl?: boolean } = {},
+  options: { sasl?: boolean; advertiseShift?: number } = {},
 ): string {
   const size = cluster.nodes.length;
   const minIsr = size >= 3 ? 2 : 1;
@@ -97,7 +97,8 @@ export function brokerProperties(
     'node.id': node.nodeId,
     'controller.quorum.voters': voters,
     listeners: `${listener}://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
-    'advertised.listeners': `${listener}://${LAB_HOST}:${node.brokerPort}`,
+    // A shift makes clients reach the broker through a port of the tests' choosing (a TCP proxy).
+    'advertised.listeners': `${listener}://${LAB_HOST}:${node.brokerPort + (options.advertiseShift ?? 0)}`,
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': listener,
     'listener.security.protocol.map': `${listener}:${listener},CONTROLLER:PLAINTEXT`,
