@@ -27,6 +27,18 @@ export default defineConfig({
           hookTimeout: 300_000,
         },
       },
+      {
+        // `npm run test:chaos`: failures injected on purpose (kills, outages, broker loss, a slow network).
+        test: {
+          name: 'chaos',
+          include: ['test/chaos/**/*.test.ts'],
+          globalSetup: ['test/helpers/globalSetup.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
+          testTimeout: 900_000,
+          hookTimeout: 600_000,
+        },
+      },
     ],
   },
 });

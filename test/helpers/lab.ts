@@ -66,8 +66,13 @@ export async function eventually(
 }
 
 /** kcat (librdkafka), an independent client, against one cluster. */
-export async function kcat(cluster: ClusterName, args: string[], options: { input?: Buffer | string } = {}) {
-  return execa('kcat', ['-b', config[cluster].brokers.join(','), ...args], {
+export async function kcat(
+  cluster: ClusterName,
+  args: string[],
+  options: { input?: Buffer | string } = {},
+  cfg: KdrConfig = config,
+) {
+  return execa('kcat', ['-b', cfg[cluster].brokers.join(','), ...args], {
     encoding: 'buffer',
     timeout: 120_000,
     ...(options.input !== undefined ? { input: options.input } : {}),
@@ -123,6 +128,7 @@ export async function readWithKcat(
   cluster: ClusterName,
   topic: string,
   options: { partition?: number; isolation?: 'read_committed' | 'read_uncommitted' } = {},
+  cfg: KdrConfig = config,
 ): Promise<KcatRecord[]> {
   const args = [
     '-C',
@@ -137,7 +143,7 @@ export async function readWithKcat(
     `isolation.level=${options.isolation ?? 'read_committed'}`,
   ];
   if (options.partition !== undefined) args.push('-p', String(options.partition));
-  const { stdout } = await kcat(cluster, args);
+  const { stdout } = await kcat(cluster, args, {}, cfg);
   const text = Buffer.from(stdout).toString('latin1');
   return text
     .split('\n')

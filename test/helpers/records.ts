@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Message } from 'kafkajs';
+import type { KdrConfig } from '../../src/config.ts';
 import { lastHeader, parseSrc, SRC_HEADER, withoutProvenance } from '../../src/core/provenance.ts';
 import type { Header } from '../../src/core/records.ts';
 import { type ClusterName, type KcatRecord, kafkaFor, readWithKcat } from './lab.ts';
@@ -136,7 +137,7 @@ export interface PartitionComparison {
  * same order, same key, value, headers (kdr's provenance headers aside) and timestamp, and each standby
  * record's kdr.src naming exactly the source record at that position. Returns a sha256 over each side.
  */
-export async function compareClusters(topics: string[]) {
+export async function compareClusters(topics: string[], cfg?: KdrConfig) {
   const problems: string[] = [];
   const sourceHash = createHash('sha256');
   const standbyHash = createHash('sha256');
@@ -144,8 +145,8 @@ export async function compareClusters(topics: string[]) {
   let records = 0;
   for (const topic of [...topics].sort()) {
     const [source, standby] = await Promise.all([
-      readWithKcat('primary', topic),
-      readWithKcat('standby', topic),
+      readWithKcat('primary', topic, {}, cfg),
+      readWithKcat('standby', topic, {}, cfg),
     ]);
     const byPartition = (rs: KcatRecord[]) => {
       const map = new Map<number, KcatRecord[]>();
