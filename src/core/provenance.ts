@@ -47,6 +47,17 @@ export function originOf(headers: readonly Header[], readFrom: string): string {
  * The standby copy of a source record: the record's own headers (minus any kdr.src and kdr.origin it
  * carried) followed by kdr.src and kdr.origin.
  */
+/** One read-only Buffer per origin value: the same few aliases on every record, allocated once. */
+const originValues = new Map<string, Buffer>();
+function originValue(origin: string): Buffer {
+  let value = originValues.get(origin);
+  if (!value) {
+    value = Buffer.from(origin);
+    if (originValues.size < 64) originValues.set(origin, value);
+  }
+  return value;
+}
+
 export function withProvenance(
   record: SourceRecord,
   source: TopicPartition,
@@ -67,7 +78,7 @@ export function withProvenance(
         }),
       ),
     },
-    { key: ORIGIN_HEADER, value: Buffer.from(origin) },
+    { key: ORIGIN_HEADER, value: originValue(origin) },
   );
   return {
     sourceOffset: record.offset,

@@ -38,4 +38,19 @@ describe('kafkajs record encoding (patched)', () => {
       a: [Buffer.from([0, 255]), Buffer.alloc(0)],
     });
   });
+
+  it('groups messages per partition in order, in one pass', () => {
+    const group = require('kafkajs/src/producer/groupMessagesPerPartition');
+    const messages = Array.from({ length: 50_000 }, (_, i) => ({ partition: i % 3, value: String(i) }));
+    const grouped = group({
+      topic: 't',
+      partitionMetadata: [{ partitionId: 0 }, { partitionId: 1 }, { partitionId: 2 }],
+      messages,
+      partitioner: ({ message }: { message: { partition: number } }) => message.partition,
+    });
+    expect(Object.keys(grouped)).toEqual(['0', '1', '2']);
+    expect(grouped[1].map((m: { value: string }) => m.value).slice(0, 3)).toEqual(['1', '4', '7']);
+    expect(grouped[0].length + grouped[1].length + grouped[2].length).toBe(50_000);
+    expect(group({ topic: 't', partitionMetadata: [], messages, partitioner: () => 0 })).toEqual({});
+  });
 });
