@@ -47,6 +47,8 @@ export class GroupMirror {
       maxBytes: 32 * 1024 * 1024,
       // A mirror that died must hand its partitions over quickly: the group waits this long for it.
       sessionTimeout: 10_000,
+      // A fetch waits at most this long for data: bounds how long a stop (or a rebalance) waits for it.
+      maxWaitTimeInMs: 500,
       rebalanceTimeout: 30_000,
       heartbeatInterval: 1000,
       retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 10_000 },
