@@ -328,6 +328,7 @@ async function throughputRun(
   const kdr = startKdr(config, kdrTopic, counter.url, true);
   const kdrPeak = samplePeak(kdr.pid!);
   const kdrExit = new Promise<number | null>((resolve) => kdr.once('exit', (code) => resolve(code)));
+  const abandon = () => kdr.exitCode === null && kdr.signalCode === null && kdr.kill('SIGKILL');
   const aws = createAwsClients(config);
   const map = new DynamoDBOffsetMapStore(
     aws.dynamodb,
@@ -345,7 +346,10 @@ async function throughputRun(
       return true;
     },
     600_000,
-  );
+  ).catch((error) => {
+    abandon();
+    throw error;
+  });
   const code = await kdrExit;
   destroyAwsClients(aws);
   const kdrRss = kdrPeak.stop();
@@ -355,9 +359,14 @@ async function throughputRun(
   // MirrorMaker 2: done when the standby has every record.
   const mm2 = startMm2(config, mm2Topic);
   const mm2Peak = samplePeak(mm2.child.pid!);
-  const mm2Time = await timeMirror(config, mm2Topic, (end) => end >= records, 600_000);
+  let mm2Time: { seconds: number };
+  try {
+    mm2Time = await timeMirror(config, mm2Topic, (end) => end >= records, 600_000);
+  } finally {
+    // Never leave a MirrorMaker behind: it would load the machine for every later measurement.
+    await stop(mm2.child);
+  }
   const mm2Rss = mm2Peak.stop();
-  await stop(mm2.child);
 
   const mb = (records * size) / 1e6;
   return {

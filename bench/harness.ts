@@ -38,7 +38,9 @@ export const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 
 export function writeResults(name: string, results: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = path.join(RESULTS_DIR, `${new Date().toISOString().slice(0, 10)}-${name}.json`);
+  // Everything one `npm run bench` measured goes to <date>.json; each benchmark also to <date>-<name>.json.
+  const date = new Date().toISOString().slice(0, 10);
+  const file = path.join(RESULTS_DIR, name === 'all' ? `${date}.json` : `${date}-${name}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   return file;
 }
