@@ -8,11 +8,9 @@ import kafkajs from 'kafkajs';
 import { labPaths, REPO_ROOT } from '../infra/local/paths.ts';
 import { createAwsClients, destroyAwsClients } from '../src/adapters/aws/clients.ts';
 import { DynamoDBOffsetMapStore } from '../src/adapters/dynamodb/offsetMapStore.ts';
-import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
-import { createKafka } from '../src/adapters/kafka/client.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
-import { machine, median } from './harness.ts';
+import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
 
 /**
  * kdr next to MirrorMaker 2 (connect-mirror from the same Kafka release, dedicated mode, identity
@@ -49,37 +47,9 @@ function samplePeak(pid: number): { stop: () => number } {
   };
 }
 
-async function createTopic(
-  config: KdrConfig,
-  cluster: 'primary' | 'standby',
-  topic: string,
-  partitions: number,
-) {
-  const admin = new KafkaAdmin(createKafka(config[cluster], 'kdr-bench'), cluster);
-  try {
-    await admin.createTopic(topic, partitions, 1, {});
-  } finally {
-    await admin.close();
-  }
-}
-
-async function load(config: KdrConfig, topic: string, records: number, size: number) {
-  await kafkaTool(KAFKA_TOOLS.producerPerf, [
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--record-size',
-    String(size),
-    '--throughput',
-    '-1',
-    '--producer-props',
-    `bootstrap.servers=${config.primary.brokers.join(',')}`,
-    'acks=all',
-    'linger.ms=5',
-    'batch.size=262144',
-  ]);
-}
+const createTopic = createBenchTopic;
+const load = (config: KdrConfig, topic: string, records: number, size: number) =>
+  producerPerf(config, 'primary', topic, records, size);
 
 /** Records on the standby topic (high watermarks; `markers` per partition subtracted for kdr's commits). */
 async function standbyEnd(admin: kafkajs.Admin, topic: string): Promise<number> {
@@ -302,25 +272,7 @@ async function throughputRun(
     String(consumed.stdout),
     /^[^,\n]+, [^,]+, [\d.]+, [\d.]+, \d+, ([\d.]+)/m,
   );
-  const produced = await kafkaTool(KAFKA_TOOLS.producerPerf, [
-    '--topic',
-    limitTopic,
-    '--num-records',
-    String(records),
-    '--record-size',
-    String(size),
-    '--throughput',
-    '-1',
-    '--producer-props',
-    `bootstrap.servers=${config.standby.brokers.join(',')}`,
-    'acks=all',
-    'linger.ms=5',
-    'batch.size=262144',
-  ]);
-  const producerRecordsPerSecond = perfFigure(
-    String(produced.all ?? produced.stdout),
-    /\d+ records sent, ([\d.]+) records\/sec/,
-  );
+  const producerRecordsPerSecond = await producerPerf(config, 'standby', limitTopic, records, size);
 
   // kdr: `kdr mirror --until-caught-up` as its own process; done when the offset map holds the last
   // record of every partition (the standby's offsets also count transaction markers).

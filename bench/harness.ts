@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../infra/local/paths.ts';
 import { KAFKA_VERSION } from '../infra/local/topology.ts';
+import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
+import { createKafka } from '../src/adapters/kafka/client.ts';
+import type { KdrConfig } from '../src/config.ts';
+import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
 
 /** Shared pieces of the benchmarks: medians, machine facts, and the results file. */
 
@@ -62,4 +66,51 @@ export function updateDoc(name: string, markdown: string): void {
   doc =
     i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
   writeFileSync(file, doc);
+}
+
+/** Creates a topic through kdr's admin adapter (which waits for every partition's leader). */
+export async function createBenchTopic(
+  config: KdrConfig,
+  cluster: 'primary' | 'standby',
+  topic: string,
+  partitions: number,
+): Promise<void> {
+  const admin = new KafkaAdmin(createKafka(config[cluster], 'kdr-bench'), cluster);
+  try {
+    await admin.createTopic(topic, partitions, 1, {});
+  } finally {
+    await admin.close();
+  }
+}
+
+/**
+ * Kafka's own producer perf tool writing `records` records of `size` bytes: it loads the data (fast, and
+ * independent of the code measured) and is the producer limit. Returns its own records/s figure.
+ */
+export async function producerPerf(
+  config: KdrConfig,
+  cluster: 'primary' | 'standby',
+  topic: string,
+  records: number,
+  size: number,
+): Promise<number> {
+  const result = await kafkaTool(KAFKA_TOOLS.producerPerf, [
+    '--topic',
+    topic,
+    '--num-records',
+    String(records),
+    '--record-size',
+    String(size),
+    '--throughput',
+    '-1',
+    '--producer-props',
+    `bootstrap.servers=${config[cluster].brokers.join(',')}`,
+    'acks=all',
+    'linger.ms=5',
+    'batch.size=262144',
+  ]);
+  const summary = /\d+ records sent, ([\d.]+) records\/sec/.exec(String(result.all ?? result.stdout));
+  if (!summary)
+    throw new Error(`no summary line from the producer perf tool: ${String(result.stdout).slice(-400)}`);
+  return Number(summary[1]);
 }

@@ -1,12 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
-import { createKafka } from '../src/adapters/kafka/client.ts';
 import { runMirrorLoop } from '../src/cli/mirrorLoop.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { createRuntime } from '../src/runtime.ts';
-import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
-import { machine, median } from './harness.ts';
+import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
 
 /**
  * Mirror throughput through the real path (`kdr mirror`'s consumer group, transactional writes, offset
@@ -33,26 +30,8 @@ async function loadTopic(
   size: number,
   partitions: number,
 ) {
-  // kdr's admin adapter waits until every partition has a leader (kafkajs's waitForLeaders can fail).
-  const admin = new KafkaAdmin(createKafka(config.primary, 'kdr-bench'), 'primary');
-  await admin.createTopic(topic, partitions, 1, {});
-  await admin.close();
-  // Kafka's own producer loads the data: fast, and independent of the code measured.
-  await kafkaTool(KAFKA_TOOLS.producerPerf, [
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--record-size',
-    String(size),
-    '--throughput',
-    '-1',
-    '--producer-props',
-    `bootstrap.servers=${config.primary.brokers.join(',')}`,
-    'acks=all',
-    'linger.ms=5',
-    'batch.size=262144',
-  ]);
+  await createBenchTopic(config, 'primary', topic, partitions);
+  await producerPerf(config, 'primary', topic, records, size);
 }
 
 export async function mirrorRun(

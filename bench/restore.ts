@@ -1,13 +1,10 @@
-import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
-import { createKafka } from '../src/adapters/kafka/client.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { restoreDeps, snapshotDeps } from '../src/operations.ts';
 import { createRuntime } from '../src/runtime.ts';
 import { runRestore } from '../src/services/restore.ts';
 import { runSnapshot } from '../src/services/snapshot.ts';
-import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
-import { machine, median } from './harness.ts';
+import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
 
 /**
  * Restore throughput (records/s and MB/s from S3 segments into a new standby topic) next to the Kafka
@@ -15,38 +12,12 @@ import { machine, median } from './harness.ts';
  * of any writer on this machine. Both measured in the same run, one after the other.
  */
 
-const perfTool = (
-  config: KdrConfig,
-  cluster: 'primary' | 'standby',
-  topic: string,
-  records: number,
-  size: number,
-) =>
-  kafkaTool(KAFKA_TOOLS.producerPerf, [
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--record-size',
-    String(size),
-    '--throughput',
-    '-1',
-    '--producer-props',
-    `bootstrap.servers=${config[cluster].brokers.join(',')}`,
-    'acks=all',
-    'linger.ms=5',
-    'batch.size=262144',
-  ]);
-
 async function restoreRun(config: KdrConfig, records: number, size: number, partitions: number) {
   const id = Date.now().toString(36);
   const topic = `bench-restore-${id}`;
-  for (const cluster of ['primary', 'standby'] as const) {
-    const admin = new KafkaAdmin(createKafka(config[cluster], 'kdr-bench'), cluster);
-    await admin.createTopic(cluster === 'primary' ? topic : `limit.${topic}`, partitions, 1, {});
-    await admin.close();
-  }
-  await perfTool(config, 'primary', topic, records, size);
+  await createBenchTopic(config, 'primary', topic, partitions);
+  await createBenchTopic(config, 'standby', `limit.${topic}`, partitions);
+  await producerPerf(config, 'primary', topic, records, size);
   const cfg: KdrConfig = {
     ...config,
     pair: `bench-restore-${id}`,
@@ -77,16 +48,13 @@ async function restoreRun(config: KdrConfig, records: number, size: number, part
       throw new Error('incomplete restore');
     // The limit: Kafka's own producer, same records and size, same standby, right after; its own figure
     // (from its summary line), so that the JVM's start-up is not counted against it.
-    const limit = await perfTool(config, 'standby', `limit.${topic}`, records, size);
-    const summary = /(\d+) records sent, ([\d.]+) records\/sec/.exec(String(limit.all ?? limit.stdout));
-    if (!summary)
-      throw new Error(`no summary line from the producer perf tool: ${String(limit.stdout).slice(-500)}`);
+    const producerRecordsPerSecond = await producerPerf(config, 'standby', `limit.${topic}`, records, size);
     return {
       records,
       megabytes: (records * size) / 1e6,
       restoreRecordsPerSecond: records / seconds,
       restoreMBps: (records * size) / 1e6 / seconds,
-      producerRecordsPerSecond: Number(summary[2]),
+      producerRecordsPerSecond,
       peakRssMiB: peak / 2 ** 20,
     };
   } finally {

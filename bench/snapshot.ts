@@ -1,13 +1,10 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
-import { createKafka } from '../src/adapters/kafka/client.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { snapshotDeps } from '../src/operations.ts';
 import { createRuntime } from '../src/runtime.ts';
 import { runSnapshot } from '../src/services/snapshot.ts';
-import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
-import { machine, median } from './harness.ts';
+import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
 
 /**
  * Snapshot throughput (MB/s of record data read, encoded, compressed and uploaded) next to raw S3
@@ -17,24 +14,8 @@ import { machine, median } from './harness.ts';
 async function snapshotRun(config: KdrConfig, records: number, size: number) {
   const id = Date.now().toString(36);
   const topic = `bench-snap-${id}`;
-  const admin = new KafkaAdmin(createKafka(config.primary, 'kdr-bench'), 'primary');
-  await admin.createTopic(topic, 4, 1, {});
-  await admin.close();
-  await kafkaTool(KAFKA_TOOLS.producerPerf, [
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--record-size',
-    String(size),
-    '--throughput',
-    '-1',
-    '--producer-props',
-    `bootstrap.servers=${config.primary.brokers.join(',')}`,
-    'acks=all',
-    'linger.ms=5',
-    'batch.size=262144',
-  ]);
+  await createBenchTopic(config, 'primary', topic, 4);
+  await producerPerf(config, 'primary', topic, records, size);
   const cfg: KdrConfig = {
     ...config,
     pair: `bench-snap-${id}`,
