@@ -290,7 +290,14 @@ const envSchema = z.object({
     .string()
     .regex(/^\d+$/, { error: (issue) => `expected a whole number, got ${JSON.stringify(issue.input)}` })
     .transform(Number)
-    .pipe(z.number().max(20_000, { error: (issue) => `expected at most 20000, got ${issue.input}` }))
+    // The lab's highest port is 29194 + offset; Linux hands out 32768-60999 to client sockets, and one
+    // of those holding a lab port would make `lab up` refuse to start.
+    .pipe(
+      z.number().max(3500, {
+        error: (issue) =>
+          `expected at most 3500 (lab ports stay below the ephemeral range 32768-60999), got ${issue.input}`,
+      }),
+    )
     .default(0),
 });
 

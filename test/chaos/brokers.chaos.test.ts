@@ -18,9 +18,9 @@ import { compareClusters } from '../helpers/records.ts';
  */
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-chaos-brokers-'));
-const labEnv = { KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '4000', KDR_LAB_CACHE_DIR: labPaths().cache };
+const labEnv = { KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '1000', KDR_LAB_CACHE_DIR: labPaths().cache };
 const cfg = loadConfig({ ...process.env, ...labEnv });
-const lab = new Lab({ dir, portOffset: 4000 });
+const lab = new Lab({ dir, portOffset: 1000 });
 
 beforeAll(async () => {
   const up = await runKdr(['lab', 'up', '--brokers', '3'], { env: labEnv, timeoutMs: 400_000 });

@@ -19,7 +19,7 @@ import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
  * several times. No loss, no duplicate.
  */
 
-const OFFSET = 5000;
+const OFFSET = 3000;
 const SHIFT = 500;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-chaos-net-'));
 const labEnv = { KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: String(OFFSET), KDR_LAB_CACHE_DIR: labPaths().cache };

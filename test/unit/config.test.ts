@@ -63,6 +63,7 @@ describe('loadConfig', () => {
     ['AWS_REGION', 'mars', 'expected an AWS region'],
     ['KDR_BUCKET', 'Bad_Bucket', 'expected an S3 bucket name'],
     ['KDR_PAIR', 'a b', 'expected a pair name'],
+    ['KDR_LAB_PORT_OFFSET', '4000', 'expected at most 3500 (lab ports stay below the ephemeral range'],
   ])('rejects %s=%s naming the variable and what was expected', (variable, value, expected) => {
     const load = () => loadConfig({ [variable]: value });
     expect(load).toThrow(ConfigError);
