@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Lab } from '../../infra/local/lab.ts';
 import { labPaths } from '../../infra/local/paths.ts';
 import { isAlive } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
@@ -29,7 +30,7 @@ async function processesMentioning(marker: string): Promise<number[]> {
 describe('kdr lab', () => {
   afterAll(async () => {
     // Nothing this file started may survive it, even when an assertion failed half-way.
-    for (const dir of ['three', 'conflict', 'noprereq'])
+    for (const dir of ['three', 'conflict', 'noprereq', 'kafkahome', 'slow'])
       await runKdr(['lab', 'down'], {
         env: { KDR_LAB_DIR: path.join(scratch, dir), ...shared, KDR_LAB_PORT_OFFSET: '1000' },
       });
@@ -88,6 +89,49 @@ describe('kdr lab', () => {
     expect(result.stderr).toContain('openjdk-17-jre-headless');
     expect(result.stderr).toContain('apt-get install maven');
     expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('honours KAFKA_HOME: the brokers run from its libs/, and a KAFKA_HOME without Kafka is named', async () => {
+    const home = path.join(scratch, 'kafka-home');
+    mkdirSync(home, { recursive: true });
+    symlinkSync(path.join(mainLab.kafkaCache, 'libs'), path.join(home, 'libs'));
+    const dir = path.join(scratch, 'kafkahome');
+    const env = { KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '1000', ...shared, KAFKA_HOME: home };
+    try {
+      const up = await runKdr(['lab', 'up', '--json'], { env, timeoutMs: 300_000 });
+      expect(up.exitCode, up.stderr).toBe(0);
+      for (const p of JSON.parse(up.stdout).processes.filter((p: { role: string }) => p.role === 'broker')) {
+        const commandLine = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0').join(' ');
+        expect(commandLine).toContain(path.join(home, 'libs'));
+      }
+    } finally {
+      await runKdr(['lab', 'down'], { env });
+    }
+
+    const empty = path.join(scratch, 'not-kafka');
+    mkdirSync(path.join(empty, 'libs'), { recursive: true });
+    const refused = await runKdr(['lab', 'up'], { env: { ...env, KAFKA_HOME: empty } });
+    expect(refused.exitCode).toBe(3);
+    expect(refused.stderr).toContain(
+      `KAFKA_HOME=${empty} is set but ${path.join(empty, 'libs')} holds no kafka_2.13-*.jar`,
+    );
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    expect(await processesMentioning(dir)).toEqual([]);
+  });
+
+  it('names the process, its log and last lines when one does not come up in time, and stops the rest', async () => {
+    const dir = path.join(scratch, 'slow');
+    const lab = new Lab({ dir, portOffset: 1000, readyTimeoutMs: 1 });
+    const error = (await lab.up(1).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error;
+    expect(error).toBeInstanceOf(Error);
+    expect(error.message).toMatch(
+      /^\S+ \(pid \d+\) did not become ready within 0\.001s \(.+\); log \S+\.log, last lines:/,
+    );
+    expect(await processesMentioning(`-Dkdr.lab=${dir}`)).toEqual([]);
+    expect(await processesMentioning(dir)).toEqual([]);
   });
 
   it('rejects a bad --brokers value', async () => {
