@@ -76,12 +76,12 @@ export function brokerProperties(
   const size = cluster.nodes.length;
   const minIsr = size >= 3 ? 2 : 1;
   const voters = cluster.nodes.map((n) => `${n.nodeId}@${LAB_HOST}:${n.controllerPort}`).join(',');
-  // With --sasl the broker listener takes SCRAM-SHA-256/512 only; the controller listener stays on
-  // loopback in plaintext (it is not what clients reach).
+  // With --sasl the broker listener takes SCRAM-SHA-256/512 and PLAIN (the mechanisms kdr supports);
+  // the controller listener stays on loopback in plaintext (it is not what clients reach).
   const listener = options.sasl ? 'SASL_PLAINTEXT' : 'PLAINTEXT';
   const security: Record<string, string> = options.sasl
     ? {
-        'sasl.enabled.mechanisms': 'SCRAM-SHA-512,SCRAM-SHA-256',
+        'sasl.enabled.mechanisms': 'SCRAM-SHA-512,SCRAM-SHA-256,PLAIN',
         'sasl.mechanism.inter.broker.protocol': 'SCRAM-SHA-512',
         // One JAAS entry per enabled mechanism on the listener (the broker needs each to accept it).
         ...Object.fromEntries(
@@ -90,6 +90,8 @@ export function brokerProperties(
             `org.apache.kafka.common.security.scram.ScramLoginModule required username="${LAB_SASL.admin.username}" password="${LAB_SASL.admin.password}";`,
           ]),
         ),
+        // PLAIN checks passwords against this list (user_<name>), not against the SCRAM credentials.
+        'listener.name.sasl_plaintext.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required username="${LAB_SASL.admin.username}" password="${LAB_SASL.admin.password}" ${[LAB_SASL.admin, LAB_SASL.client].map((u) => `user_${u.username}="${u.password}"`).join(' ')};`,
       }
     : {};
   const props: Record<string, string | number | boolean> = {

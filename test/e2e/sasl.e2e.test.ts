@@ -138,6 +138,39 @@ describe('SASL/SCRAM clusters', () => {
     expect(shown.stdout + shown.stderr).not.toContain(LAB_SASL.client.password);
   });
 
+  it('takes each cluster its own way: PLAIN with an env password, SCRAM-SHA-256 with a password file', async () => {
+    const topic = uniqueName('sasl-mixed');
+    await createAndFill(topic, 50);
+    const passwordFile = path.join(dir, 'standby-password');
+    writeFileSync(passwordFile, `${LAB_SASL.client.password}\n`);
+    const env = {
+      ...labEnv,
+      KDR_PAIR: uniqueName('sasl-pair'),
+      KDR_TOPICS: topic,
+      KDR_LOG_LEVEL: 'debug',
+      KDR_PRIMARY_SASL_MECHANISM: 'plain',
+      KDR_PRIMARY_SASL_USERNAME: LAB_SASL.client.username,
+      KDR_PRIMARY_SASL_PASSWORD: LAB_SASL.client.password,
+      KDR_STANDBY_SASL_MECHANISM: 'scram-sha-256',
+      KDR_STANDBY_SASL_USERNAME: LAB_SASL.client.username,
+      KDR_STANDBY_SASL_PASSWORD_FILE: passwordFile,
+    };
+    const mirrored = await runKdr(['mirror', '--until-caught-up', '--json'], { env });
+    expect(mirrored.exitCode, mirrored.stderr.slice(-2000)).toBe(0);
+    expect(JSON.parse(mirrored.stdout).recordsMirrored).toBe(50);
+    expect((await readStandby(topic)).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `v${i}`).sort());
+    expect(mirrored.stdout + mirrored.stderr).not.toContain(LAB_SASL.client.password);
+
+    // PLAIN with a wrong password is refused by the broker and named, the password not printed.
+    const wrong = await runKdr(['mirror', '--until-caught-up', '--json'], {
+      env: { ...env, KDR_PRIMARY_SASL_PASSWORD: wrongPassword },
+      timeoutMs: 120_000,
+    });
+    expect(wrong.exitCode).not.toBe(0);
+    expect(wrong.stderr).toContain('connecting to the primary cluster failed');
+    expect(wrong.stdout + wrong.stderr).not.toContain(wrongPassword);
+  });
+
   it('fails with a clear message on a wrong password, and prints no password', async () => {
     const topic = uniqueName('sasl-wrong');
     await createAndFill(topic, 10);
