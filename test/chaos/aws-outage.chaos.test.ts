@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { retryBackoffMs } from '../../src/adapters/kafka/groupMirror.ts';
 import { loadConfig } from '../../src/config.ts';
 import { decodeSegment } from '../../src/core/segment.ts';
 import type { SnapshotManifest } from '../../src/core/snapshot.ts';
@@ -45,6 +46,19 @@ async function outage() {
   proxy.setMode({ kind: 'pass' });
 }
 
+/** The failed attempts of each partition's batches, as `kdr mirror` logged them. */
+function failedAttempts(output: string): Map<number, { attempt: number; at: number }[]> {
+  const byPartition = new Map<number, { attempt: number; at: number }[]>();
+  for (const line of output.split('\n')) {
+    if (!line.includes('"mirroring a batch failed')) continue;
+    const entry = JSON.parse(line) as { time: string; partition: number; attempt: number };
+    const list = byPartition.get(entry.partition) ?? [];
+    list.push({ attempt: entry.attempt, at: Date.parse(entry.time) });
+    byPartition.set(entry.partition, list);
+  }
+  return byPartition;
+}
+
 it('mirrors through a 30 s S3/DynamoDB outage without loss or duplicate', { timeout: 600_000 }, async () => {
   const topic = uniqueName('aws-out');
   await createTopics('primary', [{ topic, numPartitions: 3 }]);
@@ -66,6 +80,28 @@ it('mirrors through a 30 s S3/DynamoDB outage without loss or duplicate', { time
   // Loud: the failures were reported while the endpoint was gone; the process kept going.
   expect(mirror.output()).toContain('mirroring a batch failed');
   expect(mirror.child.exitCode).toBeNull();
+  // With backoff: a partition's attempts count up (1 again after a success), and attempt n+1 came no
+  // sooner than the policy's wait after attempt n (the wait is a sleep, so this bound cannot flake).
+  const attempts = failedAttempts(mirror.output());
+  console.info(
+    'failed attempts by partition (attempt@ms since the first failure):',
+    JSON.stringify(
+      Object.fromEntries(
+        [...attempts].map(([p, list]) => [p, list.map((a) => `${a.attempt}@${a.at - list[0]!.at}`)]),
+      ),
+    ),
+  );
+  expect(Math.max(...[...attempts.values()].flat().map((a) => a.attempt))).toBeGreaterThanOrEqual(3);
+  for (const [partition, list] of attempts) {
+    for (let i = 1; i < list.length; i++) {
+      const [previous, current] = [list[i - 1]!, list[i]!];
+      expect([1, previous.attempt + 1], `partition ${partition}`).toContain(current.attempt);
+      if (current.attempt === previous.attempt + 1)
+        expect(current.at - previous.at, `partition ${partition}`).toBeGreaterThanOrEqual(
+          retryBackoffMs(previous.attempt) - 5,
+        );
+    }
+  }
   const caughtUp = await runKdr(['mirror', '--until-caught-up', '--json'], { env, timeoutMs: 300_000 });
   expect(caughtUp.exitCode, caughtUp.stderr.slice(-2000)).toBe(0);
   const comparison = await compareClusters([topic]);

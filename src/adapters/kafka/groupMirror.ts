@@ -26,6 +26,11 @@ export interface GroupMirrorOptions {
 
 const MAX_BACKOFF_MS = 30_000;
 
+/** The wait before retrying a partition's batch for the `attempt`th time: 500 ms, doubling, at most 30 s. */
+export function retryBackoffMs(attempt: number): number {
+  return Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(attempt, 10));
+}
+
 export class GroupMirror {
   private consumer?: Consumer;
   private readonly failures = new Map<string, number>();
@@ -116,7 +121,7 @@ export class GroupMirror {
 
   /** Waits before a retry while keeping the group membership alive. */
   private async backoff(attempt: number, heartbeat: () => Promise<void>): Promise<void> {
-    let remaining = Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(attempt, 10));
+    let remaining = retryBackoffMs(attempt);
     while (remaining > 0 && !this.stopping) {
       const slice = Math.min(remaining, 2000);
       await sleep(slice);
