@@ -79,7 +79,75 @@ async function expectExactTranslation(rt: Runtime, topic: string, end: number) {
   return pairs;
 }
 
+/** Every DynamoDB request the runtime sends to the offset-map table, by command name, from now on. */
+function offsetTableRequests(rt: Runtime): { take: () => string[] } {
+  let seen: string[] = [];
+  rt.aws.dynamodb.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as {
+        TableName?: string;
+        TransactItems?: Record<string, { TableName?: string }>[];
+      };
+      const tables = input.TableName
+        ? [input.TableName]
+        : (input.TransactItems ?? []).flatMap((item) => Object.values(item).map((op) => op.TableName));
+      if (tables.includes(config.offsetTable)) seen.push(context.commandName ?? 'unknown');
+      return next(args);
+    },
+    { step: 'initialize', name: 'countOffsetTableRequests' },
+  );
+  return {
+    take: () => {
+      const taken = seen;
+      seen = [];
+      return taken;
+    },
+  };
+}
+
+const WRITES = new Set([
+  'PutItemCommand',
+  'UpdateItemCommand',
+  'TransactWriteItemsCommand',
+  'BatchWriteItemCommand',
+]);
+
 describe('mirror engine', () => {
+  it('writes the offset map at most once per partition per batch, and translates with one Query', async () => {
+    const topic = uniqueName('requests');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    const producer = kafkaFor('primary').producer({ idempotent: true });
+    await producer.connect();
+    for (const partition of [0, 1])
+      await producer.send({
+        topic,
+        messages: Array.from({ length: 1200 }, (_, i) => ({ partition, value: `v${partition}-${i}` })),
+      });
+    await producer.disconnect();
+    const rt = runtime();
+    const requests = offsetTableRequests(rt);
+    for (const partition of [0, 1]) {
+      const tp = { topic, partition };
+      const records = await readAll(rt, tp);
+      for (const batch of chunks(records, 400)) {
+        requests.take();
+        await rt.engine.mirrorBatch(tp, batch);
+        const writes = requests.take().filter((name) => WRITES.has(name));
+        expect(writes, `partition ${partition}, batch from ${batch[0]!.offset}`).toHaveLength(1);
+      }
+      // The same batch again (a retried event): nothing new to record, so no write at all.
+      await rt.engine.mirrorBatch(tp, records.slice(0, 400));
+      expect(requests.take().filter((name) => WRITES.has(name))).toEqual([]);
+    }
+    for (const offset of [0, 399, 400, 1199]) {
+      const translated = await translateOffset(rt, { topic, partition: 1 }, offset);
+      expect(translated.exact).toBe(true);
+      expect(requests.take(), `offset ${offset}`).toEqual(['QueryCommand']);
+    }
+    const standby = await readWithKcat('standby', topic);
+    expect(standby).toHaveLength(2400);
+  });
+
   it('lets exactly one of two racing writers of a partition write: fenced, no duplicate, no loss', async () => {
     const topic = uniqueName('race');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
