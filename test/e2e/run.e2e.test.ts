@@ -77,10 +77,42 @@ it('npm start brings the lab up, mirrors new topics, and Ctrl-C leaves no proces
     expect(status.exitCode, status.stderr).toBe(0);
     const row = JSON.parse(status.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
     expect(row.map((p: { lagOffsets: number }) => p.lagOffsets)).toEqual([0, 0]);
+    // The age of the last mirrored record: its timestamp is the last source record's, as kcat reads it.
+    const source = await execa('kcat', [
+      '-b',
+      config.primary.brokers[0]!,
+      '-C',
+      '-t',
+      topic,
+      '-e',
+      '-q',
+      '-f',
+      '%p %T\n',
+    ]);
+    const lastTimestamp = new Map<number, number>();
+    for (const line of source.stdout.split('\n').filter(Boolean)) {
+      const [partition, timestamp] = line.split(' ').map(Number) as [number, number];
+      lastTimestamp.set(partition, Math.max(lastTimestamp.get(partition) ?? 0, timestamp));
+    }
+    for (const p of row as {
+      partition: number;
+      lastMirroredTimestamp: number;
+      lastMirroredAgeSeconds: number;
+    }[]) {
+      expect(p.lastMirroredTimestamp).toBe(lastTimestamp.get(p.partition));
+      expect(p.lastMirroredAgeSeconds).toBeGreaterThanOrEqual(0);
+    }
     // Prometheus metrics: the new topic's lag, and what was mirrored.
     const metrics = await fetch(`http://127.0.0.1:${config.metricsPort}/metrics`).then((r) => r.text());
-    for (const p of [0, 1])
+    for (const p of [0, 1]) {
       expect(metrics).toContain(`kdr_replication_lag_records{topic="${topic}",partition="${p}"} 0`);
+      expect(metrics).toMatch(
+        new RegExp(
+          `^kdr_last_mirrored_age_seconds\\{topic="${topic}",partition="${p}"\\} \\d+(\\.\\d+)?$`,
+          'm',
+        ),
+      );
+    }
     expect(Number(/^kdr_records_mirrored_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(100);
     expect(metrics).toMatch(/^kdr_epoch\{pair="primary-standby",state="MIRRORING"\} 0$/m);
     // It also checkpoints and takes snapshots on its schedules.
