@@ -232,6 +232,61 @@ describe('restore', () => {
     await checkRestored();
   });
 
+  it('--mode append writes after what is there; replace --no-safety-snapshot takes none', async () => {
+    const s = setup('rappend');
+    const topic = s.topic('log');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await load(topic, 2, 150, 4);
+    const group = uniqueName('rappend-g');
+    await commitGroupOffsets('primary', group, topic, [40, 150]);
+    const atCut = await partitions('primary', topic);
+    const snapshotId = await snapshot(s.env);
+    // The standby's copy already holds 25 records per partition of its own.
+    const target = `old.${topic}`;
+    await createTopics('standby', [{ topic: target, numPartitions: 2 }]);
+    await load(target, 2, 25, 5, 'standby');
+    const before = await partitions('standby', target);
+    const rename = ['--rename', `${topic}:${target}`];
+
+    const { report } = await restore(s.env, [
+      '--snapshot',
+      snapshotId,
+      '--target',
+      'standby',
+      ...rename,
+      '--mode',
+      'append',
+    ]);
+    expect(report.topics[0]).toMatchObject({ target, action: 'use', records: 300 });
+    const after = await partitions('standby', target);
+    const ends = await endOffsets('standby', target);
+    const offsets = (await groupOffsets('standby', group)).get(target)!;
+    for (let p = 0; p < 2; p++) {
+      const records = after.get(p)!;
+      // What was there stays first and untouched; the snapshot's records follow, each once, in order.
+      expect(records.slice(0, 25).map((r) => canonical(r))).toEqual(before.get(p)!.map((r) => canonical(r)));
+      expectSameRecords(records.slice(25), atCut.get(p)!, `${target}-${p}`);
+      const at = offsets.get(p)!;
+      if (p === 1) expect(at).toBe(ends[p]);
+      else expect(originOf(records.find((r) => r.offset >= at)!)?.offset).toBe(40);
+    }
+
+    const replaced = await restore(s.env, [
+      '--snapshot',
+      snapshotId,
+      '--target',
+      'standby',
+      ...rename,
+      '--mode',
+      'replace',
+      '--yes',
+      '--no-safety-snapshot',
+    ]);
+    expect(replaced.report).toMatchObject({ mode: 'replace', safetySnapshotId: null, records: 300 });
+    const replacedRecords = await partitions('standby', target);
+    for (let p = 0; p < 2; p++) expectSameRecords(replacedRecords.get(p)!, atCut.get(p)!, `${target}-${p}`);
+  });
+
   it('restores into the other cluster under a prefix, re-partitioning a topic by key', async () => {
     const s = setup('rprefix');
     const [a, b] = [s.topic('a'), s.topic('b')];
