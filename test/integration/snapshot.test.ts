@@ -207,11 +207,24 @@ describe('snapshots', () => {
     const open = await txn.transaction();
     const [sent] = await open.send({ topic, messages: [{ partition: 1, value: 'open' }] });
     const openOffset = Number(sent!.baseOffset);
+    // Transactions over partitions 0 and 2, each committed before a snapshot starts.
+    const cross = kafkaFor('primary').producer({
+      transactionalId: uniqueName('snapcut-cross'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await cross.connect();
     const clamps: SnapshotManifest['clamped'] = [];
     // Let the consumer read past the open transaction (it reads uncommitted records) and commit.
     await sleep(1500);
     try {
       for (let round = 0; round < 3; round++) {
+        const spanning = await cross.transaction();
+        await spanning.send({
+          topic,
+          messages: [0, 2].map((partition) => ({ partition, value: `cross-${round}-${partition}` })),
+        });
+        await spanning.commit();
         const result = await snapshot(s.env);
         const m = await manifest(s.rt, result.snapshotId);
         for (const [g, topics] of Object.entries(m.groups)) {
@@ -226,6 +239,14 @@ describe('snapshots', () => {
         expect(m.cut[topic]!['1']!.end).toBeLessThanOrEqual(openOffset);
         const view = await restoreView(s.rt, m);
         expect([...view.values()].flat().some((r) => r.value?.toString() === 'open')).toBe(false);
+        // Across partitions: a transaction committed before the snapshot started is in the cut whole.
+        for (const partition of [0, 2])
+          expect(
+            view
+              .get(`${topic}-${partition}`)!
+              .some((r) => r.value?.toString() === `cross-${round}-${partition}`),
+            `round ${round} partition ${partition}`,
+          ).toBe(true);
         await sleep(300);
       }
       // The consumer ahead of the last stable offset (partition 1, held back by the open transaction) was
@@ -235,7 +256,7 @@ describe('snapshots', () => {
       stop = true;
       await producing;
       await open.abort();
-      await Promise.all([producer.disconnect(), consumer.disconnect(), txn.disconnect()]);
+      await Promise.all([producer.disconnect(), consumer.disconnect(), txn.disconnect(), cross.disconnect()]);
     }
   });
 
