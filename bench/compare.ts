@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { createAwsClients, destroyAwsClients } from '../src/adapters/aws/clients
 import { DynamoDBOffsetMapStore } from '../src/adapters/dynamodb/offsetMapStore.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
-import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
+import { createBenchTopic, machine, median, producerPerf, samplePeak } from './harness.ts';
 
 /**
  * kdr next to MirrorMaker 2 (connect-mirror from the same Kafka release, dedicated mode, identity
@@ -23,29 +23,6 @@ import { createBenchTopic, machine, median, producerPerf } from './harness.ts';
 
 const KDR_BIN = path.join(REPO_ROOT, 'bin', 'kdr.mjs');
 const KAFKA_LIBS = () => path.join(process.env.KAFKA_HOME ?? labPaths().kafkaCache, 'libs');
-
-function rssMiB(pid: number): number {
-  try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('VmRSS:'));
-    return line ? Number(line.split(/\s+/)[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Peak RSS of a process and its children (kdr's node is a child of nothing; MM2 is one JVM). */
-function samplePeak(pid: number): { stop: () => number } {
-  let peak = 0;
-  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);
-  return {
-    stop: () => {
-      clearInterval(timer);
-      return peak;
-    },
-  };
-}
 
 const createTopic = createBenchTopic;
 const load = (config: KdrConfig, topic: string, records: number, size: number) =>

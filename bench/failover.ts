@@ -1,15 +1,17 @@
+import path from 'node:path';
+import { execa } from 'execa';
+import { REPO_ROOT } from '../infra/local/paths.ts';
 import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
 import { createKafka } from '../src/adapters/kafka/client.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
-import { failoverDeps } from '../src/operations.ts';
 import { createRuntime } from '../src/runtime.ts';
-import { failover } from '../src/services/failover.ts';
-import { machine, median } from './harness.ts';
+import { machine, median, samplePeak } from './harness.ts';
 
 /**
  * Planned failover RTO on the lab with 50 partitions (5 topics x 10) and 20 consumer groups, mirror
- * caught up beforehand: the time from the start of `failover` to its report.
+ * caught up beforehand: the time from the start of `failover` to its report, as `kdr failover --planned`
+ * (its own process, so that its peak RSS is its own) reports it.
  */
 
 async function failoverRun(config: KdrConfig, run: number) {
@@ -65,17 +67,30 @@ async function failoverRun(config: KdrConfig, run: number) {
       }
     }
     phase('mirror caught up');
-    const report = await failover(failoverDeps(rt), { mode: 'planned', timeoutMs: 60_000 });
-    return {
-      rtoMs: report.rtoMs,
-      timings: report.timings,
-      groups: Object.keys(report.groups).length,
-      partitions: report.rpo.partitions.length,
-      rpoRecords: report.rpo.records,
-    };
   } finally {
     await rt.close();
   }
+  const child = execa(
+    process.execPath,
+    [path.join(REPO_ROOT, 'bin', 'kdr.mjs'), 'failover', '--planned', '--timeout', '60', '--json'],
+    {
+      env: { KDR_PAIR: cfg.pair, KDR_TOPICS: cfg.topics, KDR_GROUPS: cfg.groups, KDR_LOG_LEVEL: 'warn' },
+      reject: false,
+    },
+  );
+  const peak = samplePeak(child.pid!);
+  const result = await child;
+  const peakRssMiB = peak.stop();
+  if (result.exitCode !== 0) throw new Error(`kdr failover failed: ${result.stderr.slice(-2000)}`);
+  const report = JSON.parse(result.stdout);
+  return {
+    rtoMs: report.rtoMs as number,
+    peakRssMiB,
+    timings: report.timings,
+    groups: Object.keys(report.groups).length,
+    partitions: report.rpo.partitions.length,
+    rpoRecords: report.rpo.records,
+  };
 }
 
 export async function benchFailover(config: KdrConfig, runs = 3) {
@@ -83,7 +98,7 @@ export async function benchFailover(config: KdrConfig, runs = 3) {
   for (let i = 0; i < runs; i++) {
     const r = await failoverRun(config, i);
     process.stderr.write(
-      `failover run ${i + 1}/${runs}: RTO ${r.rtoMs} ms (${r.partitions} partitions, ${r.groups} groups)\n`,
+      `failover run ${i + 1}/${runs}: RTO ${r.rtoMs} ms, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (${r.partitions} partitions, ${r.groups} groups)\n`,
     );
     results.push(r);
   }
@@ -92,7 +107,10 @@ export async function benchFailover(config: KdrConfig, runs = 3) {
     date: new Date().toISOString(),
     machine: machine(),
     setup: { partitions: 50, groups: 20, mode: 'planned', brokersPerCluster: 1 },
-    median: { rtoMs: median(results.map((r) => r.rtoMs)) },
+    median: {
+      rtoMs: median(results.map((r) => r.rtoMs)),
+      peakRssMiB: median(results.map((r) => r.peakRssMiB)),
+    },
     runs: results,
   };
 }

@@ -114,3 +114,26 @@ export async function producerPerf(
     throw new Error(`no summary line from the producer perf tool: ${String(result.stdout).slice(-400)}`);
   return Number(summary[1]);
 }
+
+export function rssMiB(pid: number): number {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('VmRSS:'));
+    return line ? Number(line.split(/\s+/)[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Peak RSS of a process and its children (kdr's node is a child of nothing; MM2 is one JVM). */
+export function samplePeak(pid: number): { stop: () => number } {
+  let peak = 0;
+  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}

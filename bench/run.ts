@@ -37,13 +37,14 @@ try {
       `## Planned failover RTO (${result.date.slice(0, 10)})
 
 ${result.setup.partitions} partitions (5 topics x 10), ${result.setup.groups} consumer groups with committed offsets on every
-partition, mirror caught up, one broker per cluster: time from the start of \`failover\` to its report
+partition, mirror caught up, one broker per cluster: \`kdr failover --planned\` in its own process, time from the start of the failover to its report
 (control transitions, drain check, final checkpoint, 1,000 group-partition offsets translated and
 committed on the standby, fencing of all 50 partitions). Median of ${result.runs.length} runs.
 
 | metric | median | runs |
 | --- | --- | --- |
 | RTO (ms) | ${Math.round(result.median.rtoMs)} | ${result.runs.map((r) => r.rtoMs).join(', ')} |
+| peak RSS of \`kdr failover\` (MiB) | ${Math.round(result.median.peakRssMiB)} | ${result.runs.map((r) => Math.round(r.peakRssMiB)).join(', ')} |
 
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- failover\`.`,
     );
