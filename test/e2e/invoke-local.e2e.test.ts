@@ -8,10 +8,10 @@ import {
   config,
   createTopics,
   KAFKA_TOOLS,
-  kafkaFor,
   kafkaTool,
   uniqueName,
 } from '../helpers/lab.ts';
+import { fillPartitions } from '../helpers/records.ts';
 
 /**
  * The drill an operator runs before trusting a deployment: the failover function invoked through the
@@ -36,14 +36,7 @@ it('sls invoke local --stage local -f failover --data {"mode":"planned"} fails t
     KDR_MIRROR_GROUP_ID: uniqueName('invoke-m'),
   };
   await createTopics('primary', [{ topic, numPartitions: 2 }]);
-  const producer = kafkaFor('primary').producer({ idempotent: true });
-  await producer.connect();
-  for (const partition of [0, 1])
-    await producer.send({
-      topic,
-      messages: Array.from({ length: 50 }, (_, i) => ({ partition, value: `r${i}` })),
-    });
-  await producer.disconnect();
+  await fillPartitions(topic, [0, 1], 50, (_, i) => `r${i}`);
   const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
   expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
   await commitGroupOffsets('primary', group, topic, [20, 50]);

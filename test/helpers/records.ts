@@ -100,6 +100,26 @@ export async function produce(
 }
 
 /** One canonical byte string per record: what "identical" means for key, value, headers and timestamp. */
+/** `count` plain values into each of `partitions` of a primary topic, one idempotent send per partition. */
+export async function fillPartitions(
+  topic: string,
+  partitions: number[],
+  count: number,
+  value: (partition: number, i: number) => string,
+): Promise<void> {
+  const producer = kafkaFor('primary').producer({ idempotent: true });
+  await producer.connect();
+  try {
+    for (const partition of partitions)
+      await producer.send({
+        topic,
+        messages: Array.from({ length: count }, (_, i) => ({ partition, value: value(partition, i) })),
+      });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 export function canonical(r: {
   key: Buffer | null;
   value: Buffer | null;

@@ -10,7 +10,7 @@ import { MirrorEngine } from '../../src/services/mirror.ts';
 import { translateOffset } from '../../src/services/translate.ts';
 import { runKdr } from '../helpers/cli.ts';
 import { config, createTopics, eventually, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
-import { mirroredSourceOffsets } from '../helpers/records.ts';
+import { fillPartitions, mirroredSourceOffsets } from '../helpers/records.ts';
 
 /** The mirror engine in-process against the lab: racing writers and exact translation. */
 
@@ -116,14 +116,7 @@ describe('mirror engine', () => {
   it('writes the offset map at most once per partition per batch, and translates with one Query', async () => {
     const topic = uniqueName('requests');
     await createTopics('primary', [{ topic, numPartitions: 2 }]);
-    const producer = kafkaFor('primary').producer({ idempotent: true });
-    await producer.connect();
-    for (const partition of [0, 1])
-      await producer.send({
-        topic,
-        messages: Array.from({ length: 1200 }, (_, i) => ({ partition, value: `v${partition}-${i}` })),
-      });
-    await producer.disconnect();
+    await fillPartitions(topic, [0, 1], 1200, (partition, i) => `v${partition}-${i}`);
     const rt = runtime();
     const requests = offsetTableRequests(rt);
     for (const partition of [0, 1]) {

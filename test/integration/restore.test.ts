@@ -152,18 +152,23 @@ async function endOffsets(cluster: ClusterName, topic: string): Promise<number[]
   );
 }
 
+/** A loaded primary topic, a group's committed offsets on it, its records, and a snapshot of it all. */
+async function snapshotted(name: string, partitionCount: number, perPartition: number, committed: number[]) {
+  const s = setup(name);
+  const topic = s.topic('t');
+  await createTopics('primary', [{ topic, numPartitions: partitionCount }]);
+  await load(topic, partitionCount, perPartition, perPartition + partitionCount);
+  const group = uniqueName(`${name}-g`);
+  await commitGroupOffsets('primary', group, topic, committed);
+  const atCut = await partitions('primary', topic);
+  return { s, topic, group, atCut, snapshotId: await snapshot(s.env) };
+}
+
 describe('restore', () => {
   it('brings a damaged, then a deleted topic back exactly, with every group at the same record', async () => {
-    const s = setup('rdamage');
-    const topic = s.topic('orders');
-    await createTopics('primary', [{ topic, numPartitions: 3 }]);
-    await load(topic, 3, 400, 1);
-    const group = uniqueName('rdamage-g');
     // Nothing read of partition 0, part of 1, all of 2.
     const committed = [0, 137, 400];
-    await commitGroupOffsets('primary', group, topic, committed);
-    const atCut = await partitions('primary', topic);
-    const snapshotId = await snapshot(s.env);
+    const { s, topic, group, atCut, snapshotId } = await snapshotted('rdamage', 3, 400, committed);
 
     const checkRestored = async () => {
       const restored = await partitions('primary', topic);
@@ -233,30 +238,15 @@ describe('restore', () => {
   });
 
   it('--mode append writes after what is there; replace --no-safety-snapshot takes none', async () => {
-    const s = setup('rappend');
-    const topic = s.topic('log');
-    await createTopics('primary', [{ topic, numPartitions: 2 }]);
-    await load(topic, 2, 150, 4);
-    const group = uniqueName('rappend-g');
-    await commitGroupOffsets('primary', group, topic, [40, 150]);
-    const atCut = await partitions('primary', topic);
-    const snapshotId = await snapshot(s.env);
+    const { s, topic, group, atCut, snapshotId } = await snapshotted('rappend', 2, 150, [40, 150]);
     // The standby's copy already holds 25 records per partition of its own.
     const target = `old.${topic}`;
     await createTopics('standby', [{ topic: target, numPartitions: 2 }]);
     await load(target, 2, 25, 5, 'standby');
     const before = await partitions('standby', target);
-    const rename = ['--rename', `${topic}:${target}`];
+    const intoTarget = ['--snapshot', snapshotId, '--target', 'standby', '--rename', `${topic}:${target}`];
 
-    const { report } = await restore(s.env, [
-      '--snapshot',
-      snapshotId,
-      '--target',
-      'standby',
-      ...rename,
-      '--mode',
-      'append',
-    ]);
+    const { report } = await restore(s.env, [...intoTarget, '--mode', 'append']);
     expect(report.topics[0]).toMatchObject({ target, action: 'use', records: 300 });
     const after = await partitions('standby', target);
     const ends = await endOffsets('standby', target);
@@ -272,11 +262,7 @@ describe('restore', () => {
     }
 
     const replaced = await restore(s.env, [
-      '--snapshot',
-      snapshotId,
-      '--target',
-      'standby',
-      ...rename,
+      ...intoTarget,
       '--mode',
       'replace',
       '--yes',
