@@ -37,7 +37,9 @@ try {
       `## Planned failover RTO (${result.date.slice(0, 10)})
 
 ${result.setup.partitions} partitions (5 topics x 10), ${result.setup.groups} consumer groups with committed offsets on every
-partition, mirror caught up, one broker per cluster: \`kdr failover --planned\` in its own process, time from the start of the failover to its report
+partition, mirror caught up, one broker per cluster: \`kdr failover --planned\` in a fresh process of its own
+(its first connections to both clusters and to DynamoDB are part of the figure), time from the start of
+the failover to its report
 (control transitions, drain check, final checkpoint, 1,000 group-partition offsets translated and
 committed on the standby, fencing of all 50 partitions). Median of ${result.runs.length} runs.
 
