@@ -223,7 +223,9 @@ describe('failover', () => {
     expect(onStandby[0]!.partitions.find((p) => p.partition === 0)!.offset).toBe('10');
     const status = JSON.parse((await runKdr(['status', '--json'], { env: d.env })).stdout);
     expect(status.checkpoint.groups).toBe(1);
-    expect(status.checkpoint.ageSeconds).toBeLessThan(60);
+    // The status shows this very checkpoint, and its age (no bound on it: that would be a timing test).
+    expect(status.checkpoint.at).toBe(checkpoint.at);
+    expect(status.checkpoint.ageSeconds).toBeGreaterThanOrEqual(0);
   });
 
   it('rejects bad input with a clear error and changes no state', async () => {
