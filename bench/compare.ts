@@ -9,6 +9,7 @@ import { labPaths, REPO_ROOT } from '../infra/local/paths.ts';
 import { createAwsClients, destroyAwsClients } from '../src/adapters/aws/clients.ts';
 import { DynamoDBOffsetMapStore } from '../src/adapters/dynamodb/offsetMapStore.ts';
 import type { KdrConfig } from '../src/config.ts';
+import { KDR_BIN } from '../test/helpers/cli.ts';
 import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
 import { createBenchTopic, machine, median, producerPerf, samplePeak } from './harness.ts';
 
@@ -21,7 +22,6 @@ import { createBenchTopic, machine, median, producerPerf, samplePeak } from './h
  * DynamoDB requests per 1000 mirrored records (an HTTP counter in front of moto), and peak RSS.
  */
 
-const KDR_BIN = path.join(REPO_ROOT, 'bin', 'kdr.mjs');
 const KAFKA_LIBS = () => path.join(process.env.KAFKA_HOME ?? labPaths().kafkaCache, 'libs');
 
 const createTopic = createBenchTopic;

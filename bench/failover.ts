@@ -1,11 +1,10 @@
-import path from 'node:path';
 import { execa } from 'execa';
-import { REPO_ROOT } from '../infra/local/paths.ts';
 import { KafkaAdmin } from '../src/adapters/kafka/admin.ts';
 import { createKafka } from '../src/adapters/kafka/client.ts';
 import type { KdrConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createRuntime } from '../src/runtime.ts';
+import { KDR_BIN } from '../test/helpers/cli.ts';
 import { machine, median, samplePeak } from './harness.ts';
 
 /**
@@ -70,14 +69,10 @@ async function failoverRun(config: KdrConfig, run: number) {
   } finally {
     await rt.close();
   }
-  const child = execa(
-    process.execPath,
-    [path.join(REPO_ROOT, 'bin', 'kdr.mjs'), 'failover', '--planned', '--timeout', '60', '--json'],
-    {
-      env: { KDR_PAIR: cfg.pair, KDR_TOPICS: cfg.topics, KDR_GROUPS: cfg.groups, KDR_LOG_LEVEL: 'warn' },
-      reject: false,
-    },
-  );
+  const child = execa(process.execPath, [KDR_BIN, 'failover', '--planned', '--timeout', '60', '--json'], {
+    env: { KDR_PAIR: cfg.pair, KDR_TOPICS: cfg.topics, KDR_GROUPS: cfg.groups, KDR_LOG_LEVEL: 'warn' },
+    reject: false,
+  });
   const peak = samplePeak(child.pid!);
   const result = await child;
   const peakRssMiB = peak.stop();

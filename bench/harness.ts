@@ -115,7 +115,7 @@ export async function producerPerf(
   return Number(summary[1]);
 }
 
-export function rssMiB(pid: number): number {
+function rssMiB(pid: number): number {
   try {
     const line = readFileSync(`/proc/${pid}/status`, 'utf8')
       .split('\n')
@@ -126,7 +126,7 @@ export function rssMiB(pid: number): number {
   }
 }
 
-/** Peak RSS of a process and its children (kdr's node is a child of nothing; MM2 is one JVM). */
+/** Peak RSS of one process, sampled every 100 ms (kdr runs in one node process; MM2 is one JVM). */
 export function samplePeak(pid: number): { stop: () => number } {
   let peak = 0;
   const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);

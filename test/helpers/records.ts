@@ -99,7 +99,6 @@ export async function produce(
   }
 }
 
-/** One canonical byte string per record: what "identical" means for key, value, headers and timestamp. */
 /** `count` plain values into each of `partitions` of a primary topic, one idempotent send per partition. */
 export async function fillPartitions(
   topic: string,
@@ -120,6 +119,7 @@ export async function fillPartitions(
   }
 }
 
+/** One canonical byte string per record: what "identical" means for key, value, headers and timestamp. */
 export function canonical(r: {
   key: Buffer | null;
   value: Buffer | null;

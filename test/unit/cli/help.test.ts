@@ -37,7 +37,7 @@ describe('kdr --help', () => {
   it.each(commands)('kdr %s has a description, a usage line and documented options', (name, command) => {
     expect(command.description().length, name).toBeGreaterThan(10);
     const help = command.helpInformation();
-    expect(help).toContain(`Usage: kdr ${name.split(' ').slice(0, -1).concat(command.name()).join(' ')}`);
+    expect(help).toContain(`Usage: kdr ${name}`);
     for (const option of command.options)
       expect(option.description.length, `${name} ${option.flags}`).toBeGreaterThan(3);
   });
