@@ -34,8 +34,16 @@ export interface PartitionReader {
 
 /** Writes one source partition's records to the standby in transactions; opening it fences older writers. */
 export interface TransactionalWriter {
-  /** Produces the requests in one transaction and commits; returns the standby offset of every record. */
-  write(target: TopicPartition, requests: OutgoingRecord[][]): Promise<number[]>;
+  /**
+   * Produces the requests in one transaction and commits; returns the standby offset of every record.
+   * A request whose uncompressed size exceeds `compressAbove` is sent compressed (zstd when the writer's
+   * own compression is none), so that a record the source accepted compressed also fits the standby.
+   */
+  write(
+    target: TopicPartition,
+    requests: OutgoingRecord[][],
+    options?: { compressAbove?: number },
+  ): Promise<number[]>;
   close(): Promise<void>;
 }
 

@@ -140,23 +140,24 @@ export class MirrorEngine {
       recovered = await this.recover(source);
       state.lastMirrored = recovered.lastMirrored;
     }
+    // Room for the record batch header around the records.
+    const maxRequestBytes = Math.min(this.options.limits.maxRequestBytes, (maxMessageBytes ?? Infinity) - 512);
     const plan = planMirror({
       source,
       records,
       lastMirrored: state.lastMirrored,
       sourceAlias: this.options.sourceAlias,
       targetAlias: this.options.targetAlias,
-      limits: {
-        ...this.options.limits,
-        // Room for the record batch header around the records.
-        maxRequestBytes: Math.min(this.options.limits.maxRequestBytes, (maxMessageBytes ?? Infinity) - 512),
-      },
+      limits: { ...this.options.limits, maxRequestBytes },
     });
     const target = this.target(source);
     let mirrored = 0;
     for (const transaction of plan.transactions) {
       await this.options.guard?.(source);
-      const standbyOffsets = await state.writer.write(target, transaction.requests);
+      // A request over the limit is one record the source took compressed: it goes compressed too.
+      const standbyOffsets = await state.writer.write(target, transaction.requests, {
+        compressAbove: maxRequestBytes,
+      });
       const sent = transaction.requests.flat();
       const entry = entryFromRuns(
         source,
