@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   KAFKA_REQUEST_FAILED: { retryable: false, exitCode: 4 },
   PRODUCER_FENCED: { retryable: true, exitCode: 4 },
   RECORD_TOO_LARGE: { retryable: false, exitCode: 4 },
+  BATCH_INCOMPLETE: { retryable: true, exitCode: 4 },
   TOPIC_SYNC_FAILED: { retryable: true, exitCode: 4 },
   STORE_UNAVAILABLE: { retryable: true, exitCode: 4 },
   STORE_CONDITION_FAILED: { retryable: false, exitCode: 4 },
@@ -85,6 +86,13 @@ export class KafkaError extends KdrError {}
 export class ProducerFencedError extends KdrError {
   constructor(message: string, options?: KdrErrorOptions) {
     super('PRODUCER_FENCED', message, options);
+  }
+}
+
+/** Part of a batch was mirrored (a long gap being filled); delivering the batch again continues it. */
+export class IncompleteBatchError extends KdrError {
+  constructor(message: string, options?: KdrErrorOptions) {
+    super('BATCH_INCOMPLETE', message, options);
   }
 }
 

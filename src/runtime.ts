@@ -56,6 +56,13 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
   const sourceAdmin = new KafkaAdmin(sourceKafka, source.alias);
   const targetAdmin = new KafkaAdmin(targetKafka, target.alias);
   const offsetMap = new DynamoDBOffsetMapStore(aws.dynamodb, config.offsetTable, config.pair, source.alias);
+  // The other direction's map: it proves which records here are kdr's copies of the target's records.
+  const counterpartMap = new DynamoDBOffsetMapStore(
+    aws.dynamodb,
+    config.offsetTable,
+    config.pair,
+    target.alias,
+  );
   const selectTopic = topicSelector(config.topics);
   const topicSync = new TopicSyncService(sourceAdmin, targetAdmin, selectTopic, logger);
   const writers = new KafkaTransactionalWriterFactory(
@@ -98,6 +105,15 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     },
     logger,
     guard,
+    sourceReader,
+    counterpartMap,
+    topicIds: async (from, to) => {
+      const [sourceIds, targetIds] = await Promise.all([
+        sourceAdmin.topicIds([from.topic]),
+        targetAdmin.topicIds([to.topic]),
+      ]);
+      return { source: sourceIds.get(from.topic) ?? null, standby: targetIds.get(to.topic) ?? null };
+    },
     ...(options.recoveryFloor ? { recoveryFloor: options.recoveryFloor } : {}),
     ensureTopic: async (topic) => {
       const maxMessageBytes = await topicSync.ensureTopic(topic);
@@ -124,6 +140,7 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     sourceAdmin,
     targetAdmin,
     offsetMap,
+    counterpartMap,
     selectTopic,
     topicSync,
     writers,

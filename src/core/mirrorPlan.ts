@@ -1,10 +1,11 @@
-import { originOf, withProvenance } from './provenance.ts';
+import { withProvenance } from './provenance.ts';
 import { type OutgoingRecord, recordSize, type SourceRecord, type TopicPartition } from './records.ts';
 
 /**
  * What to do with one batch of source records of one partition, decided without I/O: skip what the
- * standby already has (redelivered or overlapping batches), skip records that came from the target
- * cluster (no cycles during failback), and cut the rest into transactions and produce requests.
+ * standby already has (redelivered or overlapping batches), skip records that are proven copies of the
+ * target cluster's own records (no cycles during failback), and cut the rest into transactions and
+ * produce requests.
  */
 
 export interface MirrorLimits {
@@ -27,7 +28,7 @@ export interface MirrorPlan {
   transactions: PlannedTransaction[];
   /** Records at or below the last mirrored offset: already on the standby. */
   alreadyMirrored: number;
-  /** Records whose origin is the target cluster: never copied back. */
+  /** Records proven to be kdr's copies of the target's records: never copied back. */
   originIsTarget: number;
   /** Highest source offset in the batch, mirrored or not. */
   lastOffset: number | null;
@@ -41,10 +42,16 @@ export interface PlanInput {
   sourceAlias: string;
   targetAlias: string;
   limits: MirrorLimits;
+  /**
+   * Offsets of records proven to be kdr's copies of the target's records (their kdr.src names the target
+   * partition and the other direction's offset map puts that very record there). A header alone proves
+   * nothing: applications forward headers.
+   */
+  copiesFromTarget?: ReadonlySet<number>;
 }
 
 export function planMirror(input: PlanInput): MirrorPlan {
-  const { source, lastMirrored, sourceAlias, targetAlias, limits } = input;
+  const { source, lastMirrored, sourceAlias, limits } = input;
   const records = [...input.records].sort((a, b) => a.offset - b.offset);
   const plan: MirrorPlan = {
     source,
@@ -71,7 +78,7 @@ export function planMirror(input: PlanInput): MirrorPlan {
       plan.alreadyMirrored++;
       continue;
     }
-    if (originOf(record.headers, sourceAlias) === targetAlias) {
+    if (input.copiesFromTarget?.has(record.offset)) {
       plan.originIsTarget++;
       continue;
     }

@@ -165,3 +165,17 @@ export function firstAtOrAfterStandby(
   }
   return undefined;
 }
+
+/**
+ * The standby offset that exactly `sourceOffset` was mirrored to, or undefined when it was not mirrored
+ * (a gap): `entries` are consecutive entries covering it, as coveringRange returns them.
+ */
+export function exactTargetOf(entries: readonly OffsetMapEntry[], sourceOffset: number): number | undefined {
+  const entry = entries.find((e) => e.lastSource >= sourceOffset);
+  for (const run of entry?.runs ?? []) {
+    if (sourceOffset < run.sourceStart) return undefined;
+    if (sourceOffset < run.sourceStart + run.count)
+      return run.standbyStart + (sourceOffset - run.sourceStart);
+  }
+  return undefined;
+}

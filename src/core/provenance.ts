@@ -4,8 +4,10 @@ import type { Header, OutgoingRecord, SourceRecord, TopicPartition } from './rec
  * Provenance headers on every mirrored record:
  *   kdr.src    = "<source alias>/<topic>/<partition>/<offset>"  where this copy was read from
  *   kdr.origin = "<alias>"                                      the cluster the record was first produced on
- * Topic names cannot contain '/', so the src value parses unambiguously. The origin survives further hops,
- * which is what stops a record from being mirrored back to the cluster it came from (failback).
+ * Topic names cannot contain '/', so the src value parses unambiguously. Headers are claims, not proof:
+ * applications forward the headers of records they consumed (Kafka Streams does by default), so a record
+ * counts as a kdr copy only when the offset map puts that very record where its kdr.src says it came from
+ * (services/provenance.ts). kdr.origin is informational: the cluster the mirrored record was read from.
  */
 export const SRC_HEADER = 'kdr.src';
 export const ORIGIN_HEADER = 'kdr.origin';
@@ -63,7 +65,9 @@ export function withProvenance(
   source: TopicPartition,
   sourceAlias: string,
 ): OutgoingRecord {
-  const origin = originOf(record.headers, sourceAlias);
+  // Not the record's own kdr.origin: that may be a forwarded header (copies of the target's records are
+  // never mirrored, so every record that is mirrored was first produced on the source).
+  const origin = sourceAlias;
   const headers: Header[] = [];
   for (const h of record.headers) if (h.key !== SRC_HEADER && h.key !== ORIGIN_HEADER) headers.push(h);
   headers.push(

@@ -1,19 +1,36 @@
+import type { PartitionHead } from '../core/generation.ts';
 import type { OffsetMapEntry } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
 
+/**
+ * A partition of one generation of a topic (see core/generation.ts). Without `generation`, the store uses
+ * the partition's current generation (from its head; 1 when it has none).
+ */
+export type GenerationPartition = TopicPartition & { generation?: number };
+
 /** Where the offset map of one replication pair lives (DynamoDB in production and in the lab). */
 export interface OffsetMapStore {
-  /** Writes an entry; writing the same entry again is harmless (same key, same content). */
-  put(entry: OffsetMapEntry): Promise<void>;
+  /**
+   * Writes an entry; writing the same entry again is harmless (same key, same content). With `head`, the
+   * partition's head is written in the same request, atomically.
+   */
+  put(entry: OffsetMapEntry, generation?: number, head?: PartitionHead): Promise<void>;
   /** The entry with the highest last source offset: what the standby is known to have. */
-  latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined>;
+  latest(tp: GenerationPartition): Promise<OffsetMapEntry | undefined>;
   /** The first entry whose last source offset is >= sourceOffset (one Query). */
-  covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined>;
+  covering(tp: GenerationPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined>;
   /**
    * Every entry needed to translate source offsets in [from, to]: from the first whose last source offset
    * is >= from, through the first whose last source offset is >= to (one paginated Query).
    */
-  coveringRange(tp: TopicPartition, from: number, to: number): Promise<OffsetMapEntry[]>;
+  coveringRange(tp: GenerationPartition, from: number, to: number): Promise<OffsetMapEntry[]>;
   /** The first entry whose last standby offset is >= standbyOffset (translating positions back). */
-  coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined>;
+  coveringStandby(tp: GenerationPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined>;
+  /**
+   * The partition's head: its current generation, topic ids and recorded gaps (undefined: never written).
+   * `cached`: a head this store read or wrote in the last few seconds will do (readers; never writers).
+   */
+  head(tp: TopicPartition, options?: { cached?: boolean }): Promise<PartitionHead | undefined>;
+  /** Writes the head; never moves a partition back to an older generation. */
+  putHead(tp: TopicPartition, head: PartitionHead): Promise<void>;
 }

@@ -44,9 +44,11 @@ export async function mirrorEvent(
       .map((batch) =>
         limit(async () => {
           const tp: TopicPartition = { topic: batch.topic, partition: batch.partition };
-          if (!options.refetch) return deps.engine.mirrorBatch(tp, batch.records);
+          // An event need not follow the one before (a reset, a batch the event source gave up on): the
+          // engine reads any gap before it from the source.
+          if (!options.refetch) return deps.engine.mirrorBatch(tp, batch.records, { checkContinuity: true });
           const { records, lastStable } = await refetch(deps.sourceReader, tp, batch.records);
-          const result = await deps.engine.mirrorBatch(tp, records);
+          const result = await deps.engine.mirrorBatch(tp, records, { checkContinuity: true });
           return { ...result, lagOffsets: Math.max(0, lastStable - 1 - (result.lastMirrored ?? -1)) };
         }),
       ),
@@ -76,10 +78,13 @@ export async function mirrorEvent(
 
 async function refetch(reader: PartitionReader, tp: TopicPartition, delivered: SourceRecord[]) {
   const offsets = delivered.map((r) => r.offset);
-  const first = Math.min(...offsets);
   const end = Math.max(...offsets) + 1;
-  const records: SourceRecord[] = [];
-  let lastStable = end;
+  const [now] = await reader.offsets(tp.topic, [tp.partition]);
+  const logStart = now?.logStart ?? 0;
+  // Records the source deleted since the event was read are in hand only: they are mirrored as delivered.
+  const records: SourceRecord[] = delivered.filter((r) => r.offset < logStart);
+  const first = Math.max(Math.min(...offsets), logStart);
+  let lastStable = now?.lastStable ?? end;
   let offset = first;
   while (offset < end) {
     const result = await reader.fetch(tp, offset);

@@ -1,7 +1,7 @@
 import { checkpointDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { mirroredTopics } from './checkpoint.ts';
-import { partitionLag } from './lag.ts';
+import { type PartitionLag, partitionLag } from './lag.ts';
 
 /**
  * The pair at a glance (`kdr status`, the status function): control state and history, the newest
@@ -17,7 +17,9 @@ export async function pairStatus(runtime: Runtime, now = Date.now()) {
   ]);
   const lag = await mirroredTopics(checkpointDeps(runtime))
     .then((topics) =>
-      partitionLag(runtime, topics).then((partitions) => ({ topics, partitions, error: null })),
+      partitionLag(runtime, topics)
+        .then((rows) => withGenerations(runtime, topics, rows))
+        .then((partitions) => ({ topics, partitions, error: null })),
     )
     .catch((error: Error) => ({ topics: [] as string[], partitions: [], error: error.message }));
   return {
@@ -44,3 +46,29 @@ export async function pairStatus(runtime: Runtime, now = Date.now()) {
 }
 
 export type PairStatus = Awaited<ReturnType<typeof pairStatus>>;
+
+/**
+ * Each partition's topic generation, when it last changed and why, and the ranges the source deleted
+ * before they were mirrored (gaps), from the offset map's partition heads.
+ */
+async function withGenerations(runtime: Runtime, topics: string[], rows: PartitionLag[]) {
+  const ids = await runtime.sourceAdmin.topicIds(topics).catch(() => new Map<string, string>());
+  return Promise.all(
+    rows.map(async (row) => {
+      const head = await runtime.offsetMap.head(row, { cached: true });
+      const liveId = ids.get(row.topic) ?? null;
+      const changed = head?.previous[0];
+      return {
+        ...row,
+        generation: head?.generation ?? 1,
+        topicId: liveId,
+        // The source topic was re-created and the mirror has not begun its new generation yet.
+        generationPending: Boolean(head?.sourceTopicId && liveId && head.sourceTopicId !== liveId),
+        generationChanged: changed
+          ? { at: new Date(changed.endedAt).toISOString(), reason: changed.reason, from: changed.generation }
+          : null,
+        gaps: (head?.gaps ?? []).map((g) => ({ ...g, seenAt: new Date(g.seenAt).toISOString() })),
+      };
+    }),
+  );
+}

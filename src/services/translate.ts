@@ -2,6 +2,7 @@ import { translateCommitted } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import { liveGeneration } from './generations.ts';
 
 export interface OffsetTranslation {
   topic: string;
@@ -13,6 +14,8 @@ export interface OffsetTranslation {
   /** The source offset of the record standbyOffset points at (a gap maps to the next mirrored record). */
   mirroredSourceOffset?: number;
   lastMirroredSourceOffset?: number | null;
+  /** The topic generation the offset was translated in (null: the live topic is not mirrored yet). */
+  generation: number | null;
   note?: string;
 }
 
@@ -24,11 +27,16 @@ export async function translateOffset(
   deps: {
     offsetMap: OffsetMapStore;
     targetReader: PartitionReader;
+    /** The source topic's id now; a topic re-created since it was mirrored is not translated. */
+    sourceAdmin?: { topicIds(topics: string[]): Promise<Map<string, string>> };
   },
   tp: TopicPartition,
   sourceOffset: number,
 ): Promise<OffsetTranslation> {
-  const entry = await deps.offsetMap.covering(tp, sourceOffset);
+  const liveId = (await deps.sourceAdmin?.topicIds([tp.topic]))?.get(tp.topic) ?? null;
+  const { generation } = await liveGeneration(deps.offsetMap, tp, liveId);
+  const entry =
+    generation === null ? undefined : await deps.offsetMap.covering({ ...tp, generation }, sourceOffset);
   const result = translateCommitted(entry, sourceOffset, null);
   if (result.kind === 'exact') {
     return {
@@ -37,20 +45,26 @@ export async function translateOffset(
       standbyOffset: result.standbyOffset,
       exact: true,
       mirroredSourceOffset: result.mirroredSource,
+      generation,
     };
   }
   // Standby topics keep their names and partitions.
   const [latest, offsets] = await Promise.all([
-    deps.offsetMap.latest(tp),
+    generation === null ? undefined : deps.offsetMap.latest({ ...tp, generation }),
     deps.targetReader.offsets(tp.topic, [tp.partition]),
   ]);
   const end = offsets[0]!.lastStable;
+  const why =
+    generation === null
+      ? `${tp.topic} was re-created (topic id ${liveId}) and nothing of the new topic is mirrored yet`
+      : `source offset ${sourceOffset} is beyond what is mirrored (last mirrored source offset: ${latest?.lastSource ?? 'none'})`;
   return {
     ...tp,
     sourceOffset,
     standbyOffset: end,
     exact: false,
     lastMirroredSourceOffset: latest?.lastSource ?? null,
-    note: `source offset ${sourceOffset} is beyond what is mirrored (last mirrored source offset: ${latest?.lastSource ?? 'none'}); standbyOffset is the standby end offset`,
+    generation,
+    note: `${why}; standbyOffset is the standby end offset`,
   };
 }

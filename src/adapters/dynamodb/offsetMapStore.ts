@@ -1,56 +1,149 @@
 import {
   type AttributeValue,
+  ConditionalCheckFailedException,
   type DynamoDBClient,
+  GetItemCommand,
   PutItemCommand,
   QueryCommand,
   type QueryCommandInput,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
+import type { PartitionHead } from '../../core/generation.ts';
 import { decodeRuns, encodeRuns, type OffsetMapEntry } from '../../core/offsetMap.ts';
 import type { TopicPartition } from '../../core/records.ts';
 import { StoreError } from '../../errors.ts';
-import type { OffsetMapStore } from '../../ports/offsetMapStore.ts';
+import type { GenerationPartition, OffsetMapStore } from '../../ports/offsetMapStore.ts';
+
+/** How long a head read from the table is trusted before it is read again (another process may move it). */
+const HEAD_CACHE_MS = 5_000;
 
 /**
  * The offset map in DynamoDB: partition key p = "<pair>#<source alias>#<topic>#<partition>" (one map per
  * direction: failback mirrors the other way), sort key o = last source offset of the entry, and a
- * global secondary index on the last standby offset (ls) to translate positions back. Reads are strongly consistent: a mirror recovering after a crash must see the
- * entry it wrote just before.
+ * global secondary index on the last standby offset (ls) to translate positions back. Reads are strongly
+ * consistent: a mirror recovering after a crash must see the entry it wrote just before.
+ *
+ * Generations (core/generation.ts): generation 1 keeps the key above, generation g > 1 appends "#g<g>", so
+ * a re-created topic's entries never mix with the old topic's. The partition's head is one item under
+ * "<key>#head" (sort key 0, no ls: it stays out of the index).
  */
 export class DynamoDBOffsetMapStore implements OffsetMapStore {
+  private readonly heads = new Map<string, { head: PartitionHead | undefined; until: number }>();
+
   constructor(
     private readonly client: DynamoDBClient,
     private readonly table: string,
     private readonly pair: string,
     private readonly sourceAlias: string,
+    private readonly clock: () => number = Date.now,
   ) {}
 
-  private key(tp: TopicPartition): string {
+  private base(tp: TopicPartition): string {
     return `${this.pair}#${this.sourceAlias}#${tp.topic}#${tp.partition}`;
   }
 
-  async put(entry: OffsetMapEntry): Promise<void> {
-    await this.call('write the offset map entry', entry, () =>
+  private async key(tp: GenerationPartition): Promise<string> {
+    const generation = tp.generation ?? (await this.cachedHead(tp))?.generation ?? 1;
+    return generation === 1 ? this.base(tp) : `${this.base(tp)}#g${generation}`;
+  }
+
+  private cachedHead(tp: TopicPartition): Promise<PartitionHead | undefined> {
+    return this.head(tp, { cached: true });
+  }
+
+  async head(tp: TopicPartition, options: { cached?: boolean } = {}): Promise<PartitionHead | undefined> {
+    if (options.cached) {
+      const cached = this.heads.get(this.base(tp));
+      if (cached && cached.until > this.clock()) return cached.head;
+    }
+    const result = await this.call('read the partition head', tp, () =>
       this.client.send(
-        new PutItemCommand({
+        new GetItemCommand({
           TableName: this.table,
-          Item: {
-            p: { S: this.key(entry) },
-            o: { N: String(entry.lastSource) },
-            ls: { N: String(entry.lastStandby) },
-            r: { S: encodeRuns(entry.runs) },
-            ts: { N: String(entry.lastTimestamp) },
-            at: { N: String(entry.mirroredAt) },
-          },
+          Key: { p: { S: `${this.base(tp)}#head` }, o: { N: '0' } },
+          ConsistentRead: true,
         }),
       ),
     );
+    const head = result.Item?.h?.S ? (JSON.parse(result.Item.h.S) as PartitionHead) : undefined;
+    this.heads.set(this.base(tp), { head, until: this.clock() + HEAD_CACHE_MS });
+    return head;
   }
 
-  latest(tp: TopicPartition): Promise<OffsetMapEntry | undefined> {
+  /** The head as a conditional put: a partition never moves back to an older generation. */
+  private headPut(tp: TopicPartition, head: PartitionHead) {
+    return {
+      TableName: this.table,
+      Item: {
+        p: { S: `${this.base(tp)}#head` },
+        o: { N: '0' },
+        g: { N: String(head.generation) },
+        h: { S: JSON.stringify(head) },
+      },
+      ConditionExpression: 'attribute_not_exists(g) OR g <= :g',
+      ExpressionAttributeValues: { ':g': { N: String(head.generation) } },
+    };
+  }
+
+  async putHead(tp: TopicPartition, head: PartitionHead): Promise<void> {
+    try {
+      await this.client.send(new PutItemCommand(this.headPut(tp, head)));
+    } catch (error) {
+      throw this.headError(tp, head, error);
+    }
+    this.heads.set(this.base(tp), { head, until: this.clock() + HEAD_CACHE_MS });
+  }
+
+  private headError(tp: TopicPartition, head: PartitionHead, error: unknown): StoreError {
+    this.heads.delete(this.base(tp));
+    const newer =
+      error instanceof ConditionalCheckFailedException ||
+      (error instanceof TransactionCanceledException &&
+        (error.CancellationReasons ?? []).some((r) => r.Code === 'ConditionalCheckFailed'));
+    return new StoreError(
+      newer ? 'STATE_CONFLICT' : 'STORE_UNAVAILABLE',
+      newer
+        ? `${tp.topic}-${tp.partition} is already past generation ${head.generation} in ${this.table}`
+        : `could not write the partition head of ${tp.topic}-${tp.partition} in ${this.table}`,
+      { cause: error, details: { table: this.table, topic: tp.topic, partition: tp.partition } },
+    );
+  }
+
+  async put(entry: OffsetMapEntry, generation?: number, head?: PartitionHead): Promise<void> {
+    const p = await this.key({ ...entry, ...(generation ? { generation } : {}) });
+    const item = {
+      TableName: this.table,
+      Item: {
+        p: { S: p },
+        o: { N: String(entry.lastSource) },
+        ls: { N: String(entry.lastStandby) },
+        r: { S: encodeRuns(entry.runs) },
+        ts: { N: String(entry.lastTimestamp) },
+        at: { N: String(entry.mirroredAt) },
+      },
+    };
+    if (!head) {
+      await this.call('write the offset map entry', entry, () => this.client.send(new PutItemCommand(item)));
+      return;
+    }
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [{ Put: item }, { Put: this.headPut(entry, head) }],
+        }),
+      );
+    } catch (error) {
+      throw this.headError(entry, head, error);
+    }
+    this.heads.set(this.base(entry), { head, until: this.clock() + HEAD_CACHE_MS });
+  }
+
+  latest(tp: GenerationPartition): Promise<OffsetMapEntry | undefined> {
     return this.queryOne(tp, { ScanIndexForward: false, KeyConditionExpression: 'p = :p' }, {});
   }
 
-  covering(tp: TopicPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined> {
+  covering(tp: GenerationPartition, sourceOffset: number): Promise<OffsetMapEntry | undefined> {
     return this.queryOne(
       tp,
       { ScanIndexForward: true, KeyConditionExpression: 'p = :p AND o >= :o' },
@@ -58,7 +151,8 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     );
   }
 
-  async coveringRange(tp: TopicPartition, from: number, to: number): Promise<OffsetMapEntry[]> {
+  async coveringRange(tp: GenerationPartition, from: number, to: number): Promise<OffsetMapEntry[]> {
+    const p = await this.key(tp);
     const entries: OffsetMapEntry[] = [];
     let start: Record<string, AttributeValue> | undefined;
     do {
@@ -67,7 +161,7 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
           new QueryCommand({
             TableName: this.table,
             KeyConditionExpression: 'p = :p AND o >= :o',
-            ExpressionAttributeValues: { ':p': { S: this.key(tp) }, ':o': { N: String(from) } },
+            ExpressionAttributeValues: { ':p': { S: p }, ':o': { N: String(from) } },
             ScanIndexForward: true,
             ConsistentRead: true,
             Limit: 100,
@@ -82,7 +176,7 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
   }
 
   /** Eventually consistent (a global index): used on entries written long before, by failback. */
-  coveringStandby(tp: TopicPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined> {
+  coveringStandby(tp: GenerationPartition, standbyOffset: number): Promise<OffsetMapEntry | undefined> {
     return this.queryOne(
       tp,
       { ScanIndexForward: true, KeyConditionExpression: 'p = :p AND ls >= :s', IndexName: 'byStandbyOffset' },
@@ -91,16 +185,17 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
   }
 
   private async queryOne(
-    tp: TopicPartition,
+    tp: GenerationPartition,
     input: Pick<QueryCommandInput, 'ScanIndexForward' | 'KeyConditionExpression' | 'IndexName'>,
     values: Record<string, AttributeValue>,
   ): Promise<OffsetMapEntry | undefined> {
+    const p = await this.key(tp);
     const result = await this.call('read the offset map', tp, () =>
       this.client.send(
         new QueryCommand({
           TableName: this.table,
           ...input,
-          ExpressionAttributeValues: { ':p': { S: this.key(tp) }, ...values },
+          ExpressionAttributeValues: { ':p': { S: p }, ...values },
           Limit: 1,
           ConsistentRead: input.IndexName === undefined,
         }),

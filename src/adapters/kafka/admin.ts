@@ -96,7 +96,7 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
   }
 
   /** Topic ids through kdr's own Metadata v12 request (kafkajs's stops before ids). */
-  private async topicIds(topics: string[]): Promise<Map<string, string>> {
+  async topicIds(topics: string[]): Promise<Map<string, string>> {
     this.cluster ??= createCluster(this.kafka);
     await this.cluster.connect();
     return fetchTopicIds(this.cluster, topics);

@@ -70,14 +70,16 @@ describe('planMirror', () => {
     expect(lastHeader(out.headers, 'kdr.origin')?.toString()).toBe('primary');
   });
 
-  it('keeps an existing origin and never copies a record back to its origin', () => {
-    const fromStandby = record(1, { headers: [{ key: 'kdr.origin', value: Buffer.from('standby') }] });
-    const fromElsewhere = record(2, { headers: [{ key: 'kdr.origin', value: Buffer.from('dc3') }] });
-    const result = plan([fromStandby, fromElsewhere, record(3)], null);
+  it('skips only proven copies of the target: a kdr.origin header alone proves nothing', () => {
+    // An application that forwarded a consumed record's headers, and a real copy of a standby record.
+    const forwarded = record(1, { headers: [{ key: 'kdr.origin', value: Buffer.from('standby') }] });
+    const proven = record(2, { headers: [{ key: 'kdr.origin', value: Buffer.from('standby') }] });
+    const result = plan([forwarded, proven, record(3)], null, { copiesFromTarget: new Set([2]) });
     expect(result.originIsTarget).toBe(1);
     const out = result.transactions[0]!.requests.flat();
-    expect(out.map((r) => r.sourceOffset)).toEqual([2, 3]);
-    expect(lastHeader(out[0]!.headers, 'kdr.origin')?.toString()).toBe('dc3');
+    expect(out.map((r) => r.sourceOffset)).toEqual([1, 3]);
+    // The copy says where it was read from, not what a forwarded header claimed.
+    expect(lastHeader(out[0]!.headers, 'kdr.origin')?.toString()).toBe('primary');
   });
 
   it('cuts transactions at the record limit and requests at the byte limit', () => {
