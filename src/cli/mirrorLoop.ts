@@ -1,11 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GroupMirror } from '../adapters/kafka/groupMirror.ts';
+import { emptySelectionMessage } from '../core/topicSync.ts';
 import { isKdrError, type KdrError } from '../errors.ts';
 import { checkpointDeps, snapshotDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { runCheckpoint } from '../services/checkpoint.ts';
 import { caughtUp, type PartitionLag, partitionLag, waitVisible } from '../services/lag.ts';
 import { runSnapshot } from '../services/snapshot.ts';
+import { emptySelectionError } from './context.ts';
 
 /**
  * The mirror as a long-running process: topic sync, a consumer group feeding the engine, periodic
@@ -26,6 +28,8 @@ export interface MirrorLoopOptions {
   checkpointEveryMs?: number;
   /** Also take snapshots of the primary on this schedule (`kdr run`). */
   snapshotEveryMs?: number;
+  /** How the operator gave the topic regex (`--topics`; KDR_TOPICS by default), for messages. */
+  topicsOption?: string;
 }
 
 export interface MirrorProgress {
@@ -54,6 +58,31 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
 
   const route = { sourceAlias: rt.source.alias, targetAlias: rt.target.alias };
   let sync = await rt.topicSync.sync();
+  const selection = {
+    regex: config.topics,
+    option: options.topicsOption ?? 'KDR_TOPICS',
+    where: `on ${rt.source.alias}`,
+  };
+  // Until caught up with nothing selected would report success having mirrored nothing: an input error
+  // (thrown before the consumer starts; the sync created nothing). A long-running mirror waits for
+  // topics to appear, and says once why it mirrors nothing.
+  if (sync.selected.length === 0 && options.untilCaughtUp)
+    throw emptySelectionError({ ...selection, existing: await rt.sourceAdmin.listTopics() });
+  let warnedEmpty = false;
+  const warnIfNothingSelected = async () => {
+    if (sync.selected.length > 0) {
+      warnedEmpty = false;
+      return;
+    }
+    if (warnedEmpty) return;
+    warnedEmpty = true;
+    const existing = await rt.sourceAdmin.listTopics().catch(() => undefined);
+    logger.warn('no topic is selected: mirroring nothing until a selected topic appears', {
+      regex: selection.regex,
+      ...(existing ? { hint: emptySelectionMessage({ ...selection, existing }).message } : {}),
+    });
+  };
+  await warnIfNothingSelected();
   const targets = new Map<
     string,
     { topic: string; partition: number; end: number; logStart: number; done: boolean }
@@ -134,6 +163,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
         });
         const grew = next.addPartitions.length > 0 || next.selected.join() !== sync.selected.join();
         sync = next;
+        await warnIfNothingSelected();
         if (grew) {
           logger.info('topic selection or partitions changed; restarting the consumer', {
             topics: next.selected,

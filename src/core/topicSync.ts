@@ -128,3 +128,63 @@ export function planTopicSync(input: {
   }
   return plan;
 }
+
+/**
+ * Why a topic regex selected nothing, in words an operator can act on. kdr matches the regex against the
+ * whole topic name (like MirrorMaker 2's `topics` setting), which is the usual surprise: the text says so,
+ * suggests a regex that would select the topics the operator probably meant (those the regex matches a
+ * part of), and names a few of the topics that exist, those first.
+ */
+export function emptySelectionMessage(input: {
+  /** The regex as the operator gave it. */
+  regex: string;
+  /** How it was given: `--topics` or `KDR_TOPICS`. */
+  option: string;
+  /** Where topics were looked for: `on primary`, `in snapshot 20261124T193000Z-3fa9`. */
+  where: string;
+  /** The topic names there; internal ones are left out (they are never selected). */
+  existing: readonly string[];
+  /** How many topic names to show (default 10). */
+  limit?: number;
+}): { message: string; suggestion?: string; shown: string[]; count: number } {
+  const limit = input.limit ?? 10;
+  const names = [...new Set(input.existing)].filter((n) => !isInternalTopic(n)).sort();
+  const quoted = JSON.stringify(input.regex);
+  let partly: RegExp | undefined;
+  try {
+    partly = new RegExp(input.regex);
+  } catch {
+    partly = undefined;
+  }
+  const near = partly ? names.filter((n) => partly.test(n)) : [];
+  const group = input.regex.includes('|') ? `(?:${input.regex})` : input.regex;
+  const suggestion =
+    near.length === 0
+      ? undefined
+      : [`${group}.*`, `.*${group}.*`].find((candidate) => names.some(topicSelector(candidate)));
+  const example = near[0]
+    ? `${quoted} does not match ${JSON.stringify(near[0])}`
+    : '"orders" does not match "orders-eu" ("orders.*" does)';
+  const shown = [...near, ...names.filter((n) => !near.includes(n))].slice(0, limit);
+  const more = names.length - shown.length;
+  const parts = [
+    `${input.option} ${quoted} selects no topic ${input.where}: the regex must match the whole topic name (a full match, like MirrorMaker 2's topics setting), so ${example}.`,
+  ];
+  if (suggestion) {
+    const count = names.filter(topicSelector(suggestion)).length;
+    parts.push(
+      `Did you mean ${JSON.stringify(suggestion)}? It selects ${count} topic${count === 1 ? '' : 's'}.`,
+    );
+  }
+  parts.push(
+    names.length === 0
+      ? `There are no topics ${input.where} (internal topics are never selected).`
+      : `Topics ${input.where}: ${shown.join(', ')}${more > 0 ? `, and ${more} more` : ''}.`,
+  );
+  return {
+    message: parts.join(' '),
+    ...(suggestion ? { suggestion } : {}),
+    shown,
+    count: names.length,
+  };
+}

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { stopSignal, withRuntime } from '../context.ts';
+import { checkTopicsRegex, stopSignal, topicsOption, withRuntime } from '../context.ts';
 import { type MirrorProgress, runMirrorLoop } from '../mirrorLoop.ts';
 import { emit, note, table } from '../output.ts';
 
@@ -19,17 +19,22 @@ export function registerMirror(program: Command): void {
   program
     .command('mirror')
     .description('mirror the selected topics from primary to standby, exactly once, in a consumer group')
-    .option('--topics <regex>', 'topics to mirror (default KDR_TOPICS, or all non-internal topics)')
+    .option(
+      '--topics <regex>',
+      'topics to mirror, a regex matching the whole topic name (default KDR_TOPICS, or all non-internal topics)',
+    )
     .option(
       '--until-caught-up',
       'exit once the standby has every record the source had when the command started',
     )
     .option('--json', 'print a JSON summary at the end')
     .action(async (options: { topics?: string; untilCaughtUp?: boolean; json?: boolean }) => {
+      checkTopicsRegex(options.topics);
       const { stopped } = stopSignal(note);
       const summary = await withRuntime({ KDR_TOPICS: options.topics }, (ctx) =>
         runMirrorLoop(ctx.runtime, {
           untilCaughtUp: Boolean(options.untilCaughtUp),
+          topicsOption: topicsOption(options.topics),
           stopped,
           onProgress: (p) => {
             if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${progressLine(p)}`);

@@ -1,10 +1,14 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import type { KdrConfig } from '../../config.ts';
+import { snapshotAt } from '../../core/restore.ts';
+import { topicSelector } from '../../core/topicSync.ts';
 import { parseRequest, restoreRequestSchema } from '../../events/operations.ts';
 import { restoreDeps, restoreServiceRequest } from '../../operations.ts';
-import { type RestoreReport, runRestore } from '../../services/restore.ts';
-import { cliConfig } from '../context.ts';
+import { type RestoreDeps, type RestoreReport, runRestore } from '../../services/restore.ts';
+import { listManifests, loadManifest } from '../../services/snapshot.ts';
+import { checkTopicsRegex, cliConfig, requireSelection } from '../context.ts';
 import { emit, note, table } from '../output.ts';
 
 export function formatRestore(report: RestoreReport): string {
@@ -45,6 +49,29 @@ export function formatRestore(report: RestoreReport): string {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/**
+ * The snapshot a restore would read and its topics, when the request names one plainly (by id, or by a
+ * well-formed --at that finds one); undefined otherwise, and the restore itself reports what is wrong.
+ */
+async function snapshotTopics(
+  deps: RestoreDeps,
+  config: KdrConfig,
+  request: { snapshotId?: string; at?: string; from: 'primary' | 'standby' },
+): Promise<{ snapshotId: string; topics: string[] } | undefined> {
+  let manifest: { snapshotId: string; topics: Record<string, unknown> } | undefined;
+  if (request.snapshotId !== undefined && request.at === undefined) {
+    manifest = await loadManifest(deps.objects, request.snapshotId, deps.snapshotPrefix);
+  } else if (request.at !== undefined && request.snapshotId === undefined) {
+    const at = Date.parse(request.at);
+    if (Number.isNaN(at)) return undefined;
+    manifest = snapshotAt(
+      await listManifests(deps.objects, config[request.from].alias, deps.snapshotPrefix),
+      at,
+    );
+  }
+  return manifest && { snapshotId: manifest.snapshotId, topics: Object.keys(manifest.topics) };
+}
+
 export function registerRestore(program: Command): void {
   program
     .command('restore')
@@ -63,7 +90,10 @@ export function registerRestore(program: Command): void {
       'primary, standby, or host:port[,host:port...] of another cluster',
       'primary',
     )
-    .option('--topics <regex>', 'snapshot topics to restore (default: all)')
+    .option(
+      '--topics <regex>',
+      'snapshot topics to restore, a regex matching the whole topic name (default: all)',
+    )
     .option('--rename <from:to>', 'restore snapshot topic FROM as TO (repeatable)', collect, [])
     .option('--topic-prefix <prefix>', 'prepend this to every target topic name not renamed')
     .addOption(
@@ -93,6 +123,7 @@ export function registerRestore(program: Command): void {
         dryRun?: boolean;
         json?: boolean;
       }) => {
+        checkTopicsRegex(options.topics);
         const { config, logger } = await cliConfig();
         const request = parseRequest(
           restoreRequestSchema,
@@ -144,6 +175,21 @@ export function registerRestore(program: Command): void {
         };
         let result: Awaited<ReturnType<typeof runRestore>>;
         try {
+          // A --topics that selects nothing in the snapshot: say what the snapshot has, before anything
+          // is written (renamed topics are restored whatever --topics says).
+          const regex = request.topics;
+          const chosen =
+            regex !== undefined && request.rename.length === 0
+              ? await snapshotTopics(deps, config, request)
+              : undefined;
+          if (regex !== undefined && chosen)
+            await requireSelection({
+              list: async () => chosen.topics,
+              select: topicSelector(regex),
+              regex,
+              option: '--topics',
+              where: `in snapshot ${chosen.snapshotId}`,
+            });
           result = await runRestore(deps, restoreServiceRequest(config, request));
         } finally {
           bar?.stop();

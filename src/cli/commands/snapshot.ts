@@ -3,23 +3,12 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from '../../core/snapshot.ts';
 import { snapshotDeps } from '../../operations.ts';
 import { listManifests, pruneSnapshots, runSnapshot, verifySnapshot } from '../../services/snapshot.ts';
-import { withRuntime } from '../context.ts';
+import { checkTopicsRegex, requireSelection, topicsOption, withRuntime } from '../context.ts';
 import { emit, note, table } from '../output.ts';
 
 function parseCluster(value: string): 'primary' | 'standby' {
   if (value !== 'primary' && value !== 'standby')
     throw new InvalidArgumentError(`expected primary or standby, got ${JSON.stringify(value)}`);
-  return value;
-}
-
-function parseRegex(value: string): string {
-  try {
-    new RegExp(value);
-  } catch (error) {
-    throw new InvalidArgumentError(
-      `expected a regular expression, got ${JSON.stringify(value)} (${(error as Error).message})`,
-    );
-  }
   return value;
 }
 
@@ -45,10 +34,14 @@ export function registerSnapshot(program: Command): void {
     .description(
       'take a consistent, incremental snapshot of the selected topics (records, configs, group offsets) to the bucket',
     )
-    .option('--topics <regex>', 'topics to snapshot (default KDR_TOPICS)', parseRegex)
+    .option(
+      '--topics <regex>',
+      'topics to snapshot, a regex matching the whole topic name (default KDR_TOPICS)',
+    )
     .option('--cluster <cluster>', 'primary or standby', parseCluster, 'primary' as const)
     .option('--json', 'print the result as JSON')
     .action(async (options: { topics?: string; cluster: 'primary' | 'standby'; json?: boolean }) => {
+      checkTopicsRegex(options.topics);
       const bar =
         process.stderr.isTTY && !options.json
           ? new cliProgress.SingleBar(
@@ -61,6 +54,14 @@ export function registerSnapshot(program: Command): void {
           : undefined;
       const result = await withRuntime({ KDR_TOPICS: options.topics }, async ({ runtime }) => {
         const deps = snapshotDeps(runtime, options.cluster);
+        // A snapshot of nothing would be written and reported as a success.
+        await requireSelection({
+          list: () => deps.admin.listTopics(),
+          select: deps.selectTopic,
+          regex: runtime.config.topics,
+          option: topicsOption(options.topics),
+          where: `on ${deps.cluster}`,
+        });
         let started = false;
         deps.onProgress = (p) => {
           if (!bar) return;
