@@ -1,9 +1,27 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { originOf } from '../core/provenance.ts';
 import type { TopicPartition } from '../core/records.ts';
 import { KafkaError } from '../errors.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import { liveGeneration } from './generations.ts';
+import { verifiedCopies } from './provenance.ts';
+
+/** What lag and catching up need: the map, the source, and what tells a re-created topic and a copy. */
+export interface LagDeps {
+  offsetMap: OffsetMapStore;
+  sourceReader: PartitionReader;
+  /** The other direction's map: proves which source records are kdr's copies of the target's. */
+  counterpartMap?: OffsetMapStore;
+  /** The source topic's id now: a topic re-created since it was mirrored has nothing mirrored yet. */
+  sourceAdmin?: { topicIds(topics: string[]): Promise<Map<string, string>> };
+}
+
+/** The latest entry of the generation that describes the live topic (undefined: nothing of it mirrored). */
+async function liveLatest(deps: LagDeps, tp: TopicPartition, liveIds?: Map<string, string>) {
+  const ids = liveIds ?? (await deps.sourceAdmin?.topicIds([tp.topic]));
+  const { generation } = await liveGeneration(deps.offsetMap, tp, ids?.get(tp.topic) ?? null);
+  return generation === null ? undefined : deps.offsetMap.latest({ ...tp, generation });
+}
 
 export interface PartitionLag {
   topic: string;
@@ -20,20 +38,22 @@ export interface PartitionLag {
 }
 
 export async function partitionLag(
-  deps: { offsetMap: OffsetMapStore; sourceReader: PartitionReader },
+  deps: LagDeps,
   topics: string[],
   now = Date.now(),
 ): Promise<PartitionLag[]> {
   const rows: PartitionLag[] = [];
+  const ids = await deps.sourceAdmin?.topicIds(topics);
   for (const topic of topics) {
     const offsets = await deps.sourceReader.offsets(topic);
     const entries = await Promise.all(
-      offsets.map((o) => deps.offsetMap.latest({ topic, partition: o.partition })),
+      offsets.map((o) => liveLatest(deps, { topic, partition: o.partition }, ids)),
     );
     offsets.forEach((o, i) => {
       const entry = entries[i];
       const lastMirrored = entry?.lastSource ?? null;
-      const firstUnmirrored = lastMirrored === null ? o.logStart : lastMirrored + 1;
+      // What the log start has passed can never be mirrored: it is not lag.
+      const firstUnmirrored = Math.max(lastMirrored === null ? o.logStart : lastMirrored + 1, o.logStart);
       rows.push({
         topic,
         partition: o.partition,
@@ -51,24 +71,25 @@ export async function partitionLag(
 
 /**
  * Whether the target has every committed source record below `end` that it should get: nothing left
- * between the last mirrored offset and `end` but gaps (markers, aborted records) and records whose origin
- * is the target (never copied back).
+ * between the last mirrored offset and `end` but gaps (markers, aborted records) and proven copies of the
+ * target's own records (never copied back: services/provenance.ts).
  */
 export async function caughtUp(
-  deps: { offsetMap: OffsetMapStore; sourceReader: PartitionReader },
+  deps: LagDeps,
   tp: TopicPartition,
   end: number,
   logStart = 0,
   route?: { sourceAlias: string; targetAlias: string; floor?: number },
 ): Promise<boolean> {
-  const entry = await deps.offsetMap.latest(tp);
-  const from = entry ? entry.lastSource + 1 : Math.max(logStart, route?.floor ?? 0);
+  const entry = await liveLatest(deps, tp);
+  // Clamped to the log start: what it has passed can never be read (a gap the caller reports).
+  const from = Math.max(entry ? entry.lastSource + 1 : (route?.floor ?? 0), logStart);
   if (from >= end) return true;
   for await (const records of deps.sourceReader.readRange(tp, from, end)) {
-    const due = route
-      ? records.filter((r) => originOf(r.headers, route.sourceAlias) !== route.targetAlias)
-      : records;
-    if (due.length > 0) return false;
+    const copies = route
+      ? await verifiedCopies(deps.counterpartMap, tp, route.targetAlias, records)
+      : new Set<number>();
+    if (records.some((r) => !copies.has(r.offset))) return false;
   }
   return true;
 }

@@ -1,0 +1,240 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { handler } from '../../functions/mirror.ts';
+import { lastHeader, parseSrc, SRC_HEADER } from '../../src/core/provenance.ts';
+import type { SourceRecord } from '../../src/core/records.ts';
+import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createRuntime, type Runtime } from '../../src/runtime.ts';
+import { runKdr } from '../helpers/cli.ts';
+import {
+  config,
+  createTopics,
+  eventually,
+  type KcatRecord,
+  kafkaFor,
+  readWithKcat,
+  uniqueName,
+  withAdmin,
+} from '../helpers/lab.ts';
+
+/**
+ * Kafka's lifecycle under the mirror: topics deleted and re-created, logs emptied by retention on the
+ * standby, records deleted on the source before they were mirrored, gaps between Lambda events, and
+ * applications that forward kdr's headers. kcat reads both sides.
+ */
+
+const runtimes: Runtime[] = [];
+function runtime(): Runtime {
+  const rt = createRuntime(config, createLogger('error'));
+  runtimes.push(rt);
+  return rt;
+}
+afterAll(async () => {
+  await Promise.all(runtimes.map((rt) => rt.close()));
+});
+
+const values = (records: KcatRecord[]) => records.map((r) => r.value?.toString() ?? null);
+
+async function produce(
+  topic: string,
+  items: { value: string; headers?: Record<string, string>; partition?: number }[],
+): Promise<void> {
+  const producer = kafkaFor('primary').producer({ idempotent: true });
+  await producer.connect();
+  try {
+    await producer.send({
+      topic,
+      messages: items.map((m) => ({ partition: m.partition ?? 0, value: m.value, headers: m.headers ?? {} })),
+    });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+async function mirrorUntilCaughtUp(topic: string) {
+  const result = await runKdr(['mirror', '--topics', topic, '--until-caught-up', '--json']);
+  expect(result.exitCode, result.stderr).toBe(0);
+  return result;
+}
+
+async function statusOf(topic: string) {
+  const result = await runKdr(['status', '--json'], { env: { KDR_TOPICS: topic } });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return JSON.parse(result.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
+}
+
+async function deleteTopic(topic: string): Promise<void> {
+  await withAdmin('primary', async (admin) => {
+    await admin.deleteTopics({ topics: [topic] });
+  });
+  await eventually(`${topic} is gone from the primary`, async () =>
+    withAdmin('primary', async (admin) => !(await admin.listTopics()).includes(topic)),
+  );
+}
+
+const srcOffset = (r: KcatRecord) =>
+  parseSrc(
+    lastHeader(
+      r.headers.map(([key, value]) => ({ key, value })),
+      SRC_HEADER,
+    ),
+  )?.offset;
+
+describe('the mirror through Kafka lifecycle events', () => {
+  it('mirrors a deleted and re-created source topic as a new generation, exactly once, and translates it exactly', async () => {
+    const topic = uniqueName('recreated');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+
+    const standby = await readWithKcat('standby', topic);
+    expect(values(standby)).toEqual([
+      ...Array.from({ length: 30 }, (_, i) => `old-${i}`),
+      ...Array.from({ length: 10 }, (_, i) => `new-${i}`),
+    ]);
+    const [row] = await statusOf(topic);
+    expect(row).toMatchObject({ generation: 2, generationPending: false, lastMirrored: 9, lagOffsets: 0 });
+    expect(row.generationChanged.reason).toMatch(/source topic was re-created/);
+    // Every committed offset of the new topic translates to its own record on the standby.
+    const newCopies = standby.slice(30);
+    for (let o = 0; o < 10; o++) {
+      const t = await runKdr([
+        'translate',
+        '--topic',
+        topic,
+        '--partition',
+        '0',
+        '--offset',
+        String(o),
+        '--json',
+      ]);
+      expect(JSON.parse(t.stdout), `offset ${o}`).toMatchObject({
+        exact: true,
+        generation: 2,
+        standbyOffset: newCopies[o]!.offset,
+      });
+    }
+  });
+
+  it('does not translate a re-created topic through the old topic before the mirror has seen it', async () => {
+    const topic = uniqueName('pending');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(topic, [{ value: 'new-0' }, { value: 'new-1' }]);
+    const t = await runKdr(['translate', '--topic', topic, '--partition', '0', '--offset', '1', '--json']);
+    expect(JSON.parse(t.stdout)).toMatchObject({ exact: false, generation: null });
+    const [row] = await statusOf(topic);
+    expect(row.generationPending).toBe(true);
+  });
+
+  it('keeps mirroring an idle topic whose standby log expired, through the CLI and the Lambda handler', async () => {
+    const cli = uniqueName('idle-cli');
+    const lambda = uniqueName('idle-lambda');
+    // Recent timestamps: the standby copies retention.ms, so its log expires seconds after the last write.
+    const retention = [{ name: 'retention.ms', value: '10000' }];
+    await createTopics('primary', [
+      { topic: cli, numPartitions: 1, configEntries: retention },
+      { topic: lambda, numPartitions: 1, configEntries: retention },
+    ]);
+    await produce(cli, [{ value: 'a' }, { value: 'b' }]);
+    await produce(lambda, [{ value: 'a' }, { value: 'b' }]);
+    await mirrorUntilCaughtUp(`${cli}|${lambda}`);
+    const rt = runtime();
+    for (const topic of [cli, lambda]) expect(await readWithKcat('standby', topic)).toHaveLength(2);
+    await eventually(
+      'both standby logs expired (log start = end)',
+      async () => {
+        const all = [...(await rt.targetReader.offsets(cli)), ...(await rt.targetReader.offsets(lambda))];
+        return all.every((o) => o.logStart === o.highWatermark && o.logStart > 0);
+      },
+      120_000,
+    );
+    await produce(cli, [{ value: 'c' }]);
+    await produce(lambda, [{ value: 'c' }]);
+    await mirrorUntilCaughtUp(cli);
+    expect(values(await readWithKcat('standby', cli))).toEqual(['c']);
+    // The handler's first batch of this partition: it recovers from an expired standby log.
+    const [c] = await rt.sourceReader.fetch({ topic: lambda, partition: 0 }, 2).then((f) => f.records);
+    const result = await handler(toKafkaEvent([{ topic: lambda, partition: 0, records: [c!] }]));
+    expect(result.recordsMirrored).toBe(1);
+    expect(values(await readWithKcat('standby', lambda))).toEqual(['c']);
+  });
+
+  it('fills a gap between two Lambda events from the source instead of skipping it', async () => {
+    const topic = uniqueName('lambda-gap');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 200 }, (_, i) => ({ value: `v${i}` })),
+    );
+    const rt = runtime();
+    const all: SourceRecord[] = [];
+    for await (const batch of rt.sourceReader.readRange({ topic, partition: 0 }, 0, 200)) all.push(...batch);
+    await handler(toKafkaEvent([{ topic, partition: 0, records: all.slice(0, 50) }]));
+    // The event source moved on (a reset, a batch it gave up on): the next event starts at 100.
+    const second = await handler(toKafkaEvent([{ topic, partition: 0, records: all.slice(100, 200) }]));
+    expect(second.recordsMirrored).toBe(150);
+    const standby = await readWithKcat('standby', topic);
+    expect(standby.map(srcOffset)).toEqual(all.map((r) => r.offset));
+  });
+
+  it('records source offsets deleted before they were mirrored as a gap, and mirrors the rest', async () => {
+    const topic = uniqueName('deleted');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    await produce(
+      topic,
+      Array.from({ length: 90 }, (_, i) => ({ value: `v${i + 10}` })),
+    );
+    await withAdmin('primary', async (admin) => {
+      await admin.fetchTopicMetadata({ topics: [topic] });
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '60' }] });
+    });
+    await mirrorUntilCaughtUp(topic);
+    const standby = await readWithKcat('standby', topic);
+    expect(standby.map(srcOffset)).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => i),
+      ...Array.from({ length: 40 }, (_, i) => 60 + i),
+    ]);
+    const [row] = await statusOf(topic);
+    expect(row.gaps).toEqual([expect.objectContaining({ from: 10, to: 60, count: 50, side: 'source' })]);
+  });
+
+  it('mirrors records that carry forwarded kdr headers, and never takes them for copies', async () => {
+    const topic = uniqueName('forwarded');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    // What Kafka Streams writes when it forwards the headers of a record it read from a mirrored topic.
+    await produce(topic, [
+      { value: 'plain-0' },
+      { value: 'fwd-origin', headers: { 'kdr.origin': 'standby' } },
+      { value: 'fwd-src', headers: { 'kdr.origin': 'standby', 'kdr.src': `standby/${topic}/0/0` } },
+      { value: 'fwd-self', headers: { 'kdr.origin': 'primary', 'kdr.src': `primary/${topic}/0/0` } },
+      { value: 'plain-1' },
+    ]);
+    const mirrored = JSON.parse((await mirrorUntilCaughtUp(topic)).stdout);
+    expect(mirrored.recordsMirrored).toBe(5);
+    const standby = await readWithKcat('standby', topic);
+    expect(values(standby)).toEqual(['plain-0', 'fwd-origin', 'fwd-src', 'fwd-self', 'plain-1']);
+    expect(standby.map(srcOffset)).toEqual([0, 1, 2, 3, 4]);
+  });
+});
