@@ -21,6 +21,28 @@ export interface PartitionObservation {
   /** Source timestamp of the first record not mirrored at that time, when there was one. */
   firstUnmirroredTimestamp: number | null;
   observedAt: number;
+  /**
+   * Offsets after the last mirrored one that were already deleted (retention, DeleteRecords) when kdr came
+   * to read them: never mirrored, and no longer readable anywhere.
+   */
+  gap?: {
+    topic: string;
+    partition: number;
+    /** First offset deleted before kdr read it. */
+    from: number;
+    /** Exclusive: the partition's log start when kdr saw the gap. */
+    to: number;
+    /** to - from. Offsets: an upper bound of the records lost (markers and aborted records take offsets too). */
+    count: number;
+    /** Proven by an earlier look at the range: it held no committed record (only markers, aborted records). */
+    markersOnly?: boolean;
+    seenAt: number;
+  };
+  /**
+   * [lastMirrored + 1, markersOnlyTo) held no committed record when observed, only transaction markers or
+   * aborted records: a later gap inside it loses nothing. Absent when that is not known.
+   */
+  markersOnlyTo?: number;
 }
 
 export interface CheckpointSet {

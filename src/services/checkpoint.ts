@@ -1,10 +1,10 @@
 import pLimit from 'p-limit';
 import { translateCommitted } from '../core/offsetMap.ts';
-import type { TopicPartition } from '../core/records.ts';
+import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
+import type { GroupAdmin, PartitionOffsets, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
 
@@ -31,8 +31,157 @@ export interface CheckpointResult {
   groups: number;
   checkpoints: GroupCheckpoint[];
   observations: PartitionObservation[];
+  /** The observations' gaps: ranges deleted on the primary before they were mirrored. */
+  gaps: LogStartGap[];
   committedOnStandby: string[];
   warnings: string[];
+}
+
+/**
+ * A range of a partition deleted (retention, DeleteRecords) before kdr read it: reported, never retried.
+ * `count` counts offsets, so it is an upper bound of the records lost unless `markersOnly` says none were.
+ */
+export type LogStartGap = NonNullable<PartitionObservation['gap']>;
+
+/** The gap [from, logStart) when a read meant to start at `from` finds the log starting later. */
+export function gapBelow(
+  tp: TopicPartition,
+  from: number,
+  logStart: number,
+  seenAt: number,
+): LogStartGap | undefined {
+  if (from >= logStart) return undefined;
+  return { topic: tp.topic, partition: tp.partition, from, to: logStart, count: logStart - from, seenAt };
+}
+
+/** Whether an earlier observation saw that every offset of the gap held no committed record. */
+export function provenMarkersOnly(gap: LogStartGap, earlier: PartitionObservation | undefined): boolean {
+  return (
+    earlier !== undefined &&
+    earlier.topic === gap.topic &&
+    earlier.partition === gap.partition &&
+    earlier.lastMirrored !== null &&
+    earlier.markersOnlyTo !== undefined &&
+    earlier.lastMirrored + 1 <= gap.from &&
+    earlier.markersOnlyTo >= gap.to
+  );
+}
+
+/** The gap as proven by earlier observations (one per partition), when they prove it held no record. */
+export function withProof(gap: LogStartGap, earlier: Map<string, PartitionObservation>): LogStartGap {
+  return provenMarkersOnly(gap, earlier.get(partitionKey(gap))) ? { ...gap, markersOnly: true } : gap;
+}
+
+export const partitionKey = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;
+
+/** Gaps by partition; a gap seen again, grown or adjacent is merged (a drain sees it on every pass). */
+export class GapLog {
+  private readonly gaps = new Map<string, LogStartGap[]>();
+
+  add(gap: LogStartGap | undefined): void {
+    if (!gap) return;
+    const key = partitionKey(gap);
+    let merged = gap;
+    const rest: LogStartGap[] = [];
+    for (const g of this.gaps.get(key) ?? []) {
+      if (g.from <= merged.to && merged.from <= g.to) {
+        const from = Math.min(g.from, merged.from);
+        const to = Math.max(g.to, merged.to);
+        // Still proven when both parts were, or one proven part covers the whole.
+        const proven = [g, merged].filter((x) => x.markersOnly);
+        const markersOnly =
+          proven.length === 2 || proven.some((x) => x.from <= from && x.to >= to)
+            ? { markersOnly: true }
+            : {};
+        merged = {
+          topic: g.topic,
+          partition: g.partition,
+          from,
+          to,
+          count: to - from,
+          ...markersOnly,
+          seenAt: Math.min(g.seenAt, merged.seenAt),
+        };
+      } else rest.push(g);
+    }
+    this.gaps.set(key, [...rest, merged]);
+  }
+
+  list(): LogStartGap[] {
+    return [...this.gaps.values()]
+      .flat()
+      .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition || a.from - b.from);
+  }
+}
+
+/**
+ * The stored checkpoint's observations by partition (partitionKey): what can prove a gap held only
+ * markers. Empty when they cannot be read: the gaps then stay upper bounds.
+ */
+export async function previousObservations(
+  stateStore: Pick<StateStore, 'getCheckpoints'>,
+  logger: Logger,
+): Promise<Map<string, PartitionObservation>> {
+  try {
+    const set = await stateStore.getCheckpoints();
+    return new Map(set.observations.map((o) => [partitionKey(o), o]));
+  } catch (error) {
+    logger.warn('could not read the previous checkpoint', { error: describeError(error) });
+    return new Map();
+  }
+}
+
+/** One line for reports and logs. */
+export function describeGap(gap: LogStartGap, cluster: string): string {
+  const range = gap.count === 1 ? `offset ${gap.from} was` : `offsets ${gap.from}-${gap.to - 1} were`;
+  return `${gap.topic}-${gap.partition}: ${range} deleted on ${cluster} before kdr read ${gap.count === 1 ? 'it' : 'them'}; ${
+    gap.markersOnly
+      ? 'only transaction markers or aborted records were there: nothing was lost'
+      : `at most ${gap.count} record${gap.count === 1 ? '' : 's'} lost (transaction markers take offsets too)`
+  }`;
+}
+
+/** A partition's current log start (undefined when even that cannot be read). */
+export async function logStartOf(reader: PartitionReader, tp: TopicPartition): Promise<number | undefined> {
+  const [o] = await reader.offsets(tp.topic, [tp.partition]).catch(() => []);
+  return o?.logStart;
+}
+
+/**
+ * Every committed record in [from, to) that still exists: the read starts at the partition's current
+ * log start when that is past `from`, and a read the log start overtakes (retention or DeleteRecords
+ * while reading) continues from the new log start. What was deleted first goes to `onGap`.
+ */
+export async function* readFromLogStart(
+  reader: PartitionReader,
+  tp: TopicPartition,
+  from: number,
+  to: number,
+  options: { logStart?: number; onGap: (gap: LogStartGap) => void; clock?: () => number },
+): AsyncGenerator<SourceRecord[]> {
+  const clock = options.clock ?? Date.now;
+  let next = from;
+  let logStart = options.logStart ?? (await logStartOf(reader, tp)) ?? from;
+  for (let moved = 0; ; moved++) {
+    const gap = gapBelow(tp, next, Math.min(logStart, to), clock());
+    if (gap) {
+      options.onGap(gap);
+      next = gap.to;
+    }
+    if (next >= to) return;
+    try {
+      for await (const records of reader.readRange(tp, next, to)) {
+        next = records.at(-1)!.offset + 1;
+        yield records;
+      }
+      return;
+    } catch (error) {
+      // Only a log start that moved past the read makes it worth another try; a few at most.
+      const now = await logStartOf(reader, tp);
+      if (now === undefined || now <= next || moved >= 5) throw error;
+      logStart = now;
+    }
+  }
 }
 
 export async function mirroredTopics(
@@ -102,37 +251,26 @@ export async function runCheckpoint(
     standbyOffset: c.standbyOffset,
     checkpointedAt: c.at,
   }));
+  // The previous checkpoint's observations, read only when a gap needs them: they can prove that the
+  // deleted offsets held nothing but transaction markers (an idle transactional topic past retention).
+  let earlier: Promise<Map<string, PartitionObservation>> | undefined;
+  const previous = () => {
+    earlier ??= previousObservations(deps.stateStore, deps.logger);
+    return earlier;
+  };
   const observations: PartitionObservation[] = (
     await Promise.all(
       topics.map(async (topic) =>
         Promise.all(
           (
             await deps.primaryReader.offsets(topic)
-          ).map((o) =>
-            limit(async () => {
-              const tp = { topic, partition: o.partition };
-              const latest = await deps.offsetMap.latest(tp);
-              const lastMirrored = latest?.lastSource ?? null;
-              let firstUnmirroredTimestamp: number | null = null;
-              const from = lastMirrored === null ? o.logStart : lastMirrored + 1;
-              if (from < o.lastStable) {
-                const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
-                firstUnmirroredTimestamp = fetched.records[0]?.timestamp ?? null;
-              }
-              return {
-                topic,
-                partition: o.partition,
-                endOffset: o.lastStable,
-                lastMirrored,
-                firstUnmirroredTimestamp,
-                observedAt: clock(),
-              };
-            }),
-          ),
+          ).map((o) => limit(() => observe(deps, { topic, partition: o.partition }, o, previous, clock))),
         ),
       ),
     )
   ).flat();
+  const gaps = observations.flatMap((o) => (o.gap ? [o.gap] : []));
+  for (const gap of gaps) if (!gap.markersOnly) deps.logger.warn(describeGap(gap, 'the primary'), { gap });
   const at = clock();
   await deps.stateStore.putCheckpoints({ groups: checkpoints, observations, at });
 
@@ -162,7 +300,68 @@ export async function runCheckpoint(
     groups: new Set(checkpoints.map((c) => c.group)).size,
     checkpoints,
     observations,
+    gaps,
     committedOnStandby,
     warnings,
+  };
+}
+
+/**
+ * What a primary partition looks like now: its end, the last mirrored offset, the timestamp of the first
+ * record not mirrored, and, when log start is past the last mirrored offset, the gap: what was deleted
+ * there can never be mirrored, and the reads start at log start instead of failing.
+ */
+async function observe(
+  deps: Pick<CheckpointDeps, 'primaryReader' | 'offsetMap'>,
+  tp: TopicPartition,
+  offsets: PartitionOffsets,
+  previous: () => Promise<Map<string, PartitionObservation>>,
+  clock: () => number,
+): Promise<PartitionObservation> {
+  const latest = await deps.offsetMap.latest(tp);
+  const lastMirrored = latest?.lastSource ?? null;
+  let { logStart, lastStable } = offsets;
+  // Where the unmirrored records start: nothing mirrored yet means from the log start, and no gap.
+  let expected = lastMirrored === null ? logStart : lastMirrored + 1;
+  let firstUnmirroredTimestamp: number | null = null;
+  // How far from `expected` the partition is known to hold no committed record.
+  let clean: number | undefined = expected;
+  let gap: LogStartGap | undefined;
+  for (let moved = 0; ; moved++) {
+    expected = lastMirrored === null ? logStart : lastMirrored + 1;
+    gap = gapBelow(tp, expected, logStart, clock());
+    clean = expected;
+    if (gap) {
+      gap = withProof(gap, await previous());
+      const proof = (await previous()).get(partitionKey(tp))?.markersOnlyTo;
+      clean = gap.markersOnly ? proof : undefined;
+    }
+    const from = Math.max(expected, logStart);
+    if (from >= lastStable) {
+      if (clean !== undefined) clean = Math.max(clean, from);
+      break;
+    }
+    try {
+      const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
+      firstUnmirroredTimestamp = fetched.records[0]?.timestamp ?? null;
+      if (fetched.records.length === 0 && clean !== undefined && clean >= from)
+        clean = Math.max(clean, Math.min(fetched.nextOffset, fetched.lastStable));
+      break;
+    } catch (error) {
+      // The log start passed `from` since the offsets were read: look again from the new one.
+      const [now] = await deps.primaryReader.offsets(tp.topic, [tp.partition]).catch(() => []);
+      if (now === undefined || now.logStart <= from || moved >= 5) throw error;
+      ({ logStart, lastStable } = now);
+    }
+  }
+  return {
+    topic: tp.topic,
+    partition: tp.partition,
+    endOffset: lastStable,
+    lastMirrored,
+    firstUnmirroredTimestamp,
+    observedAt: clock(),
+    ...(gap ? { gap } : {}),
+    ...(lastMirrored !== null && clean !== undefined && clean > expected ? { markersOnlyTo: clean } : {}),
   };
 }

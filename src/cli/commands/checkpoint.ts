@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { checkpointDeps } from '../../operations.ts';
-import { runCheckpoint } from '../../services/checkpoint.ts';
+import { describeGap, runCheckpoint } from '../../services/checkpoint.ts';
 import { withRuntime } from '../context.ts';
 import { emit } from '../output.ts';
 
@@ -26,6 +26,7 @@ export function registerCheckpoint(program: Command): void {
           ...(result.committedOnStandby.length
             ? [`committed on the standby: ${result.committedOnStandby.join(', ')}`]
             : []),
+          ...result.gaps.map((g) => `gap: ${describeGap(g, 'the primary')}`),
           ...result.warnings.map((w) => `warning: ${w}`),
         ].join('\n'),
       );
