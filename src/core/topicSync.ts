@@ -43,11 +43,23 @@ const DEFAULT_MAX_MESSAGE_BYTES = 1048588;
  * Configs kdr owns on a standby topic: timestamps are always CreateTime (the source's timestamps are
  * copied, whatever its timestamp type) and never rejected for being old or ahead of the standby's clock,
  * and the size limit leaves room for provenance headers.
+ *
+ * The size limit is a floor, never lowered: a limit the operator raised on the standby topic is kept. It
+ * is the way out when a record does not fit even compressed (a record written before the source's limit
+ * was lowered, or one the source's producer compressed better than kdr does); the mirror's
+ * RECORD_TOO_LARGE error says to raise it, and resetting it at the next sync would undo the fix.
  */
-export function ownedConfigs(source: TopicState): Record<string, string> {
+export function ownedConfigs(source: TopicState, standby?: TopicState): Record<string, string> {
   const maxMessageBytes = Number(source.configs['max.message.bytes']?.value ?? DEFAULT_MAX_MESSAGE_BYTES);
+  const standbyConfig = standby?.configs['max.message.bytes'];
+  const standbyLimit = standbyConfig?.explicit ? Number(standbyConfig.value) : Number.NaN;
   return {
-    'max.message.bytes': String(maxMessageBytes + PROVENANCE_HEADROOM_BYTES),
+    'max.message.bytes': String(
+      Math.max(
+        maxMessageBytes + PROVENANCE_HEADROOM_BYTES,
+        Number.isSafeInteger(standbyLimit) ? standbyLimit : 0,
+      ),
+    ),
     'message.timestamp.type': 'CreateTime',
     'message.timestamp.before.max.ms': LONG_MAX,
     'message.timestamp.after.max.ms': LONG_MAX,
@@ -57,7 +69,8 @@ export function ownedConfigs(source: TopicState): Record<string, string> {
 /** The standby topic's explicit configs: the operator's own overrides kept, synced and owned ones set. */
 export function desiredStandbyConfigs(source: TopicState, standby?: TopicState): Record<string, string> {
   const desired: Record<string, string> = {};
-  const managed = new Set<string>([...SYNCED_CONFIGS, ...Object.keys(ownedConfigs(source))]);
+  const owned = ownedConfigs(source, standby);
+  const managed = new Set<string>([...SYNCED_CONFIGS, ...Object.keys(owned)]);
   for (const [name, config] of Object.entries(standby?.configs ?? {})) {
     if (config.explicit && config.value !== null && !managed.has(name)) desired[name] = config.value;
   }
@@ -65,7 +78,7 @@ export function desiredStandbyConfigs(source: TopicState, standby?: TopicState):
     const config = source.configs[name];
     if (config?.explicit && config.value !== null) desired[name] = config.value;
   }
-  return { ...desired, ...ownedConfigs(source) };
+  return { ...desired, ...owned };
 }
 
 export interface TopicSyncPlan {

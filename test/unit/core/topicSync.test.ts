@@ -64,6 +64,55 @@ describe('planTopicSync', () => {
     expect(plan.create[0]!.configs['max.message.bytes']).toBe('5001024');
   });
 
+  it('never lowers the standby size limit: a limit raised there survives every sync', () => {
+    const raised = { ...owned, 'max.message.bytes': '8000000' };
+    const plan = planTopicSync({
+      source: [topic('orders', 1)],
+      standby: [topic('orders', 1, raised)],
+      select: () => true,
+      standbyBrokers: 1,
+    });
+    expect(plan.alterConfigs).toEqual([]);
+    // The source's limit lowered after it took bigger records: the standby keeps room for them.
+    const lowered = planTopicSync({
+      source: [topic('orders', 1, { 'max.message.bytes': '500000', 'retention.ms': '1' })],
+      standby: [topic('orders', 1, { ...owned, 'max.message.bytes': '2001024' })],
+      select: () => true,
+      standbyBrokers: 1,
+    });
+    expect(lowered.alterConfigs).toEqual([
+      {
+        topic: 'orders',
+        configs: { 'retention.ms': '1', ...owned, 'max.message.bytes': '2001024' },
+        changed: ['retention.ms'],
+      },
+    ]);
+  });
+
+  it('raises a standby size limit below the source limit plus headroom', () => {
+    const plan = planTopicSync({
+      source: [topic('orders', 1, { 'max.message.bytes': '3000000' })],
+      standby: [topic('orders', 1, { ...owned, 'max.message.bytes': '1000' })],
+      select: () => true,
+      standbyBrokers: 1,
+    });
+    expect(plan.alterConfigs).toEqual([
+      {
+        topic: 'orders',
+        configs: { ...owned, 'max.message.bytes': '3001024' },
+        changed: ['max.message.bytes'],
+      },
+    ]);
+    // An unparsable value is no floor.
+    const junk = planTopicSync({
+      source: [topic('orders', 1)],
+      standby: [topic('orders', 1, { ...owned, 'max.message.bytes': 'junk' })],
+      select: () => true,
+      standbyBrokers: 1,
+    });
+    expect(junk.alterConfigs[0]!.configs['max.message.bytes']).toBe('1049612');
+  });
+
   it('propagates partition increases and config changes, keeping operator overrides', () => {
     const plan = planTopicSync({
       source: [topic('orders', 8, { 'retention.ms': '2000' })],
