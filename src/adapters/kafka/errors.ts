@@ -1,4 +1,4 @@
-import { KafkaError, KdrError, ProducerFencedError } from '../../errors.ts';
+import { KafkaError, KdrError, type KdrErrorOptions, ProducerFencedError } from '../../errors.ts';
 
 /** The Kafka protocol error (type and code) somewhere in a kafkajs error's cause chain. */
 export function kafkaProtocolError(error: unknown): { type?: string; code?: number; retriable: boolean } {
@@ -25,6 +25,22 @@ const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRAN
 const FENCED_CODES = new Set([47, 52, 90]);
 const TOO_LARGE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
+/** The broker refused a record batch for its size (the topic's max.message.bytes). */
+export function isTooLarge(error: unknown): boolean {
+  const { type } = kafkaProtocolError(error);
+  return type !== undefined && TOO_LARGE_TYPES.has(type);
+}
+
+/**
+ * A record the standby topic cannot take, even compressed: retrying cannot help until its
+ * max.message.bytes is raised, so the message says which record and what to raise.
+ */
+export class RecordTooLargeError extends KafkaError {
+  constructor(message: string, options?: KdrErrorOptions) {
+    super('RECORD_TOO_LARGE', message, options);
+  }
+}
+
 export function isFenced(error: unknown): boolean {
   const { type, code } = kafkaProtocolError(error);
   return (type !== undefined && FENCED_TYPES.has(type)) || (code !== undefined && FENCED_CODES.has(code));
@@ -42,7 +58,7 @@ export function toKdrError(error: unknown, doing: string, details: Record<string
       details,
     });
   if (info.type && TOO_LARGE_TYPES.has(info.type))
-    return new KafkaError('RECORD_TOO_LARGE', message, { cause: error, details });
+    return new RecordTooLargeError(message, { cause: error, details });
   return new KafkaError(info.retriable ? 'KAFKA_UNAVAILABLE' : 'KAFKA_REQUEST_FAILED', message, {
     cause: error,
     details,

@@ -1,17 +1,111 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Compression } from '../../config.ts';
-import type { OutgoingRecord, TopicPartition } from '../../core/records.ts';
-import { KafkaError } from '../../errors.ts';
+import { lastHeader, parseSrc, SRC_HEADER } from '../../core/provenance.ts';
+import { type OutgoingRecord, recordSize, type TopicPartition } from '../../core/records.ts';
+import { describeError, KafkaError } from '../../errors.ts';
 import type {
   MultiPartitionWriter,
   PartitionBatch,
   TransactionalWriter,
   TransactionalWriterFactory,
 } from '../../ports/kafka.ts';
+import { KafkaAdmin } from './admin.ts';
 import { compressionType } from './codecs.ts';
-import { kafkaProtocolError, toKdrError } from './errors.ts';
+import { isTooLarge, kafkaProtocolError, RecordTooLargeError, toKdrError } from './errors.ts';
 
 const UNKNOWN_SERVER_ERROR = -1;
+const ZSTD = compressionType('zstd');
+const LOW_RATIO = new Set([compressionType('none'), compressionType('lz4'), compressionType('snappy')]);
+const CODEC_NAMES: Record<number, Compression> = {
+  [compressionType('none')]: 'none',
+  [compressionType('gzip')]: 'gzip',
+  [compressionType('snappy')]: 'snappy',
+  [compressionType('lz4')]: 'lz4',
+  [compressionType('zstd')]: 'zstd',
+};
+
+/**
+ * The codec of a request over `compressAbove`: one record the source took compressed, which must fit the
+ * standby's max.message.bytes compressed too. What counts there is the ratio, not the speed (such requests
+ * are rare and carry one record), so:
+ * - none, lz4, snappy → zstd. lz4 and snappy are fast codecs with a poor ratio: a record that a producer's
+ *   zstd or gzip squeezed under the source limit can stay over it under lz4 (the Lambda default). zstd
+ *   (level 3, the WASM build registered in codecs.ts) has the best ratio of the codecs kdr can write, and
+ *   kafkajs 2.2.4 negotiates Produce v7 with Kafka ≥ 2.1 brokers (4.3 serves v3-v12), the version ZSTD
+ *   batches need.
+ * - gzip, zstd → kept. Both are high-ratio codecs, and an operator who chose gzip may have standby
+ *   consumers that read nothing else (kafkajs without codec plugins).
+ */
+export function oversizeCompression(configured: number): number {
+  return LOW_RATIO.has(configured) ? ZSTD : configured;
+}
+
+/** Bytes the records of a request take uncompressed (payloads, headers, record framing). */
+export function requestBytes(request: readonly OutgoingRecord[]): number {
+  let bytes = 0;
+  for (const r of request) bytes += recordSize(r);
+  return bytes;
+}
+
+/**
+ * The error for a request the standby refused for its size: which source record (its kdr.src header, or
+ * the target partition and source offset), how big, the standby topic's limit when it could be read, and
+ * what to do. The largest record of the request is named: a request over the limit holds that record
+ * alone when the plan made it.
+ */
+export function recordTooLargeError(input: {
+  target: TopicPartition;
+  request: readonly OutgoingRecord[];
+  compression: number;
+  limit: number | undefined;
+  cause: unknown;
+  writer: string;
+}): RecordTooLargeError {
+  const { target, request, compression, limit, cause, writer } = input;
+  let largest = request[0]!;
+  for (const r of request) if (recordSize(r) > recordSize(largest)) largest = r;
+  const size = recordSize(largest);
+  const total = requestBytes(request);
+  const src = parseSrc(lastHeader(largest.headers, SRC_HEADER));
+  const source = src
+    ? { topic: src.topic, partition: src.partition, offset: src.offset }
+    : { topic: target.topic, partition: target.partition, offset: largest.sourceOffset };
+  const codec = CODEC_NAMES[compression] ?? String(compression);
+  const how = `${codec === 'none' ? 'sent uncompressed' : `sent ${codec}-compressed`}${
+    request.length === 1
+      ? ', alone in its request'
+      : ` in a request of ${request.length} records (source offsets ${request[0]!.sourceOffset}-${request.at(-1)!.sourceOffset}, ${total} bytes)`
+  }`;
+  const takes =
+    limit === undefined
+      ? 'takes less (its max.message.bytes could not be read)'
+      : `takes at most ${limit} bytes per record batch (max.message.bytes)`;
+  // The uncompressed size plus room for the batch header and the codec's framing always fits.
+  const enough = total + 1024;
+  return new RecordTooLargeError(
+    `record too large for the standby: source ${source.topic} partition ${source.partition} offset ${source.offset} is ${size} bytes uncompressed (${how}), ` +
+      `and the standby topic ${target.topic} (partition ${target.partition}) ${takes}; the broker said ${kafkaProtocolError(cause).type ?? describeError(cause)}. ` +
+      `Raise max.message.bytes on the standby topic ${target.topic} to at least the record's compressed size (${enough} always suffices; kdr's topic sync never lowers it), ` +
+      `e.g. kafka-configs --alter --entity-type topics --entity-name ${target.topic} --add-config max.message.bytes=${enough}; ` +
+      `then run the command again (a running \`kdr mirror\` retries by itself) (writer ${writer})`,
+    {
+      cause,
+      details: {
+        topic: target.topic,
+        partition: target.partition,
+        sourceTopic: source.topic,
+        sourcePartition: source.partition,
+        sourceOffset: source.offset,
+        recordBytes: size,
+        requestRecords: request.length,
+        requestBytes: total,
+        compression: codec,
+        maxMessageBytes: limit ?? null,
+      },
+    },
+  );
+}
 
 /**
  * One idempotent, transactional kafkajs producer per source partition, with a transactional.id derived
@@ -30,13 +124,25 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
     private readonly producer: Producer,
     private readonly id: string,
     private readonly compression: number,
+    /** The standby topic's max.message.bytes, read only to explain a refusal; undefined if unknown. */
+    private readonly limitOf: (topic: string) => Promise<number | undefined> = async () => undefined,
   ) {}
 
-  async write(target: TopicPartition, requests: OutgoingRecord[][]): Promise<number[]> {
-    return (await this.writeMany([{ target, requests }]))[0]!;
+  async write(
+    target: TopicPartition,
+    requests: OutgoingRecord[][],
+    options: { compressAbove?: number } = {},
+  ): Promise<number[]> {
+    return (await this.writeMany([{ target, requests }], options))[0]!;
   }
 
-  async writeMany(batches: PartitionBatch[]): Promise<number[][]> {
+  /** The codec of one request: the configured one, or a high-ratio one above `compressAbove`. */
+  private compressionOf(request: readonly OutgoingRecord[], compressAbove: number | undefined): number {
+    if (compressAbove === undefined || requestBytes(request) <= compressAbove) return this.compression;
+    return oversizeCompression(this.compression);
+  }
+
+  async writeMany(batches: PartitionBatch[], options: { compressAbove?: number } = {}): Promise<number[][]> {
     if (this.broken)
       throw new KafkaError('KAFKA_REQUEST_FAILED', `writer ${this.id} failed before; open a new one`);
     const transaction = await this.producer.transaction().catch((error) => {
@@ -44,15 +150,19 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
       throw toKdrError(error, `beginning a transaction as ${this.id}`);
     });
     const where = batches.map((b) => `${b.target.topic}-${b.target.partition}`).join(', ');
+    // The request being sent, to name its record if the broker refuses it for its size.
+    let sending: { target: TopicPartition; request: OutgoingRecord[]; compression: number } | undefined;
     try {
       const all: number[][] = [];
       for (const { target, requests } of batches) {
         const offsets: number[] = [];
         for (const request of requests) {
+          const compression = this.compressionOf(request, options.compressAbove);
+          sending = { target, request, compression };
           const [metadata] = await transaction.send({
             topic: target.topic,
             acks: -1,
-            compression: this.compression,
+            compression,
             messages: request.map(
               (r) =>
                 ({
@@ -89,6 +199,11 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
       await transaction.abort().catch(() => {});
       const doing = `writing ${where} as ${this.id}`;
       const details = batches.length === 1 ? { ...batches[0]!.target } : { partitions: where };
+      // MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE: the same request fails the same way every time.
+      if (sending && isTooLarge(error)) {
+        const limit = await this.limitOf(sending.target.topic).catch(() => undefined);
+        throw recordTooLargeError({ ...sending, limit, cause: error, writer: this.id });
+      }
       // Kafka 4.3's coordinator answers UNKNOWN_SERVER_ERROR to an EndTxn that races a fencing
       // InitProducerId ("transition to ONGOING while it already a pending state PREPARE_EPOCH_FENCE"): the
       // commit did not apply and the fence aborts the transaction. Whatever the server's reason, a new writer
@@ -146,7 +261,9 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
       await producer.disconnect().catch(() => {});
       throw toKdrError(error, `opening the transactional writer ${id}`, details);
     }
-    const writer = new KafkaTransactionalWriter(producer, id, compressionType(this.compression));
+    const writer = new KafkaTransactionalWriter(producer, id, compressionType(this.compression), (topic) =>
+      this.maxMessageBytes(topic),
+    );
     this.open_.add(writer);
     const close = writer.close.bind(writer);
     writer.close = async () => {
@@ -154,6 +271,24 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
       await close();
     };
     return writer;
+  }
+
+  /** The standby topic's effective max.message.bytes, for the message of a refused record (rare path). */
+  private async maxMessageBytes(topic: string): Promise<number | undefined> {
+    const admin = new KafkaAdmin(this.kafka, 'standby');
+    try {
+      const timeout = new AbortController();
+      const [state] = await Promise.race([
+        admin.describeTopics([topic]).finally(() => timeout.abort()),
+        sleep(10_000, [], { signal: timeout.signal }).catch(() => []),
+      ]);
+      const value = Number(state?.configs['max.message.bytes']?.value);
+      return Number.isSafeInteger(value) ? value : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      await admin.close().catch(() => {});
+    }
   }
 
   async close(): Promise<void> {
