@@ -4,6 +4,7 @@ import type { TopicPartition } from '../../core/records.ts';
 import { describeError, isKdrError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { BatchResult, MirrorEngine } from '../../services/mirror.ts';
+import { KafkaAdmin } from './admin.ts';
 import { fromKafkajs, type KafkajsRecord } from './records.ts';
 
 /**
@@ -31,6 +32,38 @@ export function retryBackoffMs(attempt: number): number {
   return Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(attempt, 10));
 }
 
+const MIB = 1024 * 1024;
+/** Per-partition and per-fetch byte limits before the topics' own size limits are known. */
+export const FETCH_FLOOR = { perPartition: 4 * MIB, total: 32 * MIB } as const;
+/** The broker's max.message.bytes default (1 MiB + 12), for a topic whose limit cannot be read. */
+const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+
+/**
+ * Fetch limits under which no batch waits on luck. The broker returns a batch larger than the partition's
+ * limit only for the first partition of a fetch that returns data (KIP-74); for every later one it returns
+ * a truncated batch, which kafkajs drops. kafkajs sends one fetch per broker (its consumer group lists the
+ * partitions in a fixed order, but `Broker.fetch` shuffles them on every request), so with a 4 MiB limit a
+ * 6 MiB batch came back only in the fetches where its partition happened to be first among those with
+ * data: with n busy partitions on its broker about one fetch in n, and a partition of such batches could
+ * fall behind for good. So the per-partition limit is at least the largest batch any mirrored topic can
+ * hold (max.message.bytes bounds a whole record batch), and the fetch limit at least twice that, so that a
+ * full batch still fits after an earlier partition's share. Partitions that lag by more than the fetch limit
+ * can still fill a response ahead of it, but only until they catch up: a delay, not starvation.
+ *
+ * Memory: kafkajs keeps about one fetch response per source broker at a time (a broker's next fetch waits
+ * until its batches are processed), each at most `maxBytes` of compressed batches (the broker caps it with
+ * its own fetch.max.bytes, 55 MiB by default), which expand by their compression ratio when decoded. With
+ * topic limits up to 16 MiB that is the former 32 MiB per broker; a topic allowing 20 MiB batches raises
+ * it to 40 MiB.
+ */
+export function fetchLimits(largestBatchBytes: number | undefined): {
+  maxBytesPerPartition: number;
+  maxBytes: number;
+} {
+  const maxBytesPerPartition = Math.max(FETCH_FLOOR.perPartition, largestBatchBytes ?? 0);
+  return { maxBytesPerPartition, maxBytes: Math.max(FETCH_FLOOR.total, 2 * maxBytesPerPartition) };
+}
+
 export class GroupMirror {
   private consumer?: Consumer;
   private readonly failures = new Map<string, number>();
@@ -44,12 +77,14 @@ export class GroupMirror {
 
   async start(): Promise<void> {
     const { groupId, topics, partitionConcurrency, logger } = this.options;
+    const limits = fetchLimits(await this.largestBatchBytes(topics));
+    logger.debug('fetch limits', { groupId, ...limits });
     const consumer = this.kafka.consumer({
       groupId,
       readUncommitted: false,
       allowAutoTopicCreation: false,
-      maxBytesPerPartition: 4 * 1024 * 1024,
-      maxBytes: 32 * 1024 * 1024,
+      // Sized so that no partition starves behind another (see fetchLimits).
+      ...limits,
       // A mirror that died must hand its partitions over quickly: the group waits this long for it.
       sessionTimeout: 10_000,
       // A fetch waits at most this long for data: bounds how long a stop (or a rebalance) waits for it.
@@ -117,6 +152,34 @@ export class GroupMirror {
         }
       },
     });
+  }
+
+  /**
+   * The largest record batch the selected source topics can hold: the highest max.message.bytes among
+   * them. Read when the consumer starts; the mirror loop restarts it when topics or partitions change, so a
+   * limit raised on a running source takes effect at the next restart. When the configs cannot be read,
+   * assume the broker default (the floor covers it) and say so.
+   */
+  private async largestBatchBytes(topics: string[]): Promise<number | undefined> {
+    if (topics.length === 0) return undefined;
+    const admin = new KafkaAdmin(this.kafka, 'source');
+    try {
+      const states = await admin.describeTopics(topics);
+      let largest = 0;
+      for (const state of states) {
+        const value = Number(state.configs['max.message.bytes']?.value ?? DEFAULT_MAX_MESSAGE_BYTES);
+        if (Number.isSafeInteger(value)) largest = Math.max(largest, value);
+      }
+      return largest;
+    } catch (error) {
+      this.options.logger.warn(
+        "could not read the source topics' max.message.bytes; fetching with the default limits",
+        { error: describeError(error), ...FETCH_FLOOR },
+      );
+      return undefined;
+    } finally {
+      await admin.close().catch(() => {});
+    }
   }
 
   /** Waits before a retry while keeping the group membership alive. */
