@@ -8,7 +8,18 @@ import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
-import { runCheckpoint, translateAll } from './checkpoint.ts';
+import {
+  describeGap,
+  GapLog,
+  gapBelow,
+  type LogStartGap,
+  logStartOf,
+  previousObservations,
+  readFromLogStart,
+  runCheckpoint,
+  translateAll,
+  withProof,
+} from './checkpoint.ts';
 import { caughtUp } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
 
@@ -78,7 +89,11 @@ export interface FailoverReport {
   startedAt: string;
   finishedAt: string;
   rtoMs: number;
-  rpo: { records: number; seconds: number; partitions: PartitionRpo[] };
+  /**
+   * `gaps`: ranges the primary deleted (retention, DeleteRecords) before they were mirrored. They are not
+   * in `records`: they are gone from both clusters; each gap's count bounds the records it held.
+   */
+  rpo: { records: number; seconds: number; partitions: PartitionRpo[]; gaps: LogStartGap[] };
   groups: Record<string, GroupMove[]>;
   mirrorStopped: string[];
   /** Milliseconds per phase (drain, checkpoint, groups, fence). */
@@ -105,11 +120,12 @@ export async function mirroredPartitions(
 /**
  * Copies what the mirror has not yet copied, partition by partition, until caught up or out of time.
  * `floor` (failback) is where the source partition's records for this direction can start when the map
- * has nothing yet.
+ * has nothing yet. Reads start at the partition's current log start: what it passed before being mirrored
+ * is returned as a gap, not retried.
  */
 export async function drain(
   deps: {
-    engine: MirrorEngine;
+    engine: Pick<MirrorEngine, 'mirrorBatch'>;
     reader: PartitionReader;
     offsetMap: OffsetMapStore;
     route: { sourceAlias: string; targetAlias: string };
@@ -118,36 +134,71 @@ export async function drain(
   partitions: TopicPartition[],
   deadline: number,
   clock: () => number,
-): Promise<{ pending: { tp: TopicPartition; end: number; lastMirrored: number | null }[]; drained: number }> {
+): Promise<{
+  pending: { tp: TopicPartition; end: number; lastMirrored: number | null }[];
+  drained: number;
+  gaps: LogStartGap[];
+}> {
   let drained = 0;
+  const gaps = new GapLog();
   for (;;) {
-    const pending: { tp: TopicPartition; end: number; from: number; lastMirrored: number | null }[] = [];
+    const pending: {
+      tp: TopicPartition;
+      end: number;
+      from: number;
+      logStart: number;
+      lastMirrored: number | null;
+    }[] = [];
     const byTopic = new Map<string, number[]>();
     for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
     for (const [topic, ids] of byTopic) {
       for (const o of await deps.reader.offsets(topic, ids)) {
         const tp = { topic, partition: o.partition };
-        const floor = (await deps.floor?.(tp)) ?? 0;
-        const route = { ...deps.route, floor };
-        if (
-          await caughtUp(
+        const floor = await deps.floor?.(tp);
+        const latest = await deps.offsetMap.latest(tp);
+        // Where this direction's unmirrored records start (unknown: from the log start, no gap).
+        const expected = latest ? latest.lastSource + 1 : floor;
+        if (expected !== undefined) gaps.add(gapBelow(tp, expected, o.logStart, clock()));
+        const from = Math.max(expected ?? o.logStart, o.logStart);
+        const route = { ...deps.route, ...(floor !== undefined ? { floor } : {}) };
+        let done: boolean;
+        try {
+          done = await caughtUp(
             { offsetMap: deps.offsetMap, sourceReader: deps.reader },
             tp,
             o.lastStable,
             o.logStart,
             route,
-          )
-        )
-          continue;
-        const latest = await deps.offsetMap.latest(tp);
-        const from = latest ? latest.lastSource + 1 : Math.max(o.logStart, floor);
-        pending.push({ tp, end: o.lastStable, from, lastMirrored: latest?.lastSource ?? null });
+          );
+        } catch (error) {
+          // The log start passed the read since the offsets were taken: the copy below starts from it.
+          const now = await logStartOf(deps.reader, tp);
+          if (now === undefined || now <= from) throw error;
+          done = false;
+        }
+        if (done) continue;
+        pending.push({
+          tp,
+          end: o.lastStable,
+          from,
+          logStart: o.logStart,
+          lastMirrored: latest?.lastSource ?? null,
+        });
       }
     }
-    if (pending.length === 0 || clock() > deadline) return { pending, drained };
+    if (pending.length === 0 || clock() > deadline)
+      return {
+        pending: pending.map(({ tp, end, lastMirrored }) => ({ tp, end, lastMirrored })),
+        drained,
+        gaps: gaps.list(),
+      };
     for (const p of pending) {
       let batch: SourceRecord[] = [];
-      for await (const records of deps.reader.readRange(p.tp, p.from, p.end)) {
+      for await (const records of readFromLogStart(deps.reader, p.tp, p.from, p.end, {
+        logStart: p.logStart,
+        onGap: (gap) => gaps.add(gap),
+        clock,
+      })) {
         batch.push(...records);
         if (batch.length >= 5000) {
           drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
@@ -197,7 +248,17 @@ function rpoFrom(
 ): PartitionRpo[] {
   return observations.map((o) => {
     const mirrored = lastMirrored.get(`${o.topic}-${o.partition}`) ?? o.lastMirrored;
-    const next = mirrored === null ? 0 : mirrored + 1;
+    let next = mirrored === null ? 0 : mirrored + 1;
+    // Deleted before it was mirrored (a gap, reported on its own), or seen to hold only markers: not lost
+    // by failing over.
+    if (o.gap) next = Math.max(next, o.gap.to);
+    if (
+      o.markersOnlyTo !== undefined &&
+      o.lastMirrored !== null &&
+      mirrored !== null &&
+      mirrored >= o.lastMirrored
+    )
+      next = Math.max(next, o.markersOnlyTo);
     const records = Math.max(0, o.endOffset - next);
     const seconds =
       records > 0 && o.firstUnmirroredTimestamp !== null
@@ -252,6 +313,7 @@ export async function failover(
     let partitions: TopicPartition[];
     let moves = new Map<string, GroupMove[]>();
     let rpo: PartitionRpo[];
+    const gaps = new GapLog();
     const ends = new Map<string, Promise<number>>();
     const standbyEnd = (tp: TopicPartition) => {
       const key = `${tp.topic}-${tp.partition}`;
@@ -291,7 +353,11 @@ export async function failover(
         );
       });
       mark('start');
-      const { pending, drained } = await drain(
+      const {
+        pending,
+        drained,
+        gaps: drainGaps,
+      } = await drain(
         {
           engine: deps.engine,
           reader: deps.primaryReader,
@@ -303,6 +369,9 @@ export async function failover(
         clock,
       );
       log.info('drained the mirror', { records: drained });
+      // The last checkpoint can prove that a gap held only transaction markers.
+      const earlier = drainGaps.length > 0 ? await previousObservations(deps.stateStore, log) : new Map();
+      for (const gap of drainGaps) gaps.add(withProof(gap, earlier));
       if (pending.length > 0) {
         const behind = pending.map(
           (p) => `${p.tp.topic}-${p.tp.partition} (last mirrored ${p.lastMirrored ?? 'none'}, end ${p.end})`,
@@ -329,6 +398,7 @@ export async function failover(
       );
       // Lag is zero: a position beyond the last mirrored record is the end of the partition on both sides.
       for (const c of checkpoint.checkpoints) await addMove(c, false);
+      for (const gap of checkpoint.gaps) gaps.add(gap);
       rpo = rpoFrom(checkpoint.observations, new Map());
     } else {
       partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
@@ -344,6 +414,7 @@ export async function failover(
       for (const o of set.observations)
         mirrored.set(`${o.topic}-${o.partition}`, (await deps.offsetMap.latest(o))?.lastSource ?? null);
       rpo = rpoFrom(set.observations, mirrored);
+      for (const o of set.observations) gaps.add(o.gap);
       if (set.at !== null)
         warnings.push(`RPO from the primary as last observed at ${new Date(set.at).toISOString()}`);
     }
@@ -383,12 +454,15 @@ export async function failover(
         records: rpo.reduce((n, p) => n + p.records, 0),
         seconds: Math.max(0, ...rpo.map((p) => p.seconds)),
         partitions: rpo,
+        gaps: gaps.list(),
       },
       groups,
       mirrorStopped,
       timings,
       warnings,
     };
+    for (const gap of report.rpo.gaps)
+      if (!gap.markersOnly) log.warn(describeGap(gap, deps.primaryAlias), { gap });
     log.info('failed over', { epoch: report.epoch, rtoMs: report.rtoMs, rpoRecords: report.rpo.records });
     return report;
   } catch (error) {

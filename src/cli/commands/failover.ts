@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { failoverRequestSchema, parseRequest } from '../../events/operations.ts';
 import { failoverDeps } from '../../operations.ts';
+import { describeGap } from '../../services/checkpoint.ts';
 import { type FailoverReport, failover } from '../../services/failover.ts';
 import { withRuntime } from '../context.ts';
 import { emit, table } from '../output.ts';
@@ -19,6 +20,7 @@ export function formatFailover(report: FailoverReport): string {
   const lines = [
     `pair ${report.pair} failed over ${report.from} -> ${report.to} (${report.mode}), epoch ${report.epoch}`,
     `RTO ${report.rtoMs} ms; RPO ${report.rpo.records} records, ${report.rpo.seconds.toFixed(1)} s`,
+    ...report.rpo.gaps.map((g) => `gap: ${describeGap(g, report.from)}`),
   ];
   const rows: (string | number)[][] = [['GROUP', 'TOPIC', 'PARTITION', 'SOURCE OFFSET', 'STANDBY OFFSET']];
   for (const [group, moves] of Object.entries(report.groups)) {
