@@ -8,6 +8,14 @@ import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts'
 import type { ObjectStore } from '../ports/objectStore.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { StateStore } from '../ports/stateStore.ts';
+import {
+  describeGap,
+  GapLog,
+  type LogStartGap,
+  previousObservations,
+  readFromLogStart,
+  withProof,
+} from './checkpoint.ts';
 import { defaultOwner, drain, type GroupMove, mirroredPartitions } from './failover.ts';
 import type { MirrorEngine } from './mirror.ts';
 
@@ -66,8 +74,20 @@ export interface FailbackReport {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
-  exported: { records: number; bytes: number; location: string | null; partitions: ExportedPartition[] };
+  /**
+   * `gaps`: ranges of the primary deleted (retention, DeleteRecords) after the last forward-mirrored
+   * offset before the export could read them: on neither cluster, nor in the export.
+   */
+  exported: {
+    records: number;
+    bytes: number;
+    location: string | null;
+    partitions: ExportedPartition[];
+    gaps: LogStartGap[];
+  };
   mirroredBack: number;
+  /** Ranges the standby deleted before they were mirrored back: never on the primary. */
+  mirroredBackGaps: LogStartGap[];
   groups: Record<string, GroupMove[]>;
   mirrorStarted: string[];
   warnings: string[];
@@ -98,12 +118,17 @@ export async function translateBack(
   return { primaryOffset: end!.lastStable, exact: false };
 }
 
-/** Exports the primary's records after the last forward-mirrored offset. */
+/**
+ * Exports the primary's records after the last forward-mirrored offset; from the partition's current log
+ * start when that is later (what it passed is a gap).
+ */
 async function exportUnmirrored(
   deps: FailbackDeps,
   partitions: TopicPartition[],
   prefix: string,
+  gaps: GapLog,
 ): Promise<ExportedPartition[]> {
+  const clock = deps.clock ?? Date.now;
   const exported: ExportedPartition[] = [];
   for (const tp of partitions) {
     const [offsets] = await deps.primaryReader.offsets(tp.topic, [tp.partition]);
@@ -130,7 +155,11 @@ async function exportUnmirrored(
       part.lastOffset = segment.lastOffset;
       pending = [];
     };
-    for await (const records of deps.primaryReader.readRange(tp, from, offsets!.lastStable)) {
+    for await (const records of readFromLogStart(deps.primaryReader, tp, from, offsets!.lastStable, {
+      logStart: offsets!.logStart,
+      onGap: (gap) => gaps.add(gap),
+      clock,
+    })) {
       pending.push(...records);
       if (pending.length >= SEGMENT_RECORDS) await flush();
     }
@@ -167,11 +196,21 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
 
     // 1. What the primary has that the standby never got: exported and reported, never dropped silently.
     const prefix = `failback/${deps.pair}/epoch-${failing.epoch}`;
+    const found = new GapLog();
     const exported = await exportUnmirrored(
       deps,
       partitions.filter((tp) => onPrimary.has(tp.topic)),
       prefix,
+      found,
     );
+    // The last checkpoint before the failover can prove that a gap held only transaction markers.
+    const exportGaps = new GapLog();
+    if (found.list().length > 0) {
+      const earlier = await previousObservations(deps.stateStore, log);
+      for (const gap of found.list()) exportGaps.add(withProof(gap, earlier));
+    }
+    for (const gap of exportGaps.list())
+      if (!gap.markersOnly) log.warn(describeGap(gap, deps.primaryAlias), { gap });
     const exportedRecords = exported.reduce((n, p) => n + p.records, 0);
     let location: string | null = null;
     if (exportedRecords > 0) {
@@ -185,6 +224,7 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
         reason: 'records on the old primary after the last mirrored offset, never on the standby',
         records: exportedRecords,
         partitions: exported,
+        gaps: exportGaps.list(),
       };
       await deps.objectStore.put(manifestKey, JSON.stringify(manifest, null, 2), {
         ifNoneMatch: true,
@@ -199,7 +239,11 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
 
     // 2. What the standby got since the failover goes back to the primary, exactly once.
     // Before the last forward-mirrored record, the standby holds only copies of the primary's records.
-    const { pending, drained } = await drain(
+    const {
+      pending,
+      drained,
+      gaps: mirroredBackGaps,
+    } = await drain(
       {
         engine: deps.reverseEngine,
         reader: deps.standbyReader,
@@ -214,6 +258,7 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
       started + options.timeoutMs,
       clock,
     );
+    for (const gap of mirroredBackGaps) log.warn(describeGap(gap, deps.standbyAlias), { gap });
     if (pending.length > 0) {
       throw new TimeoutError(
         `the standby's records did not all reach the primary within ${options.timeoutMs / 1000} s (${pending.length} partitions behind); are applications still writing to the standby?`,
@@ -282,8 +327,10 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
         bytes: exported.reduce((n, p) => n + p.objects.reduce((m, o) => m + o.bytes, 0), 0),
         location,
         partitions: exported,
+        gaps: exportGaps.list(),
       },
       mirroredBack: drained,
+      mirroredBackGaps,
       groups,
       mirrorStarted,
       warnings,

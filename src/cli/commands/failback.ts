@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { failbackRequestSchema, parseRequest } from '../../events/operations.ts';
 import { failbackDeps } from '../../operations.ts';
+import { describeGap } from '../../services/checkpoint.ts';
 import { type FailbackReport, failback } from '../../services/failback.ts';
 import { withRuntime } from '../context.ts';
 import { emit, table } from '../output.ts';
@@ -10,6 +11,8 @@ export function formatFailback(report: FailbackReport): string {
   const lines = [
     `pair ${report.pair} failed back ${report.from} -> ${report.to}, epoch ${report.epoch}, in ${report.durationMs} ms`,
     `mirrored back ${report.mirroredBack} records; exported ${report.exported.records} records the standby never got${report.exported.location ? ` to ${report.exported.location}` : ''}`,
+    ...report.exported.gaps.map((g) => `export gap: ${describeGap(g, report.to)}`),
+    ...report.mirroredBackGaps.map((g) => `mirror-back gap: ${describeGap(g, report.from)}`),
   ];
   const rows: (string | number)[][] = [['GROUP', 'TOPIC', 'PARTITION', 'STANDBY OFFSET', 'PRIMARY OFFSET']];
   for (const [group, moves] of Object.entries(report.groups)) {
