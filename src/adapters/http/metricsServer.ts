@@ -20,6 +20,10 @@ export interface MetricsSnapshot {
     partition: number;
     lagOffsets: number;
     lastMirroredAgeSeconds: number | null;
+    /** Topic generation (1 until the topic is re-created on either side). */
+    generation?: number;
+    /** Ranges the source deleted before they were mirrored. */
+    gaps?: { count: number }[];
   }[];
 }
 
@@ -83,6 +87,27 @@ export class MetricsServer {
         for (const p of s.partitions)
           if (p.lastMirroredAgeSeconds !== null)
             g.set({ topic: p.topic, partition: String(p.partition) }, p.lastMirroredAgeSeconds);
+      },
+    );
+    gauge(
+      'kdr_topic_generation',
+      'Generation of the topic in the offset map: +1 each time it was re-created on either side',
+      ['topic', 'partition'],
+      (g, s) => {
+        for (const p of s.partitions)
+          g.set({ topic: p.topic, partition: String(p.partition) }, p.generation ?? 1);
+      },
+    );
+    gauge(
+      'kdr_gap_offsets',
+      'Source offsets deleted (retention, DeleteRecords) before they were mirrored, in the current generation',
+      ['topic', 'partition'],
+      (g, s) => {
+        for (const p of s.partitions)
+          g.set(
+            { topic: p.topic, partition: String(p.partition) },
+            (p.gaps ?? []).reduce((n, gap) => n + gap.count, 0),
+          );
       },
     );
     gauge('kdr_checkpoint_age_seconds', 'Age of the newest consumer-group checkpoint', [], (g, s) => {
