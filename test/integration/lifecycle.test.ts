@@ -126,6 +126,86 @@ describe('the mirror through Kafka lifecycle events', () => {
     }
   });
 
+  it('mirrors a re-created topic through the Lambda handler as a new generation', async () => {
+    const topic = uniqueName('recreated-lambda');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const rt = runtime();
+    const readSource = async () => {
+      const [o] = await rt.sourceReader.offsets(topic, [0]);
+      const all: SourceRecord[] = [];
+      for await (const batch of rt.sourceReader.readRange(
+        { topic, partition: 0 },
+        o!.logStart,
+        o!.lastStable,
+      ))
+        all.push(...batch);
+      return all;
+    };
+    await produce(
+      topic,
+      Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await handler(toKafkaEvent([{ topic, partition: 0, records: await readSource() }]));
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 5 }, (_, i) => ({ value: `new-${i}` })),
+    );
+    // The same warm container: its writer of the old topic is still open.
+    const result = await handler(toKafkaEvent([{ topic, partition: 0, records: await readSource() }]));
+    expect(result.recordsMirrored).toBe(5);
+    expect(values(await readWithKcat('standby', topic))).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => `old-${i}`),
+      ...Array.from({ length: 5 }, (_, i) => `new-${i}`),
+    ]);
+    const [row] = await statusOf(topic);
+    expect(row).toMatchObject({ generation: 2, lastMirrored: 4, lagOffsets: 0 });
+  });
+
+  it('mirrors the writes after kdr restore --target primary --mode replace (a re-created topic)', async () => {
+    const topic = uniqueName('replaced');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 15 }, (_, i) => ({ value: `v${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    const snapshot = await runKdr(['snapshot', '--topics', topic, '--json']);
+    expect(snapshot.exitCode, snapshot.stderr).toBe(0);
+    const { snapshotId } = JSON.parse(snapshot.stdout);
+    const restored = await runKdr([
+      'restore',
+      '--snapshot',
+      snapshotId,
+      '--topics',
+      topic,
+      '--target',
+      'primary',
+      '--mode',
+      'replace',
+      '--no-safety-snapshot',
+      '--yes',
+      '--json',
+    ]);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    await produce(
+      topic,
+      Array.from({ length: 5 }, (_, i) => ({ value: `after-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    const standby = values(await readWithKcat('standby', topic));
+    // The restored topic is a new generation: its records (the restored ones, then the new writes) all
+    // follow what the standby had, each once.
+    expect(standby).toEqual([
+      ...Array.from({ length: 15 }, (_, i) => `v${i}`),
+      ...Array.from({ length: 15 }, (_, i) => `v${i}`),
+      ...Array.from({ length: 5 }, (_, i) => `after-${i}`),
+    ]);
+    const [row] = await statusOf(topic);
+    expect(row).toMatchObject({ generation: 2, lagOffsets: 0 });
+  });
+
   it('does not translate a re-created topic through the old topic before the mirror has seen it', async () => {
     const topic = uniqueName('pending');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
