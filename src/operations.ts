@@ -46,6 +46,7 @@ export function failoverDeps(rt: Runtime, owner?: string): FailoverDeps {
     primaryReader: rt.sourceReader,
     standbyReader: rt.targetReader,
     offsetMap: rt.offsetMap,
+    counterpartMap: rt.counterpartMap,
     engine: rt.engine,
     writers: rt.writers,
     selectTopic: rt.selectTopic,

@@ -248,6 +248,7 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
         engine: deps.reverseEngine,
         reader: deps.standbyReader,
         offsetMap: deps.reverseMap,
+        counterpartMap: deps.forwardMap,
         route: { sourceAlias: deps.standbyAlias, targetAlias: deps.primaryAlias },
         floor: async (tp) => {
           const forward = await deps.forwardMap.latest(tp);

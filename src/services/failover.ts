@@ -47,6 +47,8 @@ export interface FailoverDeps {
   primaryReader: PartitionReader;
   standbyReader: PartitionReader;
   offsetMap: OffsetMapStore;
+  /** The reverse map (standby -> primary): proves which primary records are copies of the standby's. */
+  counterpartMap?: OffsetMapStore;
   /** The forward engine (its guard lets it write while FAILING_OVER). */
   engine: MirrorEngine;
   /** The forward writers: opening one fences the partition's mirror. */
@@ -128,6 +130,8 @@ export async function drain(
     engine: Pick<MirrorEngine, 'mirrorBatch'>;
     reader: PartitionReader;
     offsetMap: OffsetMapStore;
+    /** The other direction's map: proves which records are copies of the target's (never due). */
+    counterpartMap?: OffsetMapStore;
     route: { sourceAlias: string; targetAlias: string };
     floor?: (tp: TopicPartition) => Promise<number | undefined>;
   },
@@ -164,7 +168,11 @@ export async function drain(
         let done: boolean;
         try {
           done = await caughtUp(
-            { offsetMap: deps.offsetMap, sourceReader: deps.reader },
+            {
+              offsetMap: deps.offsetMap,
+              sourceReader: deps.reader,
+              ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
+            },
             tp,
             o.lastStable,
             o.logStart,
@@ -362,6 +370,7 @@ export async function failover(
           engine: deps.engine,
           reader: deps.primaryReader,
           offsetMap: deps.offsetMap,
+          ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
           route: { sourceAlias: deps.primaryAlias, targetAlias: deps.standbyAlias },
         },
         partitions,
