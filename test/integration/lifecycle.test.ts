@@ -38,8 +38,9 @@ const values = (records: KcatRecord[]) => records.map((r) => r.value?.toString()
 async function produce(
   topic: string,
   items: { value: string; headers?: Record<string, string>; partition?: number }[],
+  cluster: 'primary' | 'standby' = 'primary',
 ): Promise<void> {
-  const producer = kafkaFor('primary').producer({ idempotent: true });
+  const producer = kafkaFor(cluster).producer({ idempotent: true });
   await producer.connect();
   try {
     await producer.send({
@@ -316,5 +317,45 @@ describe('the mirror through Kafka lifecycle events', () => {
     const standby = await readWithKcat('standby', topic);
     expect(values(standby)).toEqual(['plain-0', 'fwd-origin', 'fwd-src', 'fwd-self', 'plain-1']);
     expect(standby.map(srcOffset)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('brings back through a failover and failback every standby record, forwarded kdr headers or not, with no cycle', async () => {
+    const topic = uniqueName('fwd-cycle');
+    const env = {
+      KDR_PAIR: uniqueName('fwd-pair'),
+      KDR_TOPICS: topic,
+      KDR_GROUPS: 'none',
+      KDR_MIRROR_GROUP_ID: uniqueName('fwd-mirror'),
+    };
+    const kdr = async (args: string[]) => {
+      const result = await runKdr([...args, '--json'], { env });
+      expect(result.exitCode, `kdr ${args.join(' ')}: ${result.stderr.slice(-2000)}`).toBe(0);
+      return JSON.parse(result.stdout);
+    };
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(topic, [
+      { value: 'p-0' },
+      { value: 'p-fwd', headers: { 'kdr.origin': 'standby', 'kdr.src': `standby/${topic}/0/0` } },
+      { value: 'p-1' },
+    ]);
+    await kdr(['mirror', '--until-caught-up']);
+    await kdr(['failover', '--planned']);
+    // Applications on the standby, one forwarding the headers of the mirrored record it read.
+    await produce(
+      topic,
+      [
+        { value: 's-0' },
+        { value: 's-fwd', headers: { 'kdr.origin': 'primary', 'kdr.src': `primary/${topic}/0/0` } },
+        { value: 's-1' },
+      ],
+      'standby',
+    );
+    await kdr(['failback']);
+    const expected = ['p-0', 'p-fwd', 'p-1', 's-0', 's-fwd', 's-1'];
+    expect(values(await readWithKcat('primary', topic))).toEqual(expected);
+    // Forward again: the records mirrored back are proven copies of the standby's, never sent round.
+    await kdr(['mirror', '--until-caught-up']);
+    expect(values(await readWithKcat('standby', topic))).toEqual(expected);
+    expect(values(await readWithKcat('primary', topic))).toEqual(expected);
   });
 });
