@@ -275,31 +275,62 @@ describe('the mirror through Kafka lifecycle events', () => {
     expect(standby.map(srcOffset)).toEqual(all.map((r) => r.offset));
   });
 
-  it('records source offsets deleted before they were mirrored as a gap, and mirrors the rest', async () => {
-    const topic = uniqueName('deleted');
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })),
-    );
-    await mirrorUntilCaughtUp(topic);
-    await produce(
-      topic,
-      Array.from({ length: 90 }, (_, i) => ({ value: `v${i + 10}` })),
-    );
-    await withAdmin('primary', async (admin) => {
-      await admin.fetchTopicMetadata({ topics: [topic] });
-      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '60' }] });
-    });
-    await mirrorUntilCaughtUp(topic);
-    const standby = await readWithKcat('standby', topic);
-    expect(standby.map(srcOffset)).toEqual([
-      ...Array.from({ length: 10 }, (_, i) => i),
-      ...Array.from({ length: 40 }, (_, i) => 60 + i),
-    ]);
-    const [row] = await statusOf(topic);
-    expect(row.gaps).toEqual([expect.objectContaining({ from: 10, to: 60, count: 50, side: 'source' })]);
-  });
+  it.each([
+    ['plain', false],
+    ['transactional', true],
+  ])(
+    'records %s source offsets deleted before they were mirrored as a gap, and mirrors the rest',
+    async (kind, transactional) => {
+      const topic = uniqueName(`deleted-${kind}`);
+      await createTopics('primary', [{ topic, numPartitions: 1 }]);
+      const write = async (from: number, count: number) => {
+        const producer = kafkaFor('primary').producer(
+          transactional
+            ? { transactionalId: uniqueName('deleted-tx'), idempotent: true, maxInFlightRequests: 1 }
+            : { idempotent: true },
+        );
+        await producer.connect();
+        const messages = Array.from({ length: count }, (_, i) => ({ partition: 0, value: `v${from + i}` }));
+        if (transactional) {
+          const tx = await producer.transaction();
+          await tx.send({ topic, messages });
+          await tx.commit();
+        } else {
+          await producer.send({ topic, messages });
+        }
+        await producer.disconnect();
+      };
+      await write(0, 10);
+      await mirrorUntilCaughtUp(topic);
+      await write(10, 90);
+      const rt = runtime();
+      const source = await readWithKcat('primary', topic);
+      const cut = source[60]!.offset; // the record v60: everything before it is deleted
+      const lastMirrored = source[9]!.offset;
+      await withAdmin('primary', async (admin) => {
+        await admin.fetchTopicMetadata({ topics: [topic] });
+        await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: String(cut) }] });
+      });
+      expect((await rt.sourceReader.offsets(topic))[0]!.logStart).toBe(cut);
+      await mirrorUntilCaughtUp(topic);
+      const standby = await readWithKcat('standby', topic);
+      expect(values(standby)).toEqual([
+        ...Array.from({ length: 10 }, (_, i) => `v${i}`),
+        ...Array.from({ length: 40 }, (_, i) => `v${60 + i}`),
+      ]);
+      const [row] = await statusOf(topic);
+      // From the first offset after the last mirrored record (a marker, on a transactional topic) to the cut.
+      expect(row.gaps).toEqual([
+        expect.objectContaining({
+          from: lastMirrored + 1,
+          to: cut,
+          count: cut - lastMirrored - 1,
+          side: 'source',
+        }),
+      ]);
+      expect(row.lagOffsets).toBe(0);
+    },
+  );
 
   it('mirrors records that carry forwarded kdr headers, and never takes them for copies', async () => {
     const topic = uniqueName('forwarded');
