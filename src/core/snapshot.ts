@@ -31,9 +31,48 @@ export interface SegmentRef {
 export interface Gap {
   topic: string;
   partition: number;
-  /** Offsets [from, to) that retention deleted before this snapshot could read them. */
+  /**
+   * Offsets [from, to) that left the log (retention, DeleteRecords, a purge) before this snapshot read them:
+   * before the snapshot started, or while it was reading (the log start passed what it had read so far).
+   */
   from: number;
   to: number;
+  /** Offsets in the gap (to - from): at most this many records are lost (markers and aborted records take offsets too). */
+  count: number;
+  /** When the snapshot saw the log start past `from` (ISO time). */
+  seenAt: string;
+}
+
+/** A gap as a manifest holds it: manifests (and progress) written before `count` and `seenAt` lack them. */
+export type StoredGap = Omit<Gap, 'count' | 'seenAt'> & Partial<Pick<Gap, 'count' | 'seenAt'>>;
+
+/** Old gaps were all found when the cut was taken (planRanges), so `seenAt` is the cut's time. */
+export function withGapDefaults(gaps: StoredGap[] | undefined, cutAt: string): Gap[] {
+  return (gaps ?? []).map((g) => ({ ...g, count: g.count ?? g.to - g.from, seenAt: g.seenAt ?? cutAt }));
+}
+
+/** A manifest as read from the store, old ones included, with every gap's count and seenAt. */
+export function normalizeManifest(m: SnapshotManifest): SnapshotManifest & { gaps: Gap[] } {
+  return { ...m, gaps: withGapDefaults(m.gaps, m.cutAt) };
+}
+
+function gap(p: { topic: string; partition: number }, from: number, to: number, seenAt: string): Gap {
+  return { topic: p.topic, partition: p.partition, from, to, count: to - from, seenAt };
+}
+
+/**
+ * Every read is clamped to the partition's current log start: when the log start passed `next` (retention or
+ * DeleteRecords while the snapshot was reading, or between two of its runs), reading resumes at the log start
+ * and [next, logStart) is a gap of this snapshot, never a fetch retried for ever.
+ */
+export function clampToLogStart(
+  range: { topic: string; partition: number; next: number; to: number },
+  logStart: number,
+  seenAt: string,
+): { next: number; gap?: Gap } {
+  if (logStart <= range.next || range.next >= range.to) return { next: range.next };
+  const next = Math.min(logStart, range.to);
+  return { next, gap: gap(range, range.next, next, seenAt) };
 }
 
 export interface PartitionCut {
@@ -76,7 +115,8 @@ export interface SnapshotManifest {
   clamped: ClampedGroup[];
   /** Every segment a restore needs, the parent chain's included, in topic/partition/offset order. */
   segments: SegmentRef[];
-  gaps: Gap[];
+  /** Offsets this snapshot (with its chain) lacks; `loadManifest` fills in what old manifests lack. */
+  gaps: StoredGap[];
   /** Records and bytes this snapshot read (not the chain's). */
   records: number;
   bytes: number;
@@ -105,13 +145,15 @@ export function segmentKey(
 /**
  * Where each partition's reading starts: after the parent's cut when the parent covered it and the log
  * still continues from there; from the log start otherwise (a new topic, or a topic recreated since).
- * Offsets below the log start that the parent did not hold are a gap.
+ * Offsets below the log start that the parent did not hold are a gap, seen at `seenAt`.
  */
 export function planRanges(input: {
   partitions: { topic: string; partition: number; logStart: number; end: number }[];
   parent?: (Pick<SnapshotManifest, 'cut'> & { topics?: SnapshotManifest['topics'] }) | null;
   /** Current topic ids: a topic whose id differs from the parent's was recreated since. */
   topicIds?: Record<string, string | undefined>;
+  /** When the log starts were read (ISO time), for the gaps. */
+  seenAt: string;
 }): {
   ranges: { topic: string; partition: number; from: number; to: number; inherits: boolean }[];
   gaps: Gap[];
@@ -125,12 +167,14 @@ export function planRanges(input: {
     const parentId = input.parent?.topics?.[p.topic]?.topicId;
     const currentId = input.topicIds?.[p.topic];
     const recreated = parentId !== undefined && currentId !== undefined && parentId !== currentId;
+    const continues = parentCut !== undefined && parentCut.end <= p.end && !recreated;
     let from: number;
     let inherits = false;
-    if (parentCut && parentCut.end <= p.end && !recreated) {
+    if (continues) {
       from = parentCut.end;
       inherits = true;
     } else {
+      // Read from the start: a new topic, or one recreated since the parent.
       if (parentCut && recreated) {
         if (p.partition === 0)
           warnings.push(
@@ -143,11 +187,9 @@ export function planRanges(input: {
       }
       from = 0;
     }
-    if (from < p.logStart) {
-      gaps.push({ topic: p.topic, partition: p.partition, from, to: Math.min(p.logStart, p.end) });
-      from = Math.min(p.logStart, p.end);
-    }
-    ranges.push({ topic: p.topic, partition: p.partition, from, to: p.end, inherits });
+    const clamped = clampToLogStart({ ...p, next: from, to: p.end }, p.logStart, input.seenAt);
+    if (clamped.gap) gaps.push(clamped.gap);
+    ranges.push({ topic: p.topic, partition: p.partition, from: clamped.next, to: p.end, inherits });
   }
   return { ranges, gaps, warnings };
 }

@@ -5,8 +5,10 @@ import { decodeSegment, encodeSegment } from '../core/segment.ts';
 import {
   chainSegments,
   clampGroups,
+  clampToLogStart,
   type Gap,
   manifestKey,
+  normalizeManifest,
   planRanges,
   type SegmentRef,
   SNAPSHOT_FORMAT,
@@ -16,11 +18,12 @@ import {
   snapshotId,
   type TopicInfo,
   unreferenced,
+  withGapDefaults,
 } from '../core/snapshot.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
-import { InputError, NotFoundError } from '../errors.ts';
+import { InputError, KdrError, NotFoundError, StateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
+import type { FetchResult, GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
 import type { ObjectStore } from '../ports/objectStore.ts';
 import type { SnapshotCatalog, SnapshotIndexEntry } from '../ports/snapshotCatalog.ts';
 
@@ -29,9 +32,13 @@ import type { SnapshotCatalog, SnapshotIndexEntry } from '../ports/snapshotCatal
  *
  * A run takes the cut (group offsets first, end offsets second: see core/snapshot.ts), then reads each
  * partition's records from the parent's cut to this cut into immutable, checksummed segments, uploading a
- * segment while the next one is read (bounded memory: two segments). Progress is saved after every
- * segment, so a run cut short (a Lambda's time budget, a crash) is continued by the next one. The manifest
- * is written last, with If-None-Match: a snapshot without a manifest does not exist.
+ * segment while the next one is read (bounded memory: two segments). Every read is clamped to the
+ * partition's current log start: what retention or DeleteRecords removed before it was read is a gap in the
+ * manifest, never a fetch that fails on every run. Progress is saved after every segment, once the lease is
+ * renewed (a run whose lease was taken over stops without writing), so a run cut short (a Lambda's time
+ * budget, a crash) is continued by the next one. The manifest is written last, with If-None-Match: a
+ * snapshot without a manifest does not exist. Completing is idempotent: a run cut after the manifest or
+ * after the index is finished by the next one.
  */
 
 export interface SnapshotDeps {
@@ -116,7 +123,7 @@ export async function loadManifest(
   const manifest = await readJson<SnapshotManifest>(objects, manifestKey(prefix, id));
   if (!manifest)
     throw new NotFoundError(`snapshot ${id} does not exist (no ${objects.url(manifestKey(prefix, id))})`);
-  return manifest;
+  return normalizeManifest(manifest);
 }
 
 /** Every manifest of a cluster, oldest first (the object store is the truth; the index mirrors it). */
@@ -129,7 +136,7 @@ export async function listManifests(
   const manifests: SnapshotManifest[] = [];
   for (const key of keys) {
     const manifest = await readJson<SnapshotManifest>(objects, key);
-    if (manifest && (!cluster || manifest.cluster === cluster)) manifests.push(manifest);
+    if (manifest && (!cluster || manifest.cluster === cluster)) manifests.push(normalizeManifest(manifest));
   }
   return manifests.sort((a, b) => a.cutAt.localeCompare(b.cutAt) || a.snapshotId.localeCompare(b.snapshotId));
 }
@@ -188,6 +195,7 @@ async function startSnapshot(
     partitions,
     parent,
     topicIds: Object.fromEntries(Object.entries(topics).map(([name, t]) => [name, t.topicId])),
+    seenAt: new Date(cutAt).toISOString(),
   });
   for (const r of ranges) {
     cut[r.topic] ??= {};
@@ -201,7 +209,7 @@ async function startSnapshot(
   }
   for (const g of gaps)
     warnings.push(
-      `${g.topic}-${g.partition}: offsets ${g.from}-${g.to - 1} were deleted by retention before this snapshot read them`,
+      `${g.topic}-${g.partition}: offsets ${g.from}-${g.to - 1} were deleted (retention or DeleteRecords) before this snapshot read them`,
     );
   return {
     snapshotId: snapshotId(started, randomBytes(2).toString('hex')),
@@ -236,124 +244,274 @@ export async function runSnapshot(
   await deps.catalog.acquireLease(deps.cluster, owner, leaseMs);
   try {
     const key = progressKey(prefix, deps.cluster);
-    let progress = await readJson<SnapshotProgress>(deps.objects, key);
-    if (progress) {
-      log.info('continuing the snapshot in progress', { snapshotId: progress.snapshotId });
+    const saved = await readJson<SnapshotProgress>(deps.objects, key);
+    if (saved) saved.gaps = withGapDefaults(saved.gaps, saved.cutAt);
+    const run = new SnapshotRun(deps, saved ?? (await startSnapshot(deps, prefix, clock)), {
+      prefix,
+      key,
+      owner,
+      leaseMs,
+      clock,
+      log,
+      ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+    });
+    if (saved) {
+      log.info('continuing the snapshot in progress', { snapshotId: saved.snapshotId });
     } else {
-      progress = await startSnapshot(deps, prefix, clock);
-      await deps.objects.put(key, JSON.stringify(progress), { contentType: 'application/json' });
-      log.info('snapshot started', { snapshotId: progress.snapshotId, parent: progress.parent });
+      await run.save();
+      log.info('snapshot started', { snapshotId: run.state.snapshotId, parent: run.state.parent });
     }
-    const state = progress;
-    // Saving progress also renews the lease.
-    const save = async () => {
-      await deps.objects.put(key, JSON.stringify(state), { contentType: 'application/json' });
-      await deps.catalog.acquireLease(deps.cluster, owner, leaseMs);
-    };
-    // Every run uploads at least one segment before it looks at the deadline: however small the budget,
-    // a snapshot that continues run after run always finishes.
-    let uploadedThisRun = 0;
-    const outOfTime = () =>
-      uploadedThisRun > 0 &&
-      options.deadline !== undefined &&
-      clock() > options.deadline - DEADLINE_MARGIN_MS;
-    const report = () =>
-      deps.onProgress?.({
-        records: state.records,
-        bytes: state.bytes,
-        partitionsDone: state.ranges.filter((r) => r.next >= r.to).length,
-        partitions: state.ranges.length,
-      });
-
-    // One upload in flight while the next segment is read: memory stays at about two segments.
-    let uploading: Promise<void> = Promise.resolve();
-    const flush = async (range: RangeProgress, records: SourceRecord[]) => {
-      const segment = encodeSegment(records);
-      const ref: SegmentRef = {
-        key: '',
-        topic: range.topic,
-        partition: range.partition,
-        firstOffset: segment.firstOffset,
-        lastOffset: segment.lastOffset,
-        firstTimestamp: segment.firstTimestamp,
-        lastTimestamp: segment.lastTimestamp,
-        records: segment.records,
-        bytes: segment.bytes,
-        size: segment.data.length,
-        sha256: segment.sha256,
-      };
-      ref.key = segmentKey(prefix, deps.cluster, ref);
-      await uploading;
-      uploading = (async () => {
-        await deps.objects.put(ref.key, segment.data, { contentType: 'application/octet-stream' });
-        uploadedThisRun++;
-        state.segments.push(ref);
-        state.records += ref.records;
-        state.bytes += ref.bytes;
-        range.next = ref.lastOffset + 1;
-        await save();
-        report();
-      })();
-    };
-
-    for (const range of state.ranges) {
+    for (const range of run.state.ranges) {
       if (range.next >= range.to) continue;
-      let pending: SourceRecord[] = [];
-      let pendingBytes = 0;
-      let offset = range.next;
-      let paused = false;
-      while (offset < range.to && !paused) {
-        if (outOfTime()) break;
-        const fetched = await deps.reader.fetch(range, offset);
-        for (const record of fetched.records) {
-          if (record.offset >= range.to) break;
-          pending.push(record);
-          pendingBytes += 32 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-          for (const h of record.headers) pendingBytes += 8 + h.key.length + (h.value?.length ?? 0);
-          if (pendingBytes >= deps.segmentBytes) {
-            await flush(range, pending);
-            pending = [];
-            pendingBytes = 0;
-            // One fetch can hold many segments: the deadline is checked after each (the rest is read again).
-            if (outOfTime()) {
-              paused = true;
-              break;
-            }
-          }
-        }
-        if (paused) break;
-        if (fetched.nextOffset <= offset) break; // nothing committed left below the cut
-        offset = fetched.nextOffset;
-      }
-      if (pending.length > 0) await flush(range, pending);
-      await uploading;
-      if (outOfTime()) {
-        await save();
-        const left = state.ranges.filter((r) => r.next < r.to).length;
-        log.info('snapshot paused; the next run continues it', {
-          snapshotId: state.snapshotId,
-          records: state.records,
-          partitionsLeft: left,
-        });
-        return {
-          status: 'in-progress',
-          snapshotId: state.snapshotId,
-          records: state.records,
-          bytes: state.bytes,
-          segments: state.segments.length,
-          partitionsLeft: left,
-        };
-      }
-      // The rest of the range held only markers or aborted records.
-      range.next = range.to;
+      if (!(await run.readRange(range))) return await run.pause();
     }
-    await uploading;
+    const manifest = await run.complete();
+    return { status: 'complete', manifest, warnings: run.state.warnings };
+  } finally {
+    // A failure here must not hide the one that ended the run; an unreleased lease simply expires.
+    await deps.catalog
+      .releaseLease(deps.cluster, owner)
+      .catch((error: Error) =>
+        log.warn('could not release the snapshot lease; it expires on its own', { error: error.message }),
+      );
+  }
+}
 
-    const parent = state.parent ? await loadManifest(deps.objects, state.parent, prefix) : null;
+interface RunOptions {
+  prefix: string;
+  /** The progress object's key. */
+  key: string;
+  owner: string;
+  leaseMs: number;
+  clock: () => number;
+  deadline?: number;
+  log: Logger;
+}
+
+/** One run of a snapshot: reads ranges into segments, saves progress, and completes the snapshot. */
+class SnapshotRun {
+  /** One upload in flight while the next segment is read: memory stays at about two segments. */
+  private uploading: Promise<void> = Promise.resolve();
+  private uploadedThisRun = 0;
+
+  constructor(
+    private readonly deps: SnapshotDeps,
+    readonly state: SnapshotProgress,
+    private readonly o: RunOptions,
+  ) {}
+
+  /**
+   * Renews the lease, then writes the progress: a runner whose lease another took over (it stalled past the
+   * lease, or its clock runs behind) stops here, before it writes anything.
+   */
+  async save(): Promise<void> {
+    await this.renewLease();
+    await this.deps.objects.put(this.o.key, JSON.stringify(this.state), { contentType: 'application/json' });
+  }
+
+  private async renewLease(): Promise<void> {
+    try {
+      await this.deps.catalog.acquireLease(this.deps.cluster, this.o.owner, this.o.leaseMs);
+    } catch (error) {
+      if (!(error instanceof KdrError && error.code === 'STATE_CONFLICT')) throw error;
+      throw new StateError(
+        'STATE_CONFLICT',
+        `snapshot ${this.state.snapshotId}: this run (${this.o.owner}) lost the snapshot lease of ${this.deps.cluster} (${error.message}); it stops without writing its progress`,
+        { cause: error, details: { snapshotId: this.state.snapshotId, owner: this.o.owner } },
+      );
+    }
+  }
+
+  /** Every run uploads at least one segment before it looks at the deadline, so a snapshot always ends. */
+  private outOfTime(): boolean {
+    return (
+      this.uploadedThisRun > 0 &&
+      this.o.deadline !== undefined &&
+      this.o.clock() > this.o.deadline - DEADLINE_MARGIN_MS
+    );
+  }
+
+  private report(): void {
+    this.deps.onProgress?.({
+      records: this.state.records,
+      bytes: this.state.bytes,
+      partitionsDone: this.state.ranges.filter((r) => r.next >= r.to).length,
+      partitions: this.state.ranges.length,
+    });
+  }
+
+  /** Encodes a segment and starts its upload once the previous one is done; progress is saved after it. */
+  private async flush(range: RangeProgress, records: SourceRecord[]): Promise<void> {
+    const segment = encodeSegment(records);
+    const ref: SegmentRef = {
+      key: '',
+      topic: range.topic,
+      partition: range.partition,
+      firstOffset: segment.firstOffset,
+      lastOffset: segment.lastOffset,
+      firstTimestamp: segment.firstTimestamp,
+      lastTimestamp: segment.lastTimestamp,
+      records: segment.records,
+      bytes: segment.bytes,
+      size: segment.data.length,
+      sha256: segment.sha256,
+    };
+    ref.key = segmentKey(this.o.prefix, this.deps.cluster, ref);
+    await this.uploading;
+    this.uploading = (async () => {
+      await this.deps.objects.put(ref.key, segment.data, { contentType: 'application/octet-stream' });
+      this.uploadedThisRun++;
+      this.state.segments.push(ref);
+      this.state.records += ref.records;
+      this.state.bytes += ref.bytes;
+      range.next = ref.lastOffset + 1;
+      await this.save();
+      this.report();
+    })();
+    // Its failure is thrown where the upload is awaited (the next flush, or the range's end), not while a
+    // fetch is in flight as an unhandled rejection.
+    this.uploading.catch(() => {});
+  }
+
+  /**
+   * Moves `range.next` to the partition's log start when the log start passed it, and saves the gap with the
+   * progress. Called with no upload in flight.
+   */
+  private async clamp(range: RangeProgress, logStart: number): Promise<void> {
+    const clamped = clampToLogStart(range, logStart, new Date(this.o.clock()).toISOString());
+    if (!clamped.gap) return;
+    const g = clamped.gap;
+    this.state.gaps.push(g);
+    this.state.warnings.push(
+      `${g.topic}-${g.partition}: offsets ${g.from}-${g.to - 1} were deleted (retention or DeleteRecords) before this snapshot read them`,
+    );
+    this.o.log.warn('the log start passed what the snapshot had read: recorded a gap', { ...g });
+    range.next = clamped.next;
+    await this.save();
+  }
+
+  private async logStart(range: RangeProgress): Promise<number> {
+    const [offsets] = await this.deps.reader.offsets(range.topic, [range.partition]);
+    return offsets?.logStart ?? 0;
+  }
+
+  /**
+   * A fetch that failed because the log start passed `offset` (OFFSET_OUT_OF_RANGE): what was read is
+   * flushed, and reading resumes at the log start after a gap. Any other failure is thrown.
+   */
+  private async skipPurged(range: RangeProgress, offset: number, error: unknown): Promise<void> {
+    const logStart = await this.logStart(range).catch(() => {
+      throw error;
+    });
+    if (logStart <= offset) throw error;
+    await this.uploading;
+    // What lies between the last record read and `offset` was read too (markers, aborted records).
+    range.next = Math.max(range.next, offset);
+    await this.clamp(range, logStart);
+  }
+
+  /** Reads what is left of one range; false when the deadline stopped it (progress saved by `pause`). */
+  async readRange(range: RangeProgress): Promise<boolean> {
+    await this.clamp(range, await this.logStart(range));
+    let pending: SourceRecord[] = [];
+    let pendingBytes = 0;
+    let offset = range.next;
+    while (offset < range.to) {
+      if (this.outOfTime()) break;
+      let fetched: FetchResult;
+      try {
+        fetched = await this.deps.reader.fetch(range, offset);
+      } catch (error) {
+        if (pending.length > 0) await this.flush(range, pending);
+        pending = [];
+        pendingBytes = 0;
+        await this.skipPurged(range, offset, error);
+        offset = range.next;
+        continue;
+      }
+      for (const record of fetched.records) {
+        if (record.offset >= range.to) break;
+        pending.push(record);
+        pendingBytes += recordBytes(record);
+        if (pendingBytes < this.deps.segmentBytes) continue;
+        await this.flush(range, pending);
+        pending = [];
+        pendingBytes = 0;
+        // One fetch can hold many segments: the deadline is checked after each (the rest is read again).
+        if (this.outOfTime()) break;
+      }
+      if (this.outOfTime()) break;
+      if (fetched.nextOffset <= offset) break; // nothing committed left below the cut
+      offset = fetched.nextOffset;
+    }
+    if (pending.length > 0) await this.flush(range, pending);
+    await this.uploading;
+    if (this.outOfTime()) return false;
+    // The rest of the range held only markers or aborted records.
+    range.next = range.to;
+    return true;
+  }
+
+  async pause(): Promise<SnapshotResult> {
+    await this.save();
+    const left = this.state.ranges.filter((r) => r.next < r.to).length;
+    this.o.log.info('snapshot paused; the next run continues it', {
+      snapshotId: this.state.snapshotId,
+      records: this.state.records,
+      partitionsLeft: left,
+    });
+    return {
+      status: 'in-progress',
+      snapshotId: this.state.snapshotId,
+      records: this.state.records,
+      bytes: this.state.bytes,
+      segments: this.state.segments.length,
+      partitionsLeft: left,
+    };
+  }
+
+  /**
+   * Writes the manifest (never over an existing one: a snapshot without its manifest does not exist), indexes
+   * it and deletes the progress. Idempotent: a run cut after the manifest put or after the index finds the
+   * manifest of this very snapshot already there, and finishes the index and the progress delete.
+   */
+  async complete(): Promise<SnapshotManifest> {
+    const { deps, state } = this;
+    // Still ours: a runner that lost the lease must not index, nor delete a newer snapshot's progress.
+    await this.renewLease();
+    const manifestAt = manifestKey(this.o.prefix, state.snapshotId);
+    let manifest = await this.buildManifest();
+    try {
+      await deps.objects.put(manifestAt, JSON.stringify(manifest, null, 2), {
+        ifNoneMatch: true,
+        contentType: 'application/json',
+      });
+    } catch (error) {
+      if (!(error instanceof KdrError && error.code === 'STORE_CONDITION_FAILED')) throw error;
+      const existing = await loadManifest(deps.objects, state.snapshotId, this.o.prefix);
+      if (existing.cluster !== deps.cluster || existing.cutAt !== state.cutAt) throw error;
+      this.o.log.info('the manifest was written by an earlier run; finishing the snapshot', {
+        snapshotId: state.snapshotId,
+      });
+      manifest = existing;
+    }
+    await deps.catalog.index(indexEntry(manifest, this.o.prefix));
+    await deps.objects.delete([this.o.key]);
+    this.o.log.info('snapshot complete', {
+      snapshotId: manifest.snapshotId,
+      records: manifest.records,
+      segments: manifest.newSegments,
+    });
+    return manifest;
+  }
+
+  private async buildManifest(): Promise<SnapshotManifest> {
+    const { deps, state } = this;
+    const parent = state.parent ? await loadManifest(deps.objects, state.parent, this.o.prefix) : null;
     const inherited = new Set(
       state.ranges.filter((r) => r.inherits).map((r) => `${r.topic}\u0000${r.partition}`),
     );
-    const manifest: SnapshotManifest = {
+    return {
       format: SNAPSHOT_FORMAT,
       snapshotId: state.snapshotId,
       parent: state.parent,
@@ -361,7 +519,7 @@ export async function runSnapshot(
       cluster: deps.cluster,
       startedAt: state.startedAt,
       cutAt: state.cutAt,
-      completedAt: new Date(clock()).toISOString(),
+      completedAt: new Date(this.o.clock()).toISOString(),
       topics: state.topics,
       cut: state.cut,
       groups: state.groups,
@@ -375,27 +533,14 @@ export async function runSnapshot(
       bytes: state.bytes,
       newSegments: state.segments.length,
     };
-    // Written last, never over an existing one: a snapshot without its manifest does not exist.
-    await deps.objects.put(manifestKey(prefix, manifest.snapshotId), JSON.stringify(manifest, null, 2), {
-      ifNoneMatch: true,
-      contentType: 'application/json',
-    });
-    await deps.catalog.index(indexEntry(manifest, prefix));
-    await deps.objects.delete([key]);
-    log.info('snapshot complete', {
-      snapshotId: manifest.snapshotId,
-      records: manifest.records,
-      segments: manifest.newSegments,
-    });
-    return { status: 'complete', manifest, warnings: state.warnings };
-  } finally {
-    // A failure here must not hide the one that ended the run; an unreleased lease simply expires.
-    await deps.catalog
-      .releaseLease(deps.cluster, owner)
-      .catch((error: Error) =>
-        log.warn('could not release the snapshot lease; it expires on its own', { error: error.message }),
-      );
   }
+}
+
+/** What a record weighs in a segment, roughly (the segment's size limit is on this). */
+function recordBytes(record: SourceRecord): number {
+  let bytes = 32 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  for (const h of record.headers) bytes += 8 + h.key.length + (h.value?.length ?? 0);
+  return bytes;
 }
 
 export interface VerifyResult {

@@ -6,11 +6,13 @@ import { REPO_ROOT } from '../../infra/local/paths.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { SourceRecord } from '../../src/core/records.ts';
 import { decodeSegment } from '../../src/core/segment.ts';
-import type { SnapshotManifest } from '../../src/core/snapshot.ts';
+import type { Gap, SnapshotManifest } from '../../src/core/snapshot.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { snapshotDeps } from '../../src/operations.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
+import { runSnapshot } from '../../src/services/snapshot.ts';
 import { KDR_BIN, runKdr } from '../helpers/cli.ts';
-import { createTopics, eventually, kafkaFor, uniqueName } from '../helpers/lab.ts';
+import { createTopics, eventually, kafkaFor, readWithKcat, uniqueName, withAdmin } from '../helpers/lab.ts';
 import { canonical, edgeCaseRecord, prng, produce } from '../helpers/records.ts';
 
 /**
@@ -433,5 +435,290 @@ describe('snapshots', () => {
     expect(badId.exitCode).toBe(2);
     expect(await s.rt.objectStore.list(s.env.KDR_SNAPSHOT_PREFIX)).toEqual([]);
     expect(await s.rt.snapshotCatalog.list()).toEqual([]);
+  });
+});
+
+/** Kafka's own DeleteRecords: every record below `offset` (-1: the high watermark) leaves the log. */
+async function deleteRecords(topic: string, partitions: { partition: number; offset: number }[]) {
+  await withAdmin('primary', async (admin) => {
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.deleteTopicRecords({
+      topic,
+      partitions: partitions.map((p) => ({ partition: p.partition, offset: String(p.offset) })),
+    });
+  });
+}
+
+/** `target` with some of its methods replaced (the rest bound to it): a store or catalog that fails on cue. */
+function intercept<T extends object>(target: T, overrides: Partial<T>): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      if (prop in overrides) return overrides[prop as keyof T];
+      const value = Reflect.get(t, prop, t);
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  });
+}
+
+const progressOf = async (s: ReturnType<typeof setup>) => {
+  const key = `${s.env.KDR_SNAPSHOT_PREFIX}/progress/primary.json`;
+  if (!(await s.rt.objectStore.exists(key))) return undefined;
+  return JSON.parse((await s.rt.objectStore.get(key)).toString()) as {
+    snapshotId: string;
+    ranges: { topic: string; partition: number; next: number; to: number }[];
+    segments: unknown[];
+  };
+};
+
+const values = (n: number, tag: string) =>
+  Array.from({ length: n }, (_, i) => ({
+    key: null,
+    value: Buffer.from(`${tag}-${i}`.padEnd(100, '.')),
+    headers: [],
+    timestamp: Date.now(),
+  }));
+
+const gapOf = (topic: string, partition: number, from: number, to: number, after: number): Gap => ({
+  topic,
+  partition,
+  from,
+  to,
+  count: to - from,
+  seenAt: expect.toSatisfy((t: string) => Date.parse(t) >= after && Date.parse(t) <= Date.now()),
+});
+
+describe('snapshots never stop for good', () => {
+  it('a range purged while a snapshot is in progress is a gap; it completes and restores', async () => {
+    const s = setup('snapdel', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    for (const p of [0, 1]) await produce('primary', topic, p, values(1000, `p${p}`), { batch: 50 });
+    // The first run stops after its first segments (its deadline is already past), inside partition 0.
+    const first = await runSnapshot(snapshotDeps(s.rt, 'primary'), { deadline: Date.now() });
+    if (first.status !== 'in-progress') throw new Error('the first run was expected to stop early');
+    const [r0, r1] = (await progressOf(s))!.ranges;
+    expect(r0!.next).toBeGreaterThan(0);
+    expect(r0!.next).toBeLessThan(600);
+    expect(r1!.next).toBe(0);
+    // DeleteRecords past what it read on partition 0, and on partition 1, not read at all yet.
+    const read = r0!.next;
+    const purgedAt = Date.now();
+    await deleteRecords(topic, [
+      { partition: 0, offset: read + 300 },
+      { partition: 1, offset: 200 },
+    ]);
+    const done = await snapshot(s.env);
+    expect(done.snapshotId).toBe(first.snapshotId);
+    const m = await manifest(s.rt, done.snapshotId);
+    expect(m.gaps).toEqual([gapOf(topic, 0, read, read + 300, purgedAt), gapOf(topic, 1, 0, 200, purgedAt)]);
+    expect(done.gaps).toHaveLength(2);
+    expect(m.records).toBe(2000 - 500);
+    expect(await progressOf(s)).toBeUndefined();
+    const expected = new Map([
+      [0, values(1000, 'p0').filter((_, i) => i < read || i >= read + 300)],
+      [1, values(1000, 'p1').slice(200)],
+    ]);
+    const view = await restoreView(s.rt, m);
+    for (const [p, rows] of expected)
+      expect(view.get(`${topic}-${p}`)!.map((r) => r.value!.toString())).toEqual(
+        rows.map((r) => r.value.toString()),
+      );
+    // A restore of it writes what it holds, and says what it lacks.
+    const restored = await runKdr(
+      ['restore', '--snapshot', done.snapshotId, '--target', 'standby', '--topic-prefix', 'gap.', '--json'],
+      { env: s.env },
+    );
+    expect(restored.exitCode, restored.stderr.slice(-2000)).toBe(0);
+    expect(JSON.parse(restored.stdout).warnings.join('\n')).toContain(
+      `${topic}-0: offsets ${read}-${read + 299} were deleted`,
+    );
+    for (const [p, rows] of expected)
+      expect(
+        (await readWithKcat('standby', `gap.${topic}`, { partition: p })).map((r) => r.value!.toString()),
+      ).toEqual(rows.map((r) => r.value.toString()));
+  });
+
+  it('a range purged while the snapshot is reading it (OFFSET_OUT_OF_RANGE) is a gap of that run', async () => {
+    const s = setup('snapread');
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce('primary', topic, 0, values(600, 'a'), { batch: 50 });
+    const deps = snapshotDeps(s.rt, 'primary');
+    // One batch per fetch; before the third, DeleteRecords removes the next 200 offsets under the reader.
+    let fetches = 0;
+    let purgedAt = 0;
+    const reader = intercept(deps.reader, {
+      fetch: async (tp, offset) => {
+        if (++fetches === 3) {
+          expect(offset).toBe(100);
+          purgedAt = Date.now();
+          await deleteRecords(topic, [{ partition: 0, offset: offset + 200 }]);
+        }
+        return s.rt.sourceReader.fetch(tp, offset, { maxBytes: 1 });
+      },
+    });
+    const result = await runSnapshot({ ...deps, reader });
+    if (result.status !== 'complete') throw new Error('expected the snapshot to complete');
+    expect(result.manifest.gaps).toEqual([gapOf(topic, 0, 100, 300, purgedAt)]);
+    expect(result.warnings.join('\n')).toContain(`${topic}-0: offsets 100-299 were deleted`);
+    const view = await restoreView(s.rt, result.manifest);
+    expect(view.get(`${topic}-0`)!.map((r) => r.value!.toString())).toEqual(
+      values(600, 'a')
+        .filter((_, i) => i < 100 || i >= 300)
+        .map((r) => r.value.toString()),
+    );
+    expect(await progressOf(s)).toBeUndefined();
+  });
+
+  it('a plain and a transactional topic purged to their end before a snapshot are gaps', async () => {
+    const s = setup('snapend');
+    const [plain, txnTopic] = [s.topic('plain'), s.topic('txn')];
+    await createTopics('primary', [
+      { topic: plain, numPartitions: 1 },
+      { topic: txnTopic, numPartitions: 1 },
+    ]);
+    const txn = kafkaFor('primary').producer({
+      transactionalId: uniqueName('snapend-txn'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await txn.connect();
+    const transactions = async (count: number, tag: string) => {
+      for (let t = 0; t < count; t++) {
+        const tx = await txn.transaction();
+        await tx.send({
+          topic: txnTopic,
+          messages: Array.from({ length: 5 }, (_, i) => ({ value: `${tag}${t}-${i}` })),
+        });
+        if (t === 1) await tx.abort();
+        else await tx.commit();
+      }
+    };
+    let parent: SnapshotManifest;
+    try {
+      await produce('primary', plain, 0, values(100, 'a'));
+      await transactions(4, 'a');
+      parent = await manifest(s.rt, (await snapshot(s.env)).snapshotId);
+      await produce('primary', plain, 0, values(50, 'b'));
+      await transactions(3, 'b');
+    } finally {
+      await txn.disconnect();
+    }
+    const ends = new Map<string, number>();
+    for (const topic of [plain, txnTopic]) {
+      const [o] = await s.rt.sourceReader.offsets(topic, [0]);
+      expect(o!.lastStable, topic).toBe(o!.highWatermark);
+      ends.set(topic, o!.highWatermark);
+    }
+    // Transaction markers take offsets: the transactional topic ends past its records.
+    expect(ends.get(txnTopic)).toBe(7 * 6);
+    const purgedAt = Date.now();
+    for (const topic of [plain, txnTopic]) await deleteRecords(topic, [{ partition: 0, offset: -1 }]);
+    const second = await snapshot(s.env);
+    expect(second.parent).toBe(parent.snapshotId);
+    const m = await manifest(s.rt, second.snapshotId);
+    expect(m.records).toBe(0);
+    expect(m.gaps).toEqual(
+      [plain, txnTopic].sort().map((t) => gapOf(t, 0, parent.cut[t]!['0']!.end, ends.get(t)!, purgedAt)),
+    );
+    // Later snapshots continue from there, and carry the gap along the chain.
+    await produce('primary', plain, 0, values(10, 'c'));
+    const third = await manifest(s.rt, (await snapshot(s.env)).snapshotId);
+    expect(third.records).toBe(10);
+    expect(third.gaps).toEqual(m.gaps);
+  });
+
+  for (const step of ['manifest', 'index'] as const) {
+    it(`a snapshot cut short after its ${step} write completes on the next run, once`, async () => {
+      const s = setup(`snapdone-${step}`);
+      const topic = s.topic('t');
+      await createTopics('primary', [{ topic, numPartitions: 1 }]);
+      await produce('primary', topic, 0, values(100, 'a'));
+      const deps = snapshotDeps(s.rt, 'primary');
+      let killed = false;
+      const kill = () => {
+        killed = true;
+        throw new Error(`killed right after the ${step} write`);
+      };
+      const objects = intercept(deps.objects, {
+        put: async (key, body, options) => {
+          await s.rt.objectStore.put(key, body, options);
+          if (step === 'manifest' && !killed && key.includes('/manifests/')) kill();
+        },
+      });
+      const catalog = intercept(deps.catalog, {
+        index: async (entry) => {
+          await s.rt.snapshotCatalog.index(entry);
+          if (step === 'index' && !killed) kill();
+        },
+      });
+      await expect(runSnapshot({ ...deps, objects, catalog })).rejects.toThrow(
+        `killed right after the ${step}`,
+      );
+      const interrupted = (await progressOf(s))!.snapshotId;
+      const done = await snapshot(s.env);
+      expect(done.snapshotId).toBe(interrupted);
+      expect(done.records).toBe(100);
+      expect(await progressOf(s)).toBeUndefined();
+      const list = await runKdr(['snapshots', 'list', '--json'], { env: s.env });
+      expect(JSON.parse(list.stdout).map((x: { snapshotId: string }) => x.snapshotId)).toEqual([interrupted]);
+      expect((await s.rt.snapshotCatalog.list()).map((e) => e.snapshotId)).toEqual([interrupted]);
+      // The next snapshot is a child of it, as after any complete snapshot.
+      await produce('primary', topic, 0, values(10, 'b'));
+      const next = await snapshot(s.env);
+      expect([next.parent, next.records]).toEqual([interrupted, 10]);
+    });
+  }
+
+  it('a runner whose lease was taken over stops without writing its progress', async () => {
+    const s = setup('snaplease', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000', KDR_SNAPSHOT_LEASE_MS: '1500' });
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce('primary', topic, 0, values(1000, 'a'));
+    const deps = snapshotDeps(s.rt, 'primary');
+    const progressKey = `${s.env.KDR_SNAPSHOT_PREFIX}/progress/primary.json`;
+    let takenOver = false;
+    const writtenAfter: string[] = [];
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    let stalled!: () => void;
+    const stalling = new Promise<void>((resolve) => {
+      stalled = resolve;
+    });
+    const objects = intercept(deps.objects, {
+      put: async (key, body, options) => {
+        if (takenOver) writtenAfter.push(key);
+        if (key.includes('/segments/') && !takenOver) {
+          stalled();
+          await resumed;
+        }
+        await s.rt.objectStore.put(key, body, options);
+      },
+    });
+    // Runner A stalls in its first segment upload, past its lease; runner B takes the lease over.
+    const a = runSnapshot({ ...deps, objects, owner: 'runner-a' }).then(
+      () => new Error('runner A completed'),
+      (error: Error) => error,
+    );
+    await stalling;
+    await sleep(2000);
+    await s.rt.snapshotCatalog.acquireLease(deps.cluster, 'runner-b', 60_000);
+    takenOver = true;
+    resume();
+    const error = await a;
+    // The stalled segment lands (segments are immutable), but no progress object is written after it.
+    expect(writtenAfter.filter((key) => key === progressKey)).toEqual([]);
+    expect((await progressOf(s))!.segments).toEqual([]);
+    expect(error.message).toContain(
+      `this run (runner-a) lost the snapshot lease of ${deps.cluster} (a snapshot of ${deps.cluster} is already running (held by runner-b`,
+    );
+    expect(error.message).toContain('it stops without writing its progress');
+    // A's lease release did not free B's lease.
+    await expect(s.rt.snapshotCatalog.acquireLease(deps.cluster, 'runner-c', 1000)).rejects.toThrow(
+      'held by runner-b',
+    );
+    await s.rt.snapshotCatalog.releaseLease(deps.cluster, 'runner-b');
   });
 });

@@ -2,14 +2,19 @@ import { describe, expect, it } from 'vitest';
 import {
   chainSegments,
   clampGroups,
+  clampToLogStart,
+  normalizeManifest,
   parseDuration,
   planRanges,
   type SegmentRef,
+  type SnapshotManifest,
   segmentKey,
   selectForPrune,
   snapshotId,
   unreferenced,
 } from '../../../src/core/snapshot.ts';
+
+const SEEN = '2026-12-01T10:00:00.000Z';
 
 const seg = (topic: string, partition: number, first: number, last: number): SegmentRef => ({
   key: segmentKey('s', 'primary', { topic, partition, firstOffset: first, lastOffset: last }),
@@ -39,6 +44,7 @@ describe('snapshot planning', () => {
     };
     const plan = planRanges({
       parent,
+      seenAt: SEEN,
       partitions: [
         { topic: 'a', partition: 0, logStart: 0, end: 150 },
         { topic: 'a', partition: 1, logStart: 80, end: 120 }, // retention deleted 50-79 before we read them
@@ -52,7 +58,7 @@ describe('snapshot planning', () => {
       { topic: 'b', partition: 0, from: 0, to: 10, inherits: false },
       { topic: 'gone', partition: 0, from: 0, to: 3, inherits: false },
     ]);
-    expect(plan.gaps).toEqual([{ topic: 'a', partition: 1, from: 50, to: 80 }]);
+    expect(plan.gaps).toEqual([{ topic: 'a', partition: 1, from: 50, to: 80, count: 30, seenAt: SEEN }]);
     expect(plan.warnings[0]).toContain('gone-0 ends at 3, before the parent');
   });
 
@@ -66,6 +72,7 @@ describe('snapshot planning', () => {
     };
     const plan = planRanges({
       parent,
+      seenAt: SEEN,
       partitions: [
         { topic: 't', partition: 0, logStart: 0, end: 500 },
         { topic: 'same', partition: 0, logStart: 0, end: 9 },
@@ -78,6 +85,34 @@ describe('snapshot planning', () => {
     ]);
     expect(plan.warnings).toEqual([
       't was recreated since the parent snapshot (topic id old-id is now new-id): it is read again from its start',
+    ]);
+  });
+
+  it('clamps a read to the log start: the purged offsets are a gap, at most up to the cut', () => {
+    const range = { topic: 't', partition: 2, next: 40, to: 100 };
+    expect(clampToLogStart(range, 40, SEEN)).toEqual({ next: 40 });
+    expect(clampToLogStart(range, 10, SEEN)).toEqual({ next: 40 });
+    expect(clampToLogStart(range, 70, SEEN)).toEqual({
+      next: 70,
+      gap: { topic: 't', partition: 2, from: 40, to: 70, count: 30, seenAt: SEEN },
+    });
+    // Purged to the high watermark, beyond the cut: the gap ends at the cut.
+    expect(clampToLogStart(range, 130, SEEN).gap).toMatchObject({ from: 40, to: 100, count: 60 });
+    // A range already read has nothing to lose.
+    expect(clampToLogStart({ ...range, next: 100 }, 130, SEEN)).toEqual({ next: 100 });
+  });
+
+  it('reads old manifests: their gaps get a count and the cut as the time they were seen', () => {
+    const old = {
+      cutAt: SEEN,
+      gaps: [
+        { topic: 't', partition: 0, from: 5, to: 9 },
+        { topic: 't', partition: 1, from: 0, to: 3, count: 3, seenAt: '2026-12-02T00:00:00.000Z' },
+      ],
+    } as unknown as SnapshotManifest;
+    expect(normalizeManifest(old).gaps).toEqual([
+      { topic: 't', partition: 0, from: 5, to: 9, count: 4, seenAt: SEEN },
+      { topic: 't', partition: 1, from: 0, to: 3, count: 3, seenAt: '2026-12-02T00:00:00.000Z' },
     ]);
   });
 
