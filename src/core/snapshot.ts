@@ -75,6 +75,14 @@ export function clampToLogStart(
   return { next, gap: gap(range, range.next, next, seenAt) };
 }
 
+/** `cleanup.policy` holds `compact` (alone or with `delete`). */
+export function isCompacted(cleanupPolicy: string | null | undefined): boolean {
+  return (cleanupPolicy ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .includes('compact');
+}
+
 export interface PartitionCut {
   /** Where this snapshot's own reading started (the parent's end, or the log start). */
   start: number;
@@ -133,25 +141,42 @@ export function snapshotId(at: number, random: string): string {
 
 export const manifestKey = (prefix: string, id: string) => `${prefix}/manifests/${id}.json`;
 
+/**
+ * Where a segment lives. The checksum is part of the name: a compacted partition is read whole again by every
+ * snapshot, and the cleaner can remove records between two reads while the first and last offsets stay the
+ * same; without it the new segment would overwrite the one an older snapshot references.
+ */
 export function segmentKey(
   prefix: string,
   cluster: string,
-  ref: Pick<SegmentRef, 'topic' | 'partition' | 'firstOffset' | 'lastOffset'>,
+  ref: Pick<SegmentRef, 'topic' | 'partition' | 'firstOffset' | 'lastOffset' | 'sha256'>,
 ): string {
   const pad = (n: number) => String(n).padStart(20, '0');
-  return `${prefix}/segments/${cluster}/${ref.topic}/${ref.partition}/${pad(ref.firstOffset)}-${pad(ref.lastOffset)}.kdrseg`;
+  return `${prefix}/segments/${cluster}/${ref.topic}/${ref.partition}/${pad(ref.firstOffset)}-${pad(ref.lastOffset)}-${ref.sha256.slice(0, 16)}.kdrseg`;
 }
 
 /**
  * Where each partition's reading starts: after the parent's cut when the parent covered it and the log
  * still continues from there; from the log start otherwise (a new topic, or a topic recreated since).
  * Offsets below the log start that the parent did not hold are a gap, seen at `seenAt`.
+ *
+ * Compacted topics (`compacted`: cleanup.policy includes compact) are read whole, [logStart, cut), by every
+ * snapshot and inherit nothing from the parent. Reading only [parent cut, cut) would let a deleted key come
+ * back: the cleaner can remove both the parent's value of a key and the later tombstone before the child
+ * reads its range, and a restore replaying parent + child would write the old value again. Read whole, a
+ * snapshot holds the compacted log as it was when read, whatever the chain. The cost: every snapshot reads
+ * and stores each compacted partition whole. What remains: a value below the cut that the cleaner removed
+ * because of a newer value of the same key above the cut (written after the cut, cleaned before the read) is
+ * missing from the snapshot, so a restore lacks that key where the cut had it; Kafka offers no way to read a
+ * compacted log as of an offset.
  */
 export function planRanges(input: {
   partitions: { topic: string; partition: number; logStart: number; end: number }[];
   parent?: (Pick<SnapshotManifest, 'cut'> & { topics?: SnapshotManifest['topics'] }) | null;
   /** Current topic ids: a topic whose id differs from the parent's was recreated since. */
   topicIds?: Record<string, string | undefined>;
+  /** Topics whose cleanup.policy includes compact: read whole. */
+  compacted?: ReadonlySet<string>;
   /** When the log starts were read (ISO time), for the gaps. */
   seenAt: string;
 }): {
@@ -170,17 +195,17 @@ export function planRanges(input: {
     const continues = parentCut !== undefined && parentCut.end <= p.end && !recreated;
     let from: number;
     let inherits = false;
-    if (continues) {
+    if (continues && !input.compacted?.has(p.topic)) {
       from = parentCut.end;
       inherits = true;
     } else {
-      // Read from the start: a new topic, or one recreated since the parent.
+      // Read from the start: a compacted topic (see above), a new topic, or one recreated since the parent.
       if (parentCut && recreated) {
         if (p.partition === 0)
           warnings.push(
             `${p.topic} was recreated since the parent snapshot (topic id ${parentId} is now ${currentId}): it is read again from its start`,
           );
-      } else if (parentCut) {
+      } else if (parentCut && !continues) {
         warnings.push(
           `${p.topic}-${p.partition} ends at ${p.end}, before the parent's cut ${parentCut.end}: the topic was recreated; it is read again from its start`,
         );

@@ -7,6 +7,7 @@ import {
   clampGroups,
   clampToLogStart,
   type Gap,
+  isCompacted,
   manifestKey,
   normalizeManifest,
   planRanges,
@@ -195,6 +196,10 @@ async function startSnapshot(
     partitions,
     parent,
     topicIds: Object.fromEntries(Object.entries(topics).map(([name, t]) => [name, t.topicId])),
+    // The effective policy (a broker default counts too): compacted topics are read whole (see planRanges).
+    compacted: new Set(
+      described.filter((t) => isCompacted(t.configs['cleanup.policy']?.value)).map((t) => t.name),
+    ),
     seenAt: new Date(cutAt).toISOString(),
   });
   for (const r of ranges) {

@@ -157,12 +157,15 @@ describe('snapshots', () => {
     );
     const second = await snapshot(s.env);
     expect(second.parent).toBe(first.snapshotId);
-    expect(second.records).toBe(251);
+    // The 251 new records, and the compacted topic again, whole (see planRanges: no resurrected keys).
+    expect(second.records).toBe(251 + 400);
     const m2 = await manifest(s.rt, second.snapshotId);
     const fresh = m2.segments.filter((seg) => !m1.segments.some((old) => old.key === seg.key));
-    expect(fresh.reduce((sum, seg) => sum + seg.records, 0)).toBe(251);
-    for (const seg of fresh)
+    const incremental = fresh.filter((seg) => seg.topic !== s.topic('compacted'));
+    expect(incremental.reduce((sum, seg) => sum + seg.records, 0)).toBe(251);
+    for (const seg of incremental)
       expect(seg.firstOffset).toBeGreaterThanOrEqual(m1.cut[seg.topic]![String(seg.partition)]!.end);
+    expect(m2.cut[s.topic('compacted')]!['0']!.start).toBe(0);
     expect(digest(await restoreView(s.rt, m2))).toBe(digest(await clusterView(s.rt, m2)));
 
     const list = JSON.parse((await runKdr(['snapshots', 'list', '--json'], { env: s.env })).stdout);
@@ -720,5 +723,82 @@ describe('snapshots never stop for good', () => {
       'held by runner-b',
     );
     await s.rt.snapshotCatalog.releaseLease(deps.cluster, 'runner-b');
+  });
+
+  it('a key deleted and compacted away stays deleted in a chain of snapshots', {
+    timeout: 300_000,
+  }, async () => {
+    const s = setup('snapcompact');
+    const topic = s.topic('c');
+    await createTopics('primary', [
+      {
+        topic,
+        numPartitions: 1,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'delete.retention.ms', value: '1000' },
+          { name: 'segment.ms', value: '1000' },
+          { name: 'min.cleanable.dirty.ratio', value: '0.01' },
+        ],
+      },
+    ]);
+    const producer = kafkaFor('primary').producer({ idempotent: true });
+    await producer.connect();
+    const keysOf = (records: { key: Buffer | null }[]) => records.map((r) => r.key?.toString());
+    try {
+      await producer.send({
+        topic,
+        messages: [
+          { key: 'k', value: 'v1' },
+          { key: 'stays', value: 'here' },
+        ],
+      });
+      const first = await snapshot(s.env);
+      expect(
+        keysOf([...(await restoreView(s.rt, await manifest(s.rt, first.snapshotId))).values()].flat()),
+      ).toEqual(['k', 'stays']);
+      await producer.send({ topic, messages: [{ key: 'k', value: null }] });
+      // Filler rolls segments (segment.ms) and keeps the log dirty until the cleaner removed v1, then the
+      // tombstone (after delete.retention.ms).
+      let filler = 0;
+      await eventually(
+        'the cleaner removed k=v1 and its tombstone',
+        async () => {
+          await producer.send({ topic, messages: [{ key: `filler-${filler++}`, value: 'x' }] });
+          const [o] = await s.rt.sourceReader.offsets(topic, [0]);
+          const records = [];
+          for await (const batch of s.rt.sourceReader.readRange(
+            { topic, partition: 0 },
+            o!.logStart,
+            o!.highWatermark,
+          ))
+            records.push(...batch);
+          return !keysOf(records).includes('k');
+        },
+        150_000,
+      );
+      const second = await snapshot(s.env);
+      expect(second.parent).toBe(first.snapshotId);
+      const restored = await runKdr(
+        [
+          'restore',
+          '--snapshot',
+          second.snapshotId,
+          '--target',
+          'standby',
+          '--topic-prefix',
+          'cmp.',
+          '--json',
+        ],
+        { env: s.env },
+      );
+      expect(restored.exitCode, restored.stderr.slice(-2000)).toBe(0);
+      const keys = keysOf(await readWithKcat('standby', `cmp.${topic}`));
+      expect(keys).not.toContain('k');
+      expect(keys).toContain('stays');
+      expect(keys).toContain('filler-0');
+    } finally {
+      await producer.disconnect();
+    }
   });
 });

@@ -3,6 +3,7 @@ import {
   chainSegments,
   clampGroups,
   clampToLogStart,
+  isCompacted,
   normalizeManifest,
   parseDuration,
   planRanges,
@@ -17,7 +18,7 @@ import {
 const SEEN = '2026-12-01T10:00:00.000Z';
 
 const seg = (topic: string, partition: number, first: number, last: number): SegmentRef => ({
-  key: segmentKey('s', 'primary', { topic, partition, firstOffset: first, lastOffset: last }),
+  key: segmentKey('s', 'primary', { topic, partition, firstOffset: first, lastOffset: last, sha256: 'x' }),
   topic,
   partition,
   firstOffset: first,
@@ -88,6 +89,45 @@ describe('snapshot planning', () => {
     ]);
   });
 
+  it('reads compacted topics whole in every snapshot, inheriting nothing from the parent', () => {
+    const parent = { cut: { c: { '0': { start: 0, end: 100 } }, d: { '0': { start: 0, end: 100 } } } };
+    const plan = planRanges({
+      parent,
+      seenAt: SEEN,
+      compacted: new Set(['c']),
+      partitions: [
+        { topic: 'c', partition: 0, logStart: 0, end: 150 },
+        { topic: 'd', partition: 0, logStart: 0, end: 150 },
+      ],
+    });
+    expect(plan.ranges).toEqual([
+      { topic: 'c', partition: 0, from: 0, to: 150, inherits: false },
+      { topic: 'd', partition: 0, from: 100, to: 150, inherits: true },
+    ]);
+    expect(plan.warnings).toEqual([]);
+    // DeleteRecords on a compacted topic: what is below its log start is a gap of this snapshot.
+    const purged = planRanges({
+      parent,
+      seenAt: SEEN,
+      compacted: new Set(['c']),
+      partitions: [{ topic: 'c', partition: 0, logStart: 120, end: 150 }],
+    });
+    expect(purged.ranges[0]).toMatchObject({ from: 120, inherits: false });
+    // A compacted topic recreated since the parent is still reported as such.
+    const recreated = planRanges({
+      parent,
+      seenAt: SEEN,
+      compacted: new Set(['c']),
+      partitions: [{ topic: 'c', partition: 0, logStart: 0, end: 7 }],
+    });
+    expect(recreated.warnings).toEqual([
+      "c-0 ends at 7, before the parent's cut 100: the topic was recreated; it is read again from its start",
+    ]);
+    expect(purged.gaps).toEqual([{ topic: 'c', partition: 0, from: 0, to: 120, count: 120, seenAt: SEEN }]);
+    expect(['compact', 'compact,delete', 'delete, compact'].map(isCompacted)).toEqual([true, true, true]);
+    expect(['delete', '', null, undefined].map(isCompacted)).toEqual([false, false, false, false]);
+  });
+
   it('clamps a read to the log start: the purged offsets are a gap, at most up to the cut', () => {
     const range = { topic: 't', partition: 2, next: 40, to: 100 };
     expect(clampToLogStart(range, 40, SEEN)).toEqual({ next: 40 });
@@ -114,6 +154,14 @@ describe('snapshot planning', () => {
       { topic: 't', partition: 0, from: 5, to: 9, count: 4, seenAt: SEEN },
       { topic: 't', partition: 1, from: 0, to: 3, count: 3, seenAt: '2026-12-02T00:00:00.000Z' },
     ]);
+  });
+
+  it('names segments by offsets and checksum: a re-read with other records never overwrites', () => {
+    const ref = { topic: 't', partition: 0, firstOffset: 0, lastOffset: 99 };
+    const a = segmentKey('s', 'primary', { ...ref, sha256: 'a'.repeat(64) });
+    const b = segmentKey('s', 'primary', { ...ref, sha256: 'b'.repeat(64) });
+    expect(a).toBe(`s/segments/primary/t/0/${'0'.repeat(20)}-${'0'.repeat(18)}99-${'a'.repeat(16)}.kdrseg`);
+    expect(a).not.toBe(b);
   });
 
   it('clamps group offsets beyond the cut and reports them', () => {
