@@ -115,6 +115,8 @@ interface PartitionState {
 }
 
 const FILL_MAX_BYTES = 32 * 1024 * 1024;
+/** Runs per offset-map entry written by a repair (a few bytes each: far below DynamoDB's 400 KB). */
+export const MAX_RUNS_PER_ENTRY = 5_000;
 
 export class MirrorEngine {
   private readonly partitions = new Map<string, PartitionState>();
@@ -449,7 +451,7 @@ export class MirrorEngine {
     );
     return {
       lastMirrored: repaired?.lastSource ?? entry?.lastSource ?? null,
-      repaired: repaired?.runs.reduce((n, r) => n + r.count, 0) ?? 0,
+      repaired: repaired?.repaired ?? 0,
       generation,
       ...(changed ? { generationChanged: changed } : {}),
       head: decision.head,
@@ -487,10 +489,10 @@ export class MirrorEngine {
     entry: OffsetMapEntry | undefined,
     from: number,
     to: number,
-  ): Promise<OffsetMapEntry | undefined> {
+  ): Promise<{ lastSource: number; repaired: number } | undefined> {
     const target = this.target(source);
     const pairs: [number, number][] = [];
-    let lastTimestamp = 0;
+    const timestamps = new Map<number, number>();
     for await (const records of this.options.targetReader.readRange(target, from, to)) {
       for (const record of records) {
         const src = parseSrc(lastHeader(record.headers, SRC_HEADER));
@@ -506,19 +508,28 @@ export class MirrorEngine {
         // not this direction's next record.
         if (src.offset <= previous) continue;
         pairs.push([src.offset, record.offset]);
-        lastTimestamp = record.timestamp;
+        timestamps.set(src.offset, record.timestamp);
       }
     }
     if (pairs.length === 0) return undefined;
-    const repair: OffsetMapEntry = entryFromRuns(source, buildRuns(pairs), lastTimestamp, this.clock());
-    await this.options.offsetMap.put(repair, head.generation, headUnsaved ? head : undefined);
+    // One entry per chunk of runs: a whole partition's tail on a compacted topic can hold more runs than a
+    // DynamoDB item (400 KB) takes. Entries are written in order, so a crash leaves a prefix, repaired again.
+    const runs = buildRuns(pairs);
+    let repair: OffsetMapEntry | undefined;
+    for (let i = 0; i < runs.length; i += MAX_RUNS_PER_ENTRY) {
+      const chunk = runs.slice(i, i + MAX_RUNS_PER_ENTRY);
+      const end = chunk.at(-1)!;
+      const timestamp = timestamps.get(end.sourceStart + end.count - 1) ?? 0;
+      repair = entryFromRuns(source, chunk, timestamp, this.clock());
+      await this.options.offsetMap.put(repair, head.generation, headUnsaved && i === 0 ? head : undefined);
+    }
     this.options.logger.info('repaired the offset map from the standby tail', {
       topic: source.topic,
       partition: source.partition,
       records: pairs.length,
-      lastSource: repair.lastSource,
+      lastSource: repair!.lastSource,
     });
-    return repair;
+    return { lastSource: repair!.lastSource, repaired: pairs.length };
   }
 
   private ensureTopic(topic: string): Promise<number | undefined> {

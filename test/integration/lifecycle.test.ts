@@ -207,6 +207,31 @@ describe('the mirror through Kafka lifecycle events', () => {
     expect(row).toMatchObject({ generation: 2, lagOffsets: 0 });
   });
 
+  it('detects a standby topic re-created under the mirror and mirrors the source into it again', async () => {
+    const topic = uniqueName('standby-recreated');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic);
+    await withAdmin('standby', async (admin) => {
+      await admin.deleteTopics({ topics: [topic] });
+    });
+    await eventually(`${topic} is gone from the standby`, async () =>
+      withAdmin('standby', async (admin) => !(await admin.listTopics()).includes(topic)),
+    );
+    await produce(topic, [{ value: 'v10' }]);
+    // Topic sync creates the standby topic again; the mirror sees its new id and starts over on it.
+    await mirrorUntilCaughtUp(topic);
+    expect(values(await readWithKcat('standby', topic))).toEqual(
+      Array.from({ length: 11 }, (_, i) => `v${i}`),
+    );
+    const [row] = await statusOf(topic);
+    expect(row).toMatchObject({ generation: 2, lastMirrored: 10, lagOffsets: 0 });
+    expect(row.generationChanged.reason).toMatch(/standby topic was re-created/);
+  });
+
   it('does not translate a re-created topic through the old topic before the mirror has seen it', async () => {
     const topic = uniqueName('pending');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
