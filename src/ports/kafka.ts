@@ -71,6 +71,8 @@ export interface TransactionalWriterFactory {
 export interface TopicAdmin {
   describeTopics(names?: string[]): Promise<TopicState[]>;
   listTopics(): Promise<string[]>;
+  /** Topic ids (KIP-516) by name, for the topics that have one: a re-created topic has a new id. */
+  topicIds?(topics: string[]): Promise<Map<string, string>>;
   /** Partition counts from metadata only (no configs): cheap for many topics. */
   partitionCounts(names: string[]): Promise<Map<string, number>>;
   brokerCount(): Promise<number>;

@@ -8,6 +8,8 @@ export interface GroupCheckpoint {
   sourceOffset: number;
   /** Its translation on the standby at checkpoint time (null: nothing at or after it was mirrored yet). */
   standbyOffset: number | null;
+  /** The source topic's id when it was checkpointed: a re-created topic's offsets are not the old one's. */
+  sourceTopicId?: string | null;
   checkpointedAt: number;
 }
 

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionOffsets, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
+import { liveGeneration } from './generations.ts';
 
 /**
  * Checkpoints: every consumer group's committed offsets on the primary for the mirrored topics,
@@ -194,12 +195,15 @@ export async function mirroredTopics(
 /**
  * Translates many committed offsets at once: one range Query per partition (the entries between the
  * smallest and the largest offset), then every offset against those entries. null: beyond what is mirrored.
+ * `topicIds`: the id of the source topic the offsets belong to; offsets of a topic that no generation of the
+ * map describes (re-created, not mirrored yet) are not translated through an old topic's runs (null).
  */
 export async function translateAll<T extends TopicPartition & { offset: number }>(
   offsetMap: OffsetMapStore,
   items: T[],
-  concurrency = 8,
+  options: { concurrency?: number; topicIds?: Map<string, string> } = {},
 ): Promise<(T & { standbyOffset: number | null })[]> {
+  const concurrency = options.concurrency ?? 8;
   const byPartition = new Map<string, T[]>();
   for (const item of items) {
     const key = `${item.topic}\u0000${item.partition}`;
@@ -210,7 +214,14 @@ export async function translateAll<T extends TopicPartition & { offset: number }
     [...byPartition.values()].map((group) =>
       limit(async () => {
         const offsets = group.map((g) => g.offset);
-        const entries = await offsetMap.coveringRange(group[0]!, Math.min(...offsets), Math.max(...offsets));
+        const tp = { topic: group[0]!.topic, partition: group[0]!.partition };
+        const { generation } = await liveGeneration(offsetMap, tp, options.topicIds?.get(tp.topic) ?? null);
+        if (generation === null) return group.map((item) => ({ ...item, standbyOffset: null }));
+        const entries = await offsetMap.coveringRange(
+          { ...tp, generation },
+          Math.min(...offsets),
+          Math.max(...offsets),
+        );
         return group.map((item) => {
           const entry = entries.find((e) => e.lastSource >= item.offset);
           const t = translateCommitted(entry, item.offset, null);
@@ -243,12 +254,16 @@ export async function runCheckpoint(
       }),
     ),
   );
-  const checkpoints: GroupCheckpoint[] = (await translateAll(deps.offsetMap, perGroup.flat())).map((c) => ({
+  const topicIds = (await deps.primaryAdmin.topicIds?.(topics)) ?? new Map<string, string>();
+  const checkpoints: GroupCheckpoint[] = (
+    await translateAll(deps.offsetMap, perGroup.flat(), { topicIds })
+  ).map((c) => ({
     group: c.group,
     topic: c.topic,
     partition: c.partition,
     sourceOffset: c.offset,
     standbyOffset: c.standbyOffset,
+    sourceTopicId: topicIds.get(c.topic) ?? null,
     checkpointedAt: c.at,
   }));
   // The previous checkpoint's observations, read only when a gap needs them: they can prove that the
@@ -264,7 +279,18 @@ export async function runCheckpoint(
         Promise.all(
           (
             await deps.primaryReader.offsets(topic)
-          ).map((o) => limit(() => observe(deps, { topic, partition: o.partition }, o, previous, clock))),
+          ).map((o) =>
+            limit(() =>
+              observe(
+                deps,
+                { topic, partition: o.partition },
+                o,
+                previous,
+                clock,
+                topicIds.get(topic) ?? null,
+              ),
+            ),
+          ),
         ),
       ),
     )
@@ -317,8 +343,11 @@ async function observe(
   offsets: PartitionOffsets,
   previous: () => Promise<Map<string, PartitionObservation>>,
   clock: () => number,
+  liveTopicId: string | null = null,
 ): Promise<PartitionObservation> {
-  const latest = await deps.offsetMap.latest(tp);
+  // Of the generation that describes the live topic: a re-created topic has nothing mirrored yet.
+  const { generation } = await liveGeneration(deps.offsetMap, tp, liveTopicId);
+  const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...tp, generation });
   const lastMirrored = latest?.lastSource ?? null;
   let { logStart, lastStable } = offsets;
   // Where the unmirrored records start: nothing mirrored yet means from the log start, and no gap.

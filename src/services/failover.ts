@@ -414,9 +414,13 @@ export async function failover(
       const set = await deps.stateStore.getCheckpoints();
       if (set.at === null) warnings.push('no checkpoint was ever taken: consumer groups cannot be moved');
       // Translated again: the mirror may have copied more since the checkpoint.
+      // Each checkpoint is translated in the topic generation it was taken in (the primary may be gone).
+      const checkpointedIds = new Map<string, string>();
+      for (const c of set.groups) if (c.sourceTopicId) checkpointedIds.set(c.topic, c.sourceTopicId);
       const again = await translateAll(
         deps.offsetMap,
         set.groups.map((c) => ({ ...c, offset: c.sourceOffset })),
+        { topicIds: checkpointedIds },
       );
       for (const c of again) await addMove(c, true);
       const mirrored = new Map<string, number | null>();

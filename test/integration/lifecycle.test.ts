@@ -7,6 +7,7 @@ import { createLogger } from '../../src/logger.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
+  commitGroupOffsets,
   config,
   createTopics,
   eventually,
@@ -52,14 +53,14 @@ async function produce(
   }
 }
 
-async function mirrorUntilCaughtUp(topic: string) {
-  const result = await runKdr(['mirror', '--topics', topic, '--until-caught-up', '--json']);
+async function mirrorUntilCaughtUp(topic: string, env: Record<string, string> = {}) {
+  const result = await runKdr(['mirror', '--topics', topic, '--until-caught-up', '--json'], { env });
   expect(result.exitCode, result.stderr).toBe(0);
   return result;
 }
 
-async function statusOf(topic: string) {
-  const result = await runKdr(['status', '--json'], { env: { KDR_TOPICS: topic } });
+async function statusOf(topic: string, env: Record<string, string> = {}) {
+  const result = await runKdr(['status', '--json'], { env: { KDR_TOPICS: topic, ...env } });
   expect(result.exitCode, result.stderr).toBe(0);
   return JSON.parse(result.stdout).partitions.filter((p: { topic: string }) => p.topic === topic);
 }
@@ -234,19 +235,33 @@ describe('the mirror through Kafka lifecycle events', () => {
 
   it('does not translate a re-created topic through the old topic before the mirror has seen it', async () => {
     const topic = uniqueName('pending');
+    // Its own pair: the checkpoint below writes the pair's checkpoint set.
+    const env = { KDR_PAIR: uniqueName('pending-pair'), KDR_MIRROR_GROUP_ID: uniqueName('pending-mirror') };
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
     await produce(
       topic,
       Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
     );
-    await mirrorUntilCaughtUp(topic);
+    await mirrorUntilCaughtUp(topic, env);
     await deleteTopic(topic);
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
     await produce(topic, [{ value: 'new-0' }, { value: 'new-1' }]);
-    const t = await runKdr(['translate', '--topic', topic, '--partition', '0', '--offset', '1', '--json']);
+    const t = await runKdr(['translate', '--topic', topic, '--partition', '0', '--offset', '1', '--json'], {
+      env,
+    });
     expect(JSON.parse(t.stdout)).toMatchObject({ exact: false, generation: null });
-    const [row] = await statusOf(topic);
+    const [row] = await statusOf(topic, env);
     expect(row.generationPending).toBe(true);
+    // A group on the new topic: its checkpoint is not a translation through the old topic's records.
+    const group = uniqueName('pending-g');
+    await commitGroupOffsets('primary', group, topic, [1]);
+    const checkpoint = await runKdr(['checkpoint', '--json'], {
+      env: { ...env, KDR_TOPICS: topic, KDR_GROUPS: group },
+    });
+    expect(checkpoint.exitCode, checkpoint.stderr).toBe(0);
+    expect(JSON.parse(checkpoint.stdout).checkpoints).toEqual([
+      expect.objectContaining({ group, topic, partition: 0, sourceOffset: 1, standbyOffset: null }),
+    ]);
   });
 
   it('keeps mirroring an idle topic whose standby log expired, through the CLI and the Lambda handler', async () => {
