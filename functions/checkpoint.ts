@@ -4,7 +4,7 @@ import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { checkpointDeps } from '../src/operations.ts';
 import { createRuntime, type Runtime } from '../src/runtime.ts';
-import { runCheckpoint } from '../src/services/checkpoint.ts';
+import { runCheckpoint, unmirroredOffsets } from '../src/services/checkpoint.ts';
 
 /** Scheduled every minute: consumer-group checkpoints and an observation of the primary (for the RPO). */
 
@@ -19,10 +19,7 @@ export async function handler() {
     commitOnStandby: config.checkpoint.commitOnStandby,
     mirrorGroups: [config.mirror.groupId],
   });
-  const lag = result.observations.reduce(
-    (n, o) => n + Math.max(0, o.endOffset - (o.lastMirrored === null ? 0 : o.lastMirrored + 1)),
-    0,
-  );
+  const lag = result.observations.reduce((n, o) => n + unmirroredOffsets(o), 0);
   // Seconds: the age of the oldest record not yet mirrored (0 when everything is), the RPO right now.
   const lagSeconds = result.observations.reduce(
     (n, o) =>

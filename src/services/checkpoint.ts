@@ -55,6 +55,20 @@ export function gapBelow(
   return { topic: tp.topic, partition: tp.partition, from, to: logStart, count: logStart - from, seenAt };
 }
 
+/**
+ * Offsets of a partition still to mirror as observed: from the first unmirrored offset, past what was
+ * deleted before it was read (a gap is not lag: it can never be mirrored) and what is known to hold only
+ * transaction markers, to the end.
+ */
+export function unmirroredOffsets(o: PartitionObservation): number {
+  const from = Math.max(
+    o.lastMirrored === null ? 0 : o.lastMirrored + 1,
+    o.gap?.to ?? 0,
+    o.markersOnlyTo ?? 0,
+  );
+  return Math.max(0, o.endOffset - from);
+}
+
 /** Whether an earlier observation saw that every offset of the gap held no committed record. */
 export function provenMarkersOnly(gap: LogStartGap, earlier: PartitionObservation | undefined): boolean {
   return (
