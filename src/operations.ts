@@ -60,21 +60,14 @@ export function failoverDeps(rt: Runtime, owner?: string): FailoverDeps {
 
 /**
  * Failback needs both directions: the forward runtime (primary → standby, its map and admins) and a
- * reverse runtime that mirrors the standby back to the primary. The reverse engine's recovery starts
- * after the last forward-mirrored record on the primary: nothing mirrored back can precede it.
+ * reverse runtime that mirrors the standby back to the primary (its own map and transactional ids).
  */
 export function failbackDeps(
   forward: Runtime,
   owner?: string,
 ): { deps: FailbackDeps; close: () => Promise<void> } {
   const { config } = forward;
-  const reverse = createRuntime(config, forward.logger, {
-    direction: 'reverse',
-    recoveryFloor: async (tp) => {
-      const latest = await forward.offsetMap.latest(tp);
-      return latest ? latest.lastSource + 1 : undefined;
-    },
-  });
+  const reverse = createRuntime(config, forward.logger, { direction: 'reverse' });
   return {
     deps: {
       pair: config.pair,

@@ -30,8 +30,6 @@ export type Direction = 'forward' | 'reverse';
 
 export interface RuntimeOptions {
   direction?: Direction;
-  /** See MirrorEngineOptions.recoveryFloor. */
-  recoveryFloor?: (tp: TopicPartition) => Promise<number | undefined>;
   /** Replaces the control-state guard checked before every transaction (tests). */
   guard?: (tp: TopicPartition) => Promise<void>;
 }
@@ -114,7 +112,6 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
       ]);
       return { source: sourceIds.get(from.topic) ?? null, standby: targetIds.get(to.topic) ?? null };
     },
-    ...(options.recoveryFloor ? { recoveryFloor: options.recoveryFloor } : {}),
     ensureTopic: async (topic) => {
       const maxMessageBytes = await topicSync.ensureTopic(topic);
       if (maxMessageBytes === undefined) {

@@ -72,9 +72,34 @@ export function decideGeneration(input: {
   live: LiveTopicIds;
   latest: { lastSource: number; lastStandby: number } | undefined;
   standby: { logStart: number; lastStable: number };
+  /** The source partition's end (high watermark): read when ids cannot tell (no head, or no ids). */
+  sourceEnd?: number;
   now: number;
 }): GenerationDecision {
   const { head, live, latest, standby, now } = input;
+  // Without ids to compare, a source log that ends before what the map says was mirrored was re-created
+  // (a log never shrinks): a map written before kdr kept topic ids, or a cluster that has none.
+  const idsUnknown = !head?.sourceTopicId || live.source === null;
+  if (idsUnknown && latest && input.sourceEnd !== undefined && latest.lastSource >= input.sourceEnd) {
+    const base: PartitionHead = head ?? {
+      generation: 1,
+      sourceTopicId: null,
+      standbyTopicId: null,
+      standbyFloor: 0,
+      since: now,
+      gaps: [],
+      previous: [],
+    };
+    return newGeneration(
+      base,
+      live,
+      latest,
+      standby,
+      now,
+      `the source log ends at ${input.sourceEnd}, before offset ${latest.lastSource} the map says was mirrored: the topic was re-created`,
+      false,
+    );
+  }
   if (!head) {
     return {
       kind: 'same',
@@ -96,30 +121,7 @@ export function decideGeneration(input: {
     const reason = sourceChanged
       ? `the source topic was re-created (topic id ${head.sourceTopicId} -> ${live.source})`
       : `the standby topic was re-created (topic id ${head.standbyTopicId} -> ${live.standby})`;
-    const summary: GenerationSummary = {
-      generation: head.generation,
-      sourceTopicId: head.sourceTopicId,
-      standbyTopicId: head.standbyTopicId,
-      lastSource: latest?.lastSource ?? null,
-      lastStandby: latest?.lastStandby ?? null,
-      endedAt: now,
-      reason,
-    };
-    return {
-      kind: 'new',
-      reason,
-      head: {
-        generation: head.generation + 1,
-        sourceTopicId: live.source,
-        standbyTopicId: live.standby,
-        // Everything the standby holds now belongs to earlier generations (or, on a new standby topic,
-        // nothing does): this generation's records all land after it.
-        standbyFloor: standbyChanged ? standby.logStart : standby.lastStable,
-        since: now,
-        gaps: [],
-        previous: [summary, ...head.previous].slice(0, MAX_PREVIOUS),
-      },
-    };
+    return newGeneration(head, live, latest, standby, now, reason, !sourceChanged);
   }
   const learned =
     (head.sourceTopicId === null && live.source !== null) ||
@@ -132,6 +134,41 @@ export function decideGeneration(input: {
       ...head,
       sourceTopicId: head.sourceTopicId ?? live.source,
       standbyTopicId: head.standbyTopicId ?? live.standby,
+    },
+  };
+}
+
+function newGeneration(
+  head: PartitionHead,
+  live: LiveTopicIds,
+  latest: { lastSource: number; lastStandby: number } | undefined,
+  standby: { logStart: number; lastStable: number },
+  now: number,
+  reason: string,
+  standbyChanged: boolean,
+): GenerationDecision {
+  const summary: GenerationSummary = {
+    generation: head.generation,
+    sourceTopicId: head.sourceTopicId,
+    standbyTopicId: head.standbyTopicId,
+    lastSource: latest?.lastSource ?? null,
+    lastStandby: latest?.lastStandby ?? null,
+    endedAt: now,
+    reason,
+  };
+  return {
+    kind: 'new',
+    reason,
+    head: {
+      generation: head.generation + 1,
+      sourceTopicId: live.source,
+      standbyTopicId: live.standby,
+      // Everything the standby holds now belongs to earlier generations (or, on a new standby topic,
+      // nothing does): this generation's records all land after it.
+      standbyFloor: standbyChanged ? standby.logStart : standby.lastStable,
+      since: now,
+      gaps: [],
+      previous: [summary, ...head.previous].slice(0, MAX_PREVIOUS),
     },
   };
 }

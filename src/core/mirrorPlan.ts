@@ -13,6 +13,8 @@ export interface MirrorLimits {
   maxTransactionRecords: number;
   /** Most bytes in one produce request; a record bigger than this goes alone. */
   maxRequestBytes: number;
+  /** Most bytes in one transaction (a record bigger than this goes alone); unbounded when absent. */
+  maxTransactionBytes?: number;
 }
 
 export interface PlannedTransaction {
@@ -63,6 +65,7 @@ export function planMirror(input: PlanInput): MirrorPlan {
   let transaction: PlannedTransaction | undefined;
   let request: OutgoingRecord[] = [];
   let requestBytes = 0;
+  let transactionBytes = 0;
   let previousOffset: number | undefined;
 
   const closeRequest = () => {
@@ -82,16 +85,22 @@ export function planMirror(input: PlanInput): MirrorPlan {
       plan.originIsTarget++;
       continue;
     }
-    if (!transaction || transaction.records >= limits.maxTransactionRecords) {
+    const outgoing = withProvenance(record, source, sourceAlias);
+    const size = recordSize(outgoing);
+    const full =
+      transaction !== undefined &&
+      (transaction.records >= limits.maxTransactionRecords ||
+        transactionBytes + size > (limits.maxTransactionBytes ?? Number.POSITIVE_INFINITY));
+    if (!transaction || full) {
       if (transaction) closeRequest();
       transaction = { requests: [], firstSource: record.offset, lastSource: record.offset, records: 0 };
       plan.transactions.push(transaction);
+      transactionBytes = 0;
     }
-    const outgoing = withProvenance(record, source, sourceAlias);
-    const size = recordSize(outgoing);
     if (request.length > 0 && requestBytes + size > limits.maxRequestBytes) closeRequest();
     request.push(outgoing);
     requestBytes += size;
+    transactionBytes += size;
     transaction.records++;
     transaction.lastSource = record.offset;
   }

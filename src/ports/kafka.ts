@@ -32,18 +32,28 @@ export interface PartitionReader {
   close(): Promise<void>;
 }
 
+/** Kafka's producer id and epoch of a transactional id: a newer writer always has a greater token. */
+export interface WriterToken {
+  producerId: number;
+  producerEpoch: number;
+}
+
 /** Writes one source partition's records to the standby in transactions; opening it fences older writers. */
 export interface TransactionalWriter {
   /**
    * Produces the requests in one transaction and commits; returns the standby offset of every record.
    * A request whose uncompressed size exceeds `compressAbove` is sent compressed (zstd when the writer's
    * own compression is none), so that a record the source accepted compressed also fits the standby.
+   * `beforeCommit` runs once every record is written and its offset known, before the commit: when it
+   * throws, the transaction is aborted.
    */
   write(
     target: TopicPartition,
     requests: OutgoingRecord[][],
-    options?: { compressAbove?: number },
+    options?: { compressAbove?: number; beforeCommit?: (offsets: number[]) => Promise<void> },
   ): Promise<number[]>;
+  /** This writer's fencing token (undefined when the client cannot tell). */
+  readonly token?: WriterToken;
   close(): Promise<void>;
 }
 

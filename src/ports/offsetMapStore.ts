@@ -1,6 +1,7 @@
 import type { PartitionHead } from '../core/generation.ts';
 import type { OffsetMapEntry } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
+import type { WriterToken } from './kafka.ts';
 
 /**
  * A partition of one generation of a topic (see core/generation.ts). Without `generation`, the store uses
@@ -12,9 +13,15 @@ export type GenerationPartition = TopicPartition & { generation?: number };
 export interface OffsetMapStore {
   /**
    * Writes an entry; writing the same entry again is harmless (same key, same content). With `head`, the
-   * partition's head is written in the same request, atomically.
+   * partition's head is written in the same request, atomically. With `token`, the write is fenced: it
+   * fails (PRODUCER_FENCED) when a writer with a newer token has written the partition since.
    */
-  put(entry: OffsetMapEntry, generation?: number, head?: PartitionHead): Promise<void>;
+  put(
+    entry: OffsetMapEntry,
+    options?: { generation?: number; head?: PartitionHead; token?: WriterToken },
+  ): Promise<void>;
+  /** Deletes the entry ending at `lastSource` (one written for a transaction that never committed). */
+  remove(tp: GenerationPartition, lastSource: number): Promise<void>;
   /** The entry with the highest last source offset: what the standby is known to have. */
   latest(tp: GenerationPartition): Promise<OffsetMapEntry | undefined>;
   /** The first entry whose last source offset is >= sourceOffset (one Query). */

@@ -17,6 +17,8 @@ export interface GroupCheckpoint {
 export interface PartitionObservation {
   topic: string;
   partition: number;
+  /** The source topic's id when observed (a re-created topic is another topic). */
+  sourceTopicId?: string | null;
   /** Last stable offset of the primary partition. */
   endOffset: number;
   lastMirrored: number | null;

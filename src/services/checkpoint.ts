@@ -400,6 +400,7 @@ async function observe(
   return {
     topic: tp.topic,
     partition: tp.partition,
+    sourceTopicId: liveTopicId,
     endOffset: lastStable,
     lastMirrored,
     firstUnmirroredTimestamp,

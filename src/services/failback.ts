@@ -249,6 +249,9 @@ export async function failback(deps: FailbackDeps, options: { timeoutMs: number 
         reader: deps.standbyReader,
         offsetMap: deps.reverseMap,
         counterpartMap: deps.forwardMap,
+        ...(deps.standbyAdmin.topicIds
+          ? { sourceAdmin: { topicIds: (t: string[]) => deps.standbyAdmin.topicIds!(t) } }
+          : {}),
         route: { sourceAlias: deps.standbyAlias, targetAlias: deps.primaryAlias },
         floor: async (tp) => {
           const forward = await deps.forwardMap.latest(tp);

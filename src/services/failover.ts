@@ -20,7 +20,8 @@ import {
   translateAll,
   withProof,
 } from './checkpoint.ts';
-import { caughtUp } from './lag.ts';
+import { liveGeneration } from './generations.ts';
+import { caughtUp, type LagDeps, liveLatest } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
 
 /**
@@ -125,6 +126,12 @@ export async function mirroredPartitions(
  * has nothing yet. Reads start at the partition's current log start: what it passed before being mirrored
  * is returned as a gap, not retried.
  */
+/** The drain's optional helpers, as caughtUp takes them. */
+const optional = (deps: { counterpartMap?: OffsetMapStore; sourceAdmin?: LagDeps['sourceAdmin'] }) => ({
+  ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
+  ...(deps.sourceAdmin ? { sourceAdmin: deps.sourceAdmin } : {}),
+});
+
 export async function drain(
   deps: {
     engine: Pick<MirrorEngine, 'mirrorBatch'>;
@@ -132,6 +139,8 @@ export async function drain(
     offsetMap: OffsetMapStore;
     /** The other direction's map: proves which records are copies of the target's (never due). */
     counterpartMap?: OffsetMapStore;
+    /** The source's topic ids: a topic re-created since it was mirrored has nothing mirrored yet. */
+    sourceAdmin?: { topicIds(topics: string[]): Promise<Map<string, string>> };
     route: { sourceAlias: string; targetAlias: string };
     floor?: (tp: TopicPartition) => Promise<number | undefined>;
   },
@@ -159,7 +168,10 @@ export async function drain(
       for (const o of await deps.reader.offsets(topic, ids)) {
         const tp = { topic, partition: o.partition };
         const floor = await deps.floor?.(tp);
-        const latest = await deps.offsetMap.latest(tp);
+        const latest = await liveLatest(
+          { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
+          tp,
+        );
         // Where this direction's unmirrored records start (unknown: from the log start, no gap).
         const expected = latest ? latest.lastSource + 1 : floor;
         if (expected !== undefined) gaps.add(gapBelow(tp, expected, o.logStart, clock()));
@@ -168,11 +180,7 @@ export async function drain(
         let done: boolean;
         try {
           done = await caughtUp(
-            {
-              offsetMap: deps.offsetMap,
-              sourceReader: deps.reader,
-              ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
-            },
+            { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
             tp,
             o.lastStable,
             o.logStart,
@@ -371,6 +379,9 @@ export async function failover(
           reader: deps.primaryReader,
           offsetMap: deps.offsetMap,
           ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
+          ...(deps.primaryAdmin.topicIds
+            ? { sourceAdmin: { topicIds: (t: string[]) => deps.primaryAdmin.topicIds!(t) } }
+            : {}),
           route: { sourceAlias: deps.primaryAlias, targetAlias: deps.standbyAlias },
         },
         partitions,
@@ -424,8 +435,13 @@ export async function failover(
       );
       for (const c of again) await addMove(c, true);
       const mirrored = new Map<string, number | null>();
-      for (const o of set.observations)
-        mirrored.set(`${o.topic}-${o.partition}`, (await deps.offsetMap.latest(o))?.lastSource ?? null);
+      // Each observation in the topic generation it was taken in: a re-created topic not yet mirrored has
+      // nothing mirrored, whatever the old topic had.
+      for (const o of set.observations) {
+        const { generation } = await liveGeneration(deps.offsetMap, o, o.sourceTopicId ?? null);
+        const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...o, generation });
+        mirrored.set(`${o.topic}-${o.partition}`, latest?.lastSource ?? null);
+      }
       rpo = rpoFrom(set.observations, mirrored);
       for (const o of set.observations) gaps.add(o.gap);
       if (set.at !== null)

@@ -17,7 +17,7 @@ export interface LagDeps {
 }
 
 /** The latest entry of the generation that describes the live topic (undefined: nothing of it mirrored). */
-async function liveLatest(deps: LagDeps, tp: TopicPartition, liveIds?: Map<string, string>) {
+export async function liveLatest(deps: LagDeps, tp: TopicPartition, liveIds?: Map<string, string>) {
   const ids = liveIds ?? (await deps.sourceAdmin?.topicIds([tp.topic]));
   const { generation } = await liveGeneration(deps.offsetMap, tp, ids?.get(tp.topic) ?? null);
   return generation === null ? undefined : deps.offsetMap.latest({ ...tp, generation });

@@ -7,7 +7,7 @@ import {
   withGap,
 } from '../core/generation.ts';
 import { type MirrorLimits, planMirror } from '../core/mirrorPlan.ts';
-import { buildRuns, entryFromRuns, type OffsetMapEntry } from '../core/offsetMap.ts';
+import { buildRuns, entryFromRuns, exactTargetOf, type OffsetMapEntry } from '../core/offsetMap.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../core/provenance.ts';
 import { partitionKey, recordSize, type SourceRecord, type TopicPartition } from '../core/records.ts';
 import { IncompleteBatchError, KafkaError, ProducerFencedError } from '../errors.ts';
@@ -19,20 +19,21 @@ import type {
   TransactionalWriterFactory,
 } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import { waitVisible } from './lag.ts';
 import { verifiedCopies } from './provenance.ts';
 
 /**
  * Exactly-once mirroring of source partitions to the standby. Per partition, one writer at a time:
  *
  *   1. open the partition's transactional writer: this fences every older writer of the partition;
- *   2. recover what the standby has: the topic's generation (its ids on both sides, core/generation.ts),
- *      the offset map's latest entry of that generation, then the standby's committed tail after it (a
- *      crash between a commit and its map entry leaves such a tail; the entry is repaired);
+ *   2. recover what the standby has: the topic's generation (its ids on both sides, core/generation.ts)
+ *      and the offset map's latest entry of that generation, checked against the standby (entries are
+ *      written before their commit, so the latest may describe a transaction that never committed);
  *   3. fill a gap before the batch (records the delivery skipped) by reading it from the source; what the
  *      source deleted before it was read is recorded as a gap, never waited for;
  *   4. skip records at or below the last mirrored offset (redelivered or overlapping batches), and proven
  *      copies of the target's own records (services/provenance.ts);
- *   5. produce the rest in a transaction, commit, then write the offset-map entry.
+ *   5. produce the rest in a transaction, write its offset-map entry (fenced by the writer's token), commit.
  *
  * Any failure drops the partition's writer and what was known; the next batch starts again at 1. Because
  * recovery always follows the fence, a writer that lost the race can no longer commit, and a writer that
@@ -55,8 +56,6 @@ export interface MirrorEngineOptions {
    * max.message.bytes, which bounds a produce request (Kafka limits a whole record batch by it).
    */
   ensureTopic?: (topic: string) => Promise<number | undefined>;
-  /** When the offset map has nothing yet: the lowest target offset this direction's records can be at. */
-  recoveryFloor?: (source: TopicPartition) => Promise<number | undefined>;
   /** Maps a source partition to its standby partition (identity by default). */
   target?: (source: TopicPartition) => TopicPartition;
   /** The topic ids (KIP-516) of a source topic and of its standby topic now; without it, generations stay 1. */
@@ -92,8 +91,6 @@ export interface BatchResult {
 
 export interface RecoveryResult {
   lastMirrored: number | null;
-  /** Records found on the standby after the last map entry (a commit whose entry was never written). */
-  repaired: number;
   generation: number;
   /** Set when this recovery began a new generation (a topic re-created on either side). */
   generationChanged?: { from: number; to: number; reason: string };
@@ -108,6 +105,13 @@ interface PartitionState {
   head?: PartitionHead;
   /** The head changed in a way that may wait for the next entry (written with it, in one request). */
   headUnsaved: boolean;
+  /**
+   * Set by recovery: what the map had then. Until this writer's first entry claims the partition (the
+   * entry's fencing token), a fenced writer's entry may still land; the first entry sweeps such entries.
+   */
+  sweepAfter?: number | null;
+  /** Set by recovery until a batch was found to follow what the standby has (or its gap was filled). */
+  continuityUnknown?: boolean;
   /** The first source offset the next batch should start at, when known (gaps before it are filled). */
   expectedNext: number | null;
   /** Serialises work on one partition: batches of a partition must apply in order. */
@@ -115,8 +119,8 @@ interface PartitionState {
 }
 
 const FILL_MAX_BYTES = 32 * 1024 * 1024;
-/** Runs per offset-map entry written by a repair (a few bytes each: far below DynamoDB's 400 KB). */
-export const MAX_RUNS_PER_ENTRY = 5_000;
+/** Most bytes in one standby transaction: what recovery may have to read back to check it. */
+const MAX_TRANSACTION_BYTES = 64 * 1024 * 1024;
 
 export class MirrorEngine {
   private readonly partitions = new Map<string, PartitionState>();
@@ -195,18 +199,20 @@ export class MirrorEngine {
   ): Promise<BatchResult> {
     let recovered: RecoveryResult | undefined;
     const maxMessageBytes = await this.ensureTopic(source.topic);
-    await this.dropIfTopicChanged(source, records, state);
-    let checkContinuity = options.checkContinuity === true;
+    await this.dropIfTopicChanged(source, state);
     if (!state.writer) {
       state.writer = await this.options.writers.open(source);
       recovered = await this.recover(source);
       state.lastMirrored = recovered.lastMirrored;
+      state.sweepAfter = recovered.lastMirrored;
       state.head = recovered.head;
       state.headUnsaved = recovered.headUnsaved;
       state.expectedNext =
         recovered.lastMirrored !== null ? recovered.lastMirrored + 1 : recovered.generation > 1 ? 0 : null;
-      checkContinuity = true;
+      // Until a batch is known to follow what the standby has, each one is checked for a gap before it.
+      state.continuityUnknown = true;
     }
+    const checkContinuity = options.checkContinuity === true || state.continuityUnknown;
     // Room for the record batch header around the records.
     const maxRequestBytes = Math.min(
       this.options.limits.maxRequestBytes,
@@ -215,13 +221,18 @@ export class MirrorEngine {
     const fill = checkContinuity
       ? await this.fillGap(source, records, state, maxRequestBytes)
       : { filled: 0, complete: true };
-    const result = await this.mirrorRecords(source, records, state, maxRequestBytes);
     if (!fill.complete) {
+      // The next delivery continues the fill, however it comes (a consumer group retries without asking).
+      state.continuityUnknown = true;
+      // Nothing of the batch itself: its records may only follow the whole gap. Delivered again, the
+      // batch continues the fill where this one stopped.
       throw new IncompleteBatchError(
-        `${source.topic}-${source.partition}: mirrored ${fill.filled} records of the gap before offset ${result.firstOffset} (at most ${this.fillMaxBytes()} bytes per batch); the batch is delivered again to continue`,
+        `${source.topic}-${source.partition}: mirrored ${fill.filled} records of a gap before the batch (at most ${this.fillMaxBytes()} bytes at a time; last mirrored ${state.lastMirrored}); the batch is delivered again to continue`,
         { details: { ...source, filled: fill.filled, lastMirrored: state.lastMirrored } },
       );
     }
+    state.continuityUnknown = false;
+    const result = await this.mirrorRecords(source, records, state, maxRequestBytes);
     if (result.lastOffset !== null)
       state.expectedNext = Math.max(state.expectedNext ?? 0, result.lastOffset + 1);
     return {
@@ -253,34 +264,45 @@ export class MirrorEngine {
       lastMirrored: state.lastMirrored,
       sourceAlias: this.options.sourceAlias,
       targetAlias: this.options.targetAlias,
-      limits: { ...this.options.limits, maxRequestBytes },
+      limits: {
+        maxTransactionBytes: MAX_TRANSACTION_BYTES,
+        ...this.options.limits,
+        maxRequestBytes,
+      },
       copiesFromTarget: await verifiedCopies(
         this.options.counterpartMap,
         target,
         this.options.targetAlias,
         records,
+        state.head?.standbyTopicId ?? null,
       ),
     });
     let mirrored = 0;
     for (const transaction of plan.transactions) {
       await this.options.guard?.(source);
-      // A request over the limit is one record the source took compressed: it goes compressed too.
-      const standbyOffsets = await state.writer!.write(target, transaction.requests, {
-        compressAbove: maxRequestBytes,
-      });
+      // The entry is written once every record has its standby offset and before the commit (write-ahead):
+      // a crash can leave an entry whose transaction never committed, which recovery checks and removes,
+      // but never a committed transaction without its entry, so recovery never scans the standby's tail.
       const sent = transaction.requests.flat();
-      const entry = entryFromRuns(
-        source,
-        buildRuns(sent.map((r, i) => [r.sourceOffset, standbyOffsets[i]!] as const)),
-        sent.at(-1)!.timestamp,
-        this.clock(),
-      );
-      await this.options.offsetMap.put(
-        entry,
-        state.head?.generation ?? 1,
-        state.headUnsaved ? state.head : undefined,
-      );
-      state.headUnsaved = false;
+      await state.writer!.write(target, transaction.requests, {
+        // A request over the limit is one record the source took compressed: it goes compressed too.
+        compressAbove: maxRequestBytes,
+        beforeCommit: async (standbyOffsets) => {
+          const entry = entryFromRuns(
+            source,
+            buildRuns(sent.map((r, i) => [r.sourceOffset, standbyOffsets[i]!] as const)),
+            sent.at(-1)!.timestamp,
+            this.clock(),
+          );
+          await this.options.offsetMap.put(entry, {
+            generation: state.head?.generation ?? 1,
+            ...(state.headUnsaved && state.head ? { head: state.head } : {}),
+            ...(state.writer?.token ? { token: state.writer.token } : {}),
+          });
+          state.headUnsaved = false;
+          await this.sweepZombies(source, state, entry.lastSource);
+        },
+      });
       state.lastMirrored = transaction.lastSource;
       mirrored += transaction.records;
     }
@@ -294,6 +316,35 @@ export class MirrorEngine {
       lastOffset: plan.lastOffset,
       firstOffset,
     };
+  }
+
+  /**
+   * Removes entries a fenced writer wrote after this writer's recovery read the map and before this
+   * writer's first entry (its token) made such writes fail: they describe transactions the fence aborted.
+   */
+  private async sweepZombies(source: TopicPartition, state: PartitionState, own: number): Promise<void> {
+    if (state.sweepAfter === undefined) return;
+    const after = state.sweepAfter;
+    state.sweepAfter = undefined;
+    const tp = { ...source, generation: state.head?.generation ?? 1 };
+    const entries = await this.options.offsetMap.coveringRange(
+      tp,
+      (after ?? -1) + 1,
+      Number.MAX_SAFE_INTEGER,
+    );
+    for (const e of entries) {
+      if (e.lastSource === own) continue;
+      this.options.logger.warn(
+        'removed an offset-map entry written by a fenced writer (its transaction was aborted)',
+        {
+          topic: source.topic,
+          partition: source.partition,
+          lastSource: e.lastSource,
+          lastStandby: e.lastStandby,
+        },
+      );
+      await this.options.offsetMap.remove(tp, e.lastSource);
+    }
   }
 
   private fillMaxBytes(): number {
@@ -323,6 +374,7 @@ export class MirrorEngine {
       logStart > expected
         ? await this.recordGap(source, state, expected, Math.min(logStart, first))
         : undefined;
+    if (gap) state.expectedNext = gap.to;
     let filled = 0;
     let bytes = 0;
     let pending: SourceRecord[] = [];
@@ -330,6 +382,8 @@ export class MirrorEngine {
       if (pending.length === 0) return;
       await this.mirrorRecords(source, pending, state, maxRequestBytes);
       filled += pending.length;
+      // A fill cut short continues after what it mirrored.
+      state.expectedNext = pending.at(-1)!.offset + 1;
       pending = [];
     };
     for await (const batch of reader.readRange(source, Math.max(expected, logStart), first)) {
@@ -376,18 +430,14 @@ export class MirrorEngine {
   }
 
   /**
-   * A batch at or below what is mirrored is a redelivery, or the first of a re-created topic: the topic
-   * ids tell which. A changed id drops the writer, so the next step fences and begins a new generation.
+   * Every batch checks the topic ids on both sides before it is written: a topic re-created under a
+   * running writer (a warm Lambda container, a consumer that kept its position) must begin a new
+   * generation, whatever offsets its records have. Batches of one topic in flight together share one
+   * look-up.
    */
-  private async dropIfTopicChanged(
-    source: TopicPartition,
-    records: readonly SourceRecord[],
-    state: PartitionState,
-  ): Promise<void> {
-    const { topicIds } = this.options;
-    if (!state.writer || !state.head || !topicIds || state.lastMirrored === null) return;
-    if (!records.some((r) => r.offset <= state.lastMirrored!)) return;
-    const live = await topicIds(source, this.target(source));
+  private async dropIfTopicChanged(source: TopicPartition, state: PartitionState): Promise<void> {
+    if (!state.writer || !state.head || !this.options.topicIds) return;
+    const live = await this.liveIds(source);
     if (!generationStale(state.head, live)) return;
     this.options.logger.warn('topic ids changed under a running writer; starting over', {
       topic: source.topic,
@@ -396,6 +446,19 @@ export class MirrorEngine {
       live,
     });
     await this.reset(state);
+  }
+
+  private readonly idLookups = new Map<string, Promise<LiveTopicIds>>();
+
+  private liveIds(source: TopicPartition): Promise<LiveTopicIds> {
+    let lookup = this.idLookups.get(source.topic);
+    if (!lookup) {
+      lookup = this.options.topicIds!(source, this.target(source)).finally(() =>
+        this.idLookups.delete(source.topic),
+      );
+      this.idLookups.set(source.topic, lookup);
+    }
+    return lookup;
   }
 
   /**
@@ -407,14 +470,21 @@ export class MirrorEngine {
     const { offsetMap, targetReader } = this.options;
     const [head, live, [offsets]] = await Promise.all([
       offsetMap.head(source),
-      this.options.topicIds?.(source, target) ?? Promise.resolve({ source: null, standby: null }),
+      this.options.topicIds ? this.liveIds(source) : Promise.resolve({ source: null, standby: null }),
       targetReader.offsets(target.topic, [target.partition]),
     ]);
     if (!offsets)
       throw new KafkaError('KAFKA_REQUEST_FAILED', `no offsets for ${target.topic}-${target.partition}`);
     const known = await offsetMap.latest({ ...source, generation: head?.generation ?? 1 });
-    const decision = decideGeneration({ head, live, latest: known, standby: offsets, now: this.clock() });
-    // A new generation's floor must be durable before its first commit (recovery starts there); learned
+    const decision = decideGeneration({
+      head,
+      live,
+      latest: known,
+      standby: offsets,
+      now: this.clock(),
+      ...(await this.sourceEndIfIdsUnknown(source, head, live, known)),
+    });
+    // A new generation must be durable before its first entry (the entries' key depends on it); learned
     // ids can wait for the next entry, written together with it.
     if (decision.kind === 'new') await offsetMap.putHead(source, decision.head);
     const generation = decision.head.generation;
@@ -430,33 +500,89 @@ export class MirrorEngine {
           standbyFloor: decision.head.standbyFloor,
         },
       );
-    const entry = decision.kind === 'new' ? undefined : known;
-    this.refuseIfStandbyLost(source, entry, offsets);
-    const floor = entry
-      ? undefined
-      : decision.head.standbyFloor > 0
-        ? decision.head.standbyFloor
-        : await this.options.recoveryFloor?.(source);
-    // Clamped to the standby's log start: what retention deleted there cannot be read (an idle topic's
-    // whole log expires), and nothing unmapped can have survived below it.
-    const from = Math.max(offsets.logStart, entry ? entry.lastStandby + 1 : (floor ?? 0));
-    const headUnsaved = decision.kind === 'same' && decision.write;
-    const repaired = await this.repairTail(
-      source,
-      decision.head,
-      headUnsaved,
-      entry,
-      from,
-      offsets.lastStable,
-    );
+    const confirmed =
+      decision.kind === 'new' ? undefined : await this.confirmLatest(source, generation, known, offsets);
     return {
-      lastMirrored: repaired?.lastSource ?? entry?.lastSource ?? null,
-      repaired: repaired?.repaired ?? 0,
+      lastMirrored: confirmed?.lastSource ?? null,
       generation,
       ...(changed ? { generationChanged: changed } : {}),
       head: decision.head,
-      headUnsaved: headUnsaved && !repaired,
+      headUnsaved: decision.kind === 'same' && decision.write,
     };
+  }
+
+  /**
+   * The latest entry whose transaction committed. Entries are written before their commit, one
+   * transaction at a time, so only the latest can describe a transaction that never committed (the
+   * writer died, or was fenced, between the entry and the commit): it is checked against the standby
+   * and removed when none of its records is there. Reads at most one transaction's range.
+   */
+  private async confirmLatest(
+    source: TopicPartition,
+    generation: number,
+    latest: OffsetMapEntry | undefined,
+    offsets: PartitionOffsets,
+  ): Promise<OffsetMapEntry | undefined> {
+    let entry = latest;
+    for (let removed = 0; entry; removed++) {
+      this.refuseIfStandbyLost(source, entry, offsets);
+      if (await this.committed(source, entry)) return entry;
+      if (removed >= 10)
+        throw new KafkaError(
+          'KAFKA_REQUEST_FAILED',
+          `${source.topic}-${source.partition}: ${removed} offset-map entries in a row describe no committed transaction`,
+        );
+      this.options.logger.warn('removed an offset-map entry whose transaction never committed', {
+        topic: source.topic,
+        partition: source.partition,
+        lastSource: entry.lastSource,
+        lastStandby: entry.lastStandby,
+      });
+      await this.options.offsetMap.remove({ ...source, generation }, entry.lastSource);
+      entry = await this.options.offsetMap.latest({ ...source, generation });
+    }
+    return undefined;
+  }
+
+  /** Whether any record of an entry's transaction is on the standby, committed, where the entry says. */
+  private async committed(source: TopicPartition, entry: OffsetMapEntry): Promise<boolean> {
+    const target = this.target(source);
+    const reader = this.options.targetReader;
+    const [now] = await reader.offsets(target.topic, [target.partition]);
+    // Deleted by retention: too old to tell, and too old to matter; counted as mirrored.
+    if (!now || entry.lastStandby < now.logStart) return true;
+    // The fence settled the transaction; its markers may still be on their way.
+    await waitVisible(reader, target, entry.lastStandby + 1);
+    const isCopy = (record: SourceRecord) => {
+      const src = parseSrc(lastHeader(record.headers, SRC_HEADER));
+      return (
+        src !== undefined &&
+        src.cluster === this.options.sourceAlias &&
+        src.topic === source.topic &&
+        src.partition === source.partition &&
+        exactTargetOf([entry], src.offset) === record.offset
+      );
+    };
+    // The last record first (one fetch); the rest of the range only if compaction removed it.
+    const last = await reader.fetch(target, entry.lastStandby, { maxBytes: 64 * 1024 });
+    if (last.records.some((r) => r.offset === entry.lastStandby && isCopy(r))) return true;
+    const from = Math.max(entry.runs[0]!.standbyStart, now.logStart);
+    for await (const records of reader.readRange(target, from, entry.lastStandby + 1))
+      if (records.some(isCopy)) return true;
+    return false;
+  }
+
+  /** The source's end, read only when topic ids cannot tell whether the topic was re-created. */
+  private async sourceEndIfIdsUnknown(
+    source: TopicPartition,
+    head: PartitionHead | undefined,
+    live: LiveTopicIds,
+    known: OffsetMapEntry | undefined,
+  ): Promise<{ sourceEnd?: number }> {
+    const reader = this.options.sourceReader;
+    if (!reader || !known || (head?.sourceTopicId && live.source !== null)) return {};
+    const [o] = await reader.offsets(source.topic, [source.partition]);
+    return o ? { sourceEnd: o.highWatermark } : {};
   }
 
   private refuseIfStandbyLost(
@@ -464,72 +590,21 @@ export class MirrorEngine {
     entry: OffsetMapEntry | undefined,
     offsets: PartitionOffsets,
   ): void {
-    if (!entry || entry.lastStandby < offsets.lastStable) return;
+    if (!entry || entry.lastStandby < offsets.highWatermark) return;
     throw new KafkaError(
       'KAFKA_REQUEST_FAILED',
       `the offset map says ${source.topic}-${source.partition} offset ${entry.lastSource} is on the standby at ${entry.lastStandby}, ` +
-        `but the standby partition ends at ${offsets.lastStable}: standby data was lost or the topic was recreated; ` +
+        `but the standby partition ends at ${offsets.highWatermark}: standby data was lost; ` +
         "refusing to mirror (delete the partition's offset-map entries to mirror it again from scratch)",
       {
         details: {
           topic: source.topic,
           partition: source.partition,
           lastStandby: entry.lastStandby,
-          standbyEnd: offsets.lastStable,
+          standbyEnd: offsets.highWatermark,
         },
       },
     );
-  }
-
-  /** Finds this direction's committed records after the last entry (a commit whose entry was lost). */
-  private async repairTail(
-    source: TopicPartition,
-    head: PartitionHead,
-    headUnsaved: boolean,
-    entry: OffsetMapEntry | undefined,
-    from: number,
-    to: number,
-  ): Promise<{ lastSource: number; repaired: number } | undefined> {
-    const target = this.target(source);
-    const pairs: [number, number][] = [];
-    const timestamps = new Map<number, number>();
-    for await (const records of this.options.targetReader.readRange(target, from, to)) {
-      for (const record of records) {
-        const src = parseSrc(lastHeader(record.headers, SRC_HEADER));
-        if (
-          !src ||
-          src.cluster !== this.options.sourceAlias ||
-          src.topic !== source.topic ||
-          src.partition !== source.partition
-        )
-          continue;
-        const previous = pairs.at(-1)?.[0] ?? entry?.lastSource ?? -1;
-        // An application that forwarded the header of a record it consumed, or a second copy: either way
-        // not this direction's next record.
-        if (src.offset <= previous) continue;
-        pairs.push([src.offset, record.offset]);
-        timestamps.set(src.offset, record.timestamp);
-      }
-    }
-    if (pairs.length === 0) return undefined;
-    // One entry per chunk of runs: a whole partition's tail on a compacted topic can hold more runs than a
-    // DynamoDB item (400 KB) takes. Entries are written in order, so a crash leaves a prefix, repaired again.
-    const runs = buildRuns(pairs);
-    let repair: OffsetMapEntry | undefined;
-    for (let i = 0; i < runs.length; i += MAX_RUNS_PER_ENTRY) {
-      const chunk = runs.slice(i, i + MAX_RUNS_PER_ENTRY);
-      const end = chunk.at(-1)!;
-      const timestamp = timestamps.get(end.sourceStart + end.count - 1) ?? 0;
-      repair = entryFromRuns(source, chunk, timestamp, this.clock());
-      await this.options.offsetMap.put(repair, head.generation, headUnsaved && i === 0 ? head : undefined);
-    }
-    this.options.logger.info('repaired the offset map from the standby tail', {
-      topic: source.topic,
-      partition: source.partition,
-      records: pairs.length,
-      lastSource: repair!.lastSource,
-    });
-    return { lastSource: repair!.lastSource, repaired: pairs.length };
   }
 
   private ensureTopic(topic: string): Promise<number | undefined> {

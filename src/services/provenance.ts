@@ -2,6 +2,7 @@ import { exactTargetOf } from '../core/offsetMap.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../core/provenance.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import { liveGeneration } from './generations.ts';
 
 /**
  * Which records of a source partition are kdr's own copies of the target cluster's records, proven and
@@ -16,6 +17,8 @@ export async function verifiedCopies(
   target: TopicPartition,
   targetAlias: string,
   records: readonly SourceRecord[],
+  /** The target topic's id: the other direction's map proves copies only of that very topic. */
+  targetTopicId: string | null = null,
 ): Promise<Set<number>> {
   const claims = new Map<number, number>();
   for (const record of records) {
@@ -36,7 +39,9 @@ export async function verifiedCopies(
     low = Math.min(low, o);
     high = Math.max(high, o);
   }
-  const entries = await counterpart.coveringRange(target, low, high);
+  const { generation } = await liveGeneration(counterpart, target, targetTopicId);
+  if (generation === null) return verified;
+  const entries = await counterpart.coveringRange({ ...target, generation }, low, high);
   for (const [offset, claimed] of claims)
     if (exactTargetOf(entries, claimed) === offset) verified.add(offset);
   return verified;

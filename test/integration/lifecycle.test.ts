@@ -165,6 +165,45 @@ describe('the mirror through Kafka lifecycle events', () => {
     expect(row).toMatchObject({ generation: 2, lastMirrored: 4, lagOffsets: 0 });
   });
 
+  it('mirrors a re-created topic whose first event starts past the old topic (a warm writer and event source position)', async () => {
+    const topic = uniqueName('recreated-warm');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const rt = runtime();
+    const readSource = async () => {
+      const [o] = await rt.sourceReader.offsets(topic, [0]);
+      const all: SourceRecord[] = [];
+      for await (const batch of rt.sourceReader.readRange(
+        { topic, partition: 0 },
+        o!.logStart,
+        o!.lastStable,
+      ))
+        all.push(...batch);
+      return all;
+    };
+    await produce(
+      topic,
+      Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await handler(toKafkaEvent([{ topic, partition: 0, records: await readSource() }]));
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 30 }, (_, i) => ({ value: `new-${i}` })),
+    );
+    // The event source kept its position: the next event starts at 20, past everything the old topic had.
+    const result = await handler(
+      toKafkaEvent([{ topic, partition: 0, records: (await readSource()).slice(20) }]),
+    );
+    expect(result.recordsMirrored).toBe(30);
+    expect(values(await readWithKcat('standby', topic))).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => `old-${i}`),
+      ...Array.from({ length: 30 }, (_, i) => `new-${i}`),
+    ]);
+    const [row] = await statusOf(topic);
+    expect(row).toMatchObject({ generation: 2, lastMirrored: 29, lagOffsets: 0 });
+  });
+
   it('mirrors the writes after kdr restore --target primary --mode replace (a re-created topic)', async () => {
     const topic = uniqueName('replaced');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
@@ -206,6 +245,23 @@ describe('the mirror through Kafka lifecycle events', () => {
     ]);
     const [row] = await statusOf(topic);
     expect(row).toMatchObject({ generation: 2, lagOffsets: 0 });
+    // Every offset of the restored topic translates to the copy of the first record at or after it.
+    const copies = (await readWithKcat('standby', topic)).slice(15);
+    const end = (await runtime().sourceReader.offsets(topic))[0]!.lastStable;
+    for (let o = 0; o < end; o++) {
+      const next = copies.find((c) => srcOffset(c)! >= o)!;
+      const t = await runKdr([
+        'translate',
+        '--topic',
+        topic,
+        '--partition',
+        '0',
+        '--offset',
+        String(o),
+        '--json',
+      ]);
+      expect(JSON.parse(t.stdout), `offset ${o}`).toMatchObject({ exact: true, standbyOffset: next.offset });
+    }
   });
 
   it('detects a standby topic re-created under the mirror and mirrors the source into it again', async () => {

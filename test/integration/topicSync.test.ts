@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.ts';
 import { createRuntime } from '../../src/runtime.ts';
-import { config, createTopics, uniqueName, withAdmin } from '../helpers/lab.ts';
+import { config, createTopics, eventually, uniqueName, withAdmin } from '../helpers/lab.ts';
 
 /** Topic sync against the lab: create, grow, re-configure standby topics; internal topics never. */
 
@@ -77,6 +77,12 @@ describe('topic sync', () => {
     const result = await rt.topicSync.sync([topic]);
     expect(result.addPartitions).toEqual([{ topic, from: 2, to: 6 }]);
     expect(result.alterConfigs[0]?.changed).toEqual(['retention.bytes']);
+    // A broker applies a config change once it has the metadata record: read until it shows.
+    await eventually(
+      'the standby broker shows the synced retention.bytes',
+      async () => (await standbyTopic(topic))?.configs['retention.bytes']?.value === '123456789',
+      30_000,
+    );
     const standby = (await standbyTopic(topic))!;
     expect(standby.partitions).toBe(6);
     expect(standby.configs['retention.bytes']?.value).toBe('123456789');

@@ -1,19 +1,30 @@
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
+  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
   type QueryCommandInput,
   TransactionCanceledException,
+  type TransactWriteItem,
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { PartitionHead } from '../../core/generation.ts';
 import { decodeRuns, encodeRuns, type OffsetMapEntry } from '../../core/offsetMap.ts';
 import type { TopicPartition } from '../../core/records.ts';
-import { StoreError } from '../../errors.ts';
+import { ProducerFencedError, StoreError } from '../../errors.ts';
+import type { WriterToken } from '../../ports/kafka.ts';
 import type { GenerationPartition, OffsetMapStore } from '../../ports/offsetMapStore.ts';
+
+/** Whether a transaction was cancelled by the condition of its item at `index`. */
+function cancelledBy(error: unknown, index: number): boolean {
+  return (
+    error instanceof TransactionCanceledException &&
+    error.CancellationReasons?.[index]?.Code === 'ConditionalCheckFailed'
+  );
+}
 
 /** How long a head read from the table is trusted before it is read again (another process may move it). */
 const HEAD_CACHE_MS = 5_000;
@@ -110,7 +121,11 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     );
   }
 
-  async put(entry: OffsetMapEntry, generation?: number, head?: PartitionHead): Promise<void> {
+  async put(
+    entry: OffsetMapEntry,
+    options: { generation?: number; head?: PartitionHead; token?: WriterToken } = {},
+  ): Promise<void> {
+    const { generation, head, token } = options;
     const p = await this.key({ ...entry, ...(generation ? { generation } : {}) });
     const item = {
       TableName: this.table,
@@ -123,20 +138,66 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
         at: { N: String(entry.mirroredAt) },
       },
     };
-    if (!head) {
+    if (!head && !token) {
       await this.call('write the offset map entry', entry, () => this.client.send(new PutItemCommand(item)));
       return;
     }
+    const items: TransactWriteItem[] = [{ Put: item }];
+    if (head) items.push({ Put: this.headPut(entry, head) });
+    if (token) items.push({ Put: this.writerPut(entry, token) });
     try {
-      await this.client.send(
-        new TransactWriteItemsCommand({
-          TransactItems: [{ Put: item }, { Put: this.headPut(entry, head) }],
-        }),
-      );
+      await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
     } catch (error) {
-      throw this.headError(entry, head, error);
+      if (token && cancelledBy(error, items.length - 1)) {
+        throw new ProducerFencedError(
+          `a newer writer of ${entry.topic}-${entry.partition} wrote the offset map (this writer is ${token.producerId}/${token.producerEpoch}): fenced`,
+          { cause: error, details: { topic: entry.topic, partition: entry.partition } },
+        );
+      }
+      throw head
+        ? this.headError(entry, head, error)
+        : new StoreError(
+            'STORE_UNAVAILABLE',
+            `could not write the offset map entry of ${entry.topic}-${entry.partition} in ${this.table}`,
+            { cause: error, details: { table: this.table, topic: entry.topic, partition: entry.partition } },
+          );
     }
-    this.heads.set(this.base(entry), { head, until: this.clock() + HEAD_CACHE_MS });
+    if (head) this.heads.set(this.base(entry), { head, until: this.clock() + HEAD_CACHE_MS });
+  }
+
+  /**
+   * The writer item: the newest token that wrote the partition. A write under an older token fails, so a
+   * fenced writer (a zombie process, a frozen Lambda container thawing) can never record an entry after
+   * the writer that fenced it began writing. A producer id changes only when Kafka starts the
+   * transactional id over (epoch 0): then any other id is older.
+   */
+  private writerPut(tp: TopicPartition, token: WriterToken) {
+    return {
+      TableName: this.table,
+      Item: {
+        p: { S: `${this.base(tp)}#writer` },
+        o: { N: '0' },
+        pid: { N: String(token.producerId) },
+        ep: { N: String(token.producerEpoch) },
+      },
+      ConditionExpression:
+        token.producerEpoch === 0
+          ? 'attribute_not_exists(pid) OR pid <> :pid OR ep <= :ep'
+          : 'attribute_not_exists(pid) OR (pid = :pid AND ep <= :ep)',
+      ExpressionAttributeValues: {
+        ':pid': { N: String(token.producerId) },
+        ':ep': { N: String(token.producerEpoch) },
+      },
+    };
+  }
+
+  async remove(tp: GenerationPartition, lastSource: number): Promise<void> {
+    const p = await this.key(tp);
+    await this.call('delete the offset map entry', tp, () =>
+      this.client.send(
+        new DeleteItemCommand({ TableName: this.table, Key: { p: { S: p }, o: { N: String(lastSource) } } }),
+      ),
+    );
   }
 
   latest(tp: GenerationPartition): Promise<OffsetMapEntry | undefined> {

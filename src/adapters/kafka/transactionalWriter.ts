@@ -3,12 +3,13 @@ import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Compression } from '../../config.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../../core/provenance.ts';
 import { type OutgoingRecord, recordSize, type TopicPartition } from '../../core/records.ts';
-import { describeError, KafkaError } from '../../errors.ts';
+import { describeError, isKdrError, KafkaError } from '../../errors.ts';
 import type {
   MultiPartitionWriter,
   PartitionBatch,
   TransactionalWriter,
   TransactionalWriterFactory,
+  WriterToken,
 } from '../../ports/kafka.ts';
 import { KafkaAdmin } from './admin.ts';
 import { compressionType } from './codecs.ts';
@@ -126,14 +127,21 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
     private readonly compression: number,
     /** The standby topic's max.message.bytes, read only to explain a refusal; undefined if unknown. */
     private readonly limitOf: (topic: string) => Promise<number | undefined> = async () => undefined,
+    readonly token?: WriterToken,
   ) {}
 
   async write(
     target: TopicPartition,
     requests: OutgoingRecord[][],
-    options: { compressAbove?: number } = {},
+    options: { compressAbove?: number; beforeCommit?: (offsets: number[]) => Promise<void> } = {},
   ): Promise<number[]> {
-    return (await this.writeMany([{ target, requests }], options))[0]!;
+    const { beforeCommit, ...rest } = options;
+    return (
+      await this.writeMany([{ target, requests }], {
+        ...rest,
+        ...(beforeCommit ? { beforeCommit: (all: number[][]) => beforeCommit(all[0]!) } : {}),
+      })
+    )[0]!;
   }
 
   /** The codec of one request: the configured one, or a high-ratio one above `compressAbove`. */
@@ -142,7 +150,10 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
     return oversizeCompression(this.compression);
   }
 
-  async writeMany(batches: PartitionBatch[], options: { compressAbove?: number } = {}): Promise<number[][]> {
+  async writeMany(
+    batches: PartitionBatch[],
+    options: { compressAbove?: number; beforeCommit?: (offsets: number[][]) => Promise<void> } = {},
+  ): Promise<number[][]> {
     if (this.broken)
       throw new KafkaError('KAFKA_REQUEST_FAILED', `writer ${this.id} failed before; open a new one`);
     const transaction = await this.producer.transaction().catch((error) => {
@@ -190,9 +201,19 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
         }
         all.push(offsets);
       }
+      sending = undefined;
+      try {
+        await options.beforeCommit?.(all);
+      } catch (error) {
+        // Nothing of this transaction may become visible: the caller could not record it.
+        this.broken = true;
+        await transaction.abort().catch(() => {});
+        throw error;
+      }
       await transaction.commit();
       return all;
     } catch (error) {
+      if (this.broken && !sending && isKdrError(error)) throw error;
       // Whatever happened, this producer is done: the next attempt opens a new one, which fences this one
       // and settles the transaction (committed if the commit reached the coordinator, aborted otherwise).
       this.broken = true;
@@ -261,8 +282,16 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
       await producer.disconnect().catch(() => {});
       throw toKdrError(error, `opening the transactional writer ${id}`, details);
     }
-    const writer = new KafkaTransactionalWriter(producer, id, compressionType(this.compression), (topic) =>
-      this.maxMessageBytes(topic),
+    // Known once the fence's InitProducerId answered (kdr's kafkajs patch exposes it).
+    const identity = (
+      producer as Producer & { transactionalIdentity?: () => WriterToken | undefined }
+    ).transactionalIdentity?.();
+    const writer = new KafkaTransactionalWriter(
+      producer,
+      id,
+      compressionType(this.compression),
+      (topic) => this.maxMessageBytes(topic),
+      identity,
     );
     this.open_.add(writer);
     const close = writer.close.bind(writer);

@@ -109,6 +109,51 @@ describe('decideGeneration', () => {
     expect(generationStale(head(), { source: 'S9', standby: 'T1' })).toBe(true);
   });
 
+  it('takes a source log that ends before what was mirrored for a re-created topic when ids cannot tell', () => {
+    const noHead = decideGeneration({
+      head: undefined,
+      live: { source: 'S2', standby: 'T1' },
+      latest,
+      standby,
+      sourceEnd: 12,
+      now: 9,
+    });
+    expect(noHead).toMatchObject({
+      kind: 'new',
+      head: { generation: 2, sourceTopicId: 'S2', standbyFloor: 120 },
+    });
+    if (noHead.kind === 'new') expect(noHead.reason).toMatch(/source log ends at 12, before offset 99/);
+    const noIds = decideGeneration({
+      head: head({ sourceTopicId: null }),
+      live: { source: null, standby: null },
+      latest,
+      standby,
+      sourceEnd: 99,
+      now: 9,
+    });
+    expect(noIds).toMatchObject({ kind: 'new', head: { generation: 2 } });
+    // A log that reaches past what was mirrored is the same topic.
+    const same = decideGeneration({
+      head: undefined,
+      live: { source: 'S1', standby: 'T1' },
+      latest,
+      standby,
+      sourceEnd: 100,
+      now: 9,
+    });
+    expect(same).toMatchObject({ kind: 'same', head: { generation: 1 } });
+    // Known, equal ids decide: the end is not even looked at.
+    const known = decideGeneration({
+      head: head(),
+      live: { source: 'S1', standby: 'T1' },
+      latest,
+      standby,
+      sourceEnd: 5,
+      now: 9,
+    });
+    expect(known).toMatchObject({ kind: 'same', write: false });
+  });
+
   it('keeps at most five earlier generations', () => {
     let h = head();
     for (let i = 2; i <= 8; i++) {

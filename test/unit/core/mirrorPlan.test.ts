@@ -82,6 +82,23 @@ describe('planMirror', () => {
     expect(lastHeader(out[0]!.headers, 'kdr.origin')?.toString()).toBe('primary');
   });
 
+  it('cuts transactions at the byte limit too, a bigger record alone', () => {
+    const records = [
+      record(0, { value: Buffer.alloc(300) }),
+      record(1, { value: Buffer.alloc(300) }),
+      record(2, { value: Buffer.alloc(2000) }),
+      record(3),
+    ];
+    const result = plan(records, null, {
+      limits: { maxTransactionRecords: 100, maxRequestBytes: 10_000, maxTransactionBytes: 1000 },
+    });
+    expect(result.transactions.map((t) => [t.firstSource, t.lastSource])).toEqual([
+      [0, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+  });
+
   it('cuts transactions at the record limit and requests at the byte limit', () => {
     const records = Array.from({ length: 25 }, (_, i) => record(i, { value: Buffer.alloc(100) }));
     const result = plan(records, null, { limits: { maxTransactionRecords: 10, maxRequestBytes: 600 } });

@@ -131,6 +131,7 @@ class FakeOffsetMap implements OffsetMapStore {
     };
   }
   async put(): Promise<void> {}
+  async remove(): Promise<void> {}
   async latest(tp: TopicPartition) {
     return this.entry(tp);
   }
