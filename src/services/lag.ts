@@ -104,6 +104,7 @@ export async function waitVisible(
   tp: TopicPartition,
   offset: number,
   timeoutMs = 30_000,
+  pollMs = 50,
 ): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
@@ -114,6 +115,6 @@ export async function waitVisible(
         'KAFKA_UNAVAILABLE',
         `${tp.topic}-${tp.partition}: committed records up to offset ${offset - 1} are still not visible to read_committed consumers (last stable offset ${o?.lastStable}) after ${timeoutMs} ms`,
       );
-    await sleep(50);
+    await sleep(pollMs);
   }
 }

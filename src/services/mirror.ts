@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   decideGeneration,
   generationStale,
@@ -119,6 +120,8 @@ interface PartitionState {
 }
 
 const FILL_MAX_BYTES = 32 * 1024 * 1024;
+/** About how long a fenced writer waits before it takes its partition back. */
+const RETAKE_PAUSE_MS = 200;
 /** Most bytes in one standby transaction: what recovery may have to read back to check it. */
 const MAX_TRANSACTION_BYTES = 64 * 1024 * 1024;
 
@@ -181,9 +184,11 @@ export class MirrorEngine {
         if (error instanceof IncompleteBatchError) throw error;
         await this.reset(state);
         // A fence means another writer took the partition. Taking it back once (which recovers what that
-        // writer committed) keeps two Lambda containers from failing each other's batches forever.
+        // writer committed) keeps two Lambda containers from failing each other's batches forever; after a
+        // random pause, so that two writers fencing each other fall out of step and one finishes.
         if (error instanceof ProducerFencedError && attempt === 1) {
           log.warn('fenced by another writer; taking the partition back', { error: error.message });
+          await sleep(RETAKE_PAUSE_MS * (0.5 + Math.random()));
           continue;
         }
         throw error;
@@ -390,11 +395,11 @@ export class MirrorEngine {
       for (const record of batch) {
         pending.push(record);
         bytes += recordSize(record);
-      }
-      if (pending.length >= this.options.limits.maxTransactionRecords) await flush();
-      if (bytes > this.fillMaxBytes()) {
-        await flush();
-        return { filled, complete: false, ...(gap ? { gap } : {}) };
+        if (pending.length >= this.options.limits.maxTransactionRecords) await flush();
+        if (bytes >= this.fillMaxBytes()) {
+          await flush();
+          return { filled, complete: false, ...(gap ? { gap } : {}) };
+        }
       }
     }
     await flush();
@@ -526,7 +531,7 @@ export class MirrorEngine {
     let entry = latest;
     for (let removed = 0; entry; removed++) {
       this.refuseIfStandbyLost(source, entry, offsets);
-      if (await this.committed(source, entry)) return entry;
+      if (await this.committed(source, entry, offsets)) return entry;
       if (removed >= 10)
         throw new KafkaError(
           'KAFKA_REQUEST_FAILED',
@@ -545,14 +550,18 @@ export class MirrorEngine {
   }
 
   /** Whether any record of an entry's transaction is on the standby, committed, where the entry says. */
-  private async committed(source: TopicPartition, entry: OffsetMapEntry): Promise<boolean> {
+  private async committed(
+    source: TopicPartition,
+    entry: OffsetMapEntry,
+    offsets: PartitionOffsets,
+  ): Promise<boolean> {
     const target = this.target(source);
     const reader = this.options.targetReader;
-    const [now] = await reader.offsets(target.topic, [target.partition]);
     // Deleted by retention: too old to tell, and too old to matter; counted as mirrored.
-    if (!now || entry.lastStandby < now.logStart) return true;
+    if (entry.lastStandby < offsets.logStart) return true;
     // The fence settled the transaction; its markers may still be on their way.
-    await waitVisible(reader, target, entry.lastStandby + 1);
+    if (offsets.lastStable <= entry.lastStandby)
+      await waitVisible(reader, target, entry.lastStandby + 1, 30_000, 5);
     const isCopy = (record: SourceRecord) => {
       const src = parseSrc(lastHeader(record.headers, SRC_HEADER));
       return (
@@ -566,7 +575,7 @@ export class MirrorEngine {
     // The last record first (one fetch); the rest of the range only if compaction removed it.
     const last = await reader.fetch(target, entry.lastStandby, { maxBytes: 64 * 1024 });
     if (last.records.some((r) => r.offset === entry.lastStandby && isCopy(r))) return true;
-    const from = Math.max(entry.runs[0]!.standbyStart, now.logStart);
+    const from = Math.max(entry.runs[0]!.standbyStart, offsets.logStart);
     for await (const records of reader.readRange(target, from, entry.lastStandby + 1))
       if (records.some(isCopy)) return true;
     return false;

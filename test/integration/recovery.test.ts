@@ -103,6 +103,7 @@ describe('recovery with entries written before their commit', () => {
   it('removes an entry whose transaction died before its commit, and mirrors those records once', async () => {
     const topic = uniqueName('died');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
     await fillPartitions(topic, [0], 300, (_, i) => `v${i}`);
     const rt = runtime();
     const tp = { topic, partition: 0 };
@@ -128,6 +129,7 @@ describe('recovery with entries written before their commit', () => {
   it('never lets a fenced writer record an entry after the writer that fenced it', async () => {
     const topic = uniqueName('zombie');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
     await fillPartitions(topic, [0], 300, (_, i) => `v${i}`);
     const rt = runtime();
     const tp = { topic, partition: 0 };
@@ -168,6 +170,7 @@ describe('recovery with entries written before their commit', () => {
   it("sweeps a fenced writer's entry that landed between the new writer's recovery and its first entry", async () => {
     const topic = uniqueName('sweep');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
     await fillPartitions(topic, [0], 300, (_, i) => `v${i}`);
     const rt = runtime();
     const tp = { topic, partition: 0 };
@@ -223,6 +226,7 @@ describe('recovery with entries written before their commit', () => {
   it('reads at most one transaction of the standby to recover, however much was written after it', async () => {
     const topic = uniqueName('bounded');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
     await fillPartitions(topic, [0], 200, (_, i) => `v${i}`);
     const rt = runtime();
     const tp = { topic, partition: 0 };
@@ -233,10 +237,10 @@ describe('recovery with entries written before their commit', () => {
     // Applications write the standby for a long while (a failover), far more than one transaction.
     const producer = kafkaFor('standby').producer({ idempotent: true });
     await producer.connect();
-    for (let i = 0; i < 5; i++)
+    for (let i = 0; i < 20; i++)
       await producer.send({
         topic,
-        messages: Array.from({ length: 2000 }, (_, j) => ({
+        messages: Array.from({ length: 500 }, (_, j) => ({
           partition: 0,
           value: `app-${i}-${j}-${'x'.repeat(1000)}`,
         })),
@@ -269,6 +273,7 @@ describe('recovery with entries written before their commit', () => {
   it('fills a long gap a piece per delivery, in order, and mirrors the batch only after all of it', async () => {
     const topic = uniqueName('long-gap');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await createTopics('standby', [{ topic, numPartitions: 1 }]);
     await fillPartitions(topic, [0], 400, (_, i) => `v${i}-${'x'.repeat(200)}`);
     const rt = runtime();
     const tp = { topic, partition: 0 };
