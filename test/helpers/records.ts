@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Message } from 'kafkajs';
 import type { KdrConfig } from '../../src/config.ts';
 import { lastHeader, parseSrc, SRC_HEADER, withoutProvenance } from '../../src/core/provenance.ts';
-import type { Header } from '../../src/core/records.ts';
+import type { Header, SourceRecord, TopicPartition } from '../../src/core/records.ts';
+import type { PartitionReader } from '../../src/ports/kafka.ts';
 import { type ClusterName, type KcatRecord, kafkaFor, readWithKcat } from './lab.ts';
 
 /** Deterministic test records covering every edge case a mirror must keep byte for byte. */
@@ -239,4 +240,13 @@ export async function mirroredSourceOffsets(topic: string, partition: number): P
         ),
       )!.offset,
   );
+}
+
+/** Every committed record of a partition, from its log start to its last stable offset, through kdr's reader. */
+export async function readPartition(reader: PartitionReader, tp: TopicPartition): Promise<SourceRecord[]> {
+  const [offsets] = await reader.offsets(tp.topic, [tp.partition]);
+  const all: SourceRecord[] = [];
+  for await (const records of reader.readRange(tp, offsets!.logStart, offsets!.lastStable))
+    all.push(...records);
+  return all;
 }

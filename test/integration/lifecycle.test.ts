@@ -17,6 +17,7 @@ import {
   uniqueName,
   withAdmin,
 } from '../helpers/lab.ts';
+import { readPartition } from '../helpers/records.ts';
 
 /**
  * Kafka's lifecycle under the mirror: topics deleted and re-created, logs emptied by retention on the
@@ -132,17 +133,7 @@ describe('the mirror through Kafka lifecycle events', () => {
     const topic = uniqueName('recreated-lambda');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
     const rt = runtime();
-    const readSource = async () => {
-      const [o] = await rt.sourceReader.offsets(topic, [0]);
-      const all: SourceRecord[] = [];
-      for await (const batch of rt.sourceReader.readRange(
-        { topic, partition: 0 },
-        o!.logStart,
-        o!.lastStable,
-      ))
-        all.push(...batch);
-      return all;
-    };
+    const readSource = () => readPartition(rt.sourceReader, { topic, partition: 0 });
     await produce(
       topic,
       Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
@@ -169,17 +160,7 @@ describe('the mirror through Kafka lifecycle events', () => {
     const topic = uniqueName('recreated-warm');
     await createTopics('primary', [{ topic, numPartitions: 1 }]);
     const rt = runtime();
-    const readSource = async () => {
-      const [o] = await rt.sourceReader.offsets(topic, [0]);
-      const all: SourceRecord[] = [];
-      for await (const batch of rt.sourceReader.readRange(
-        { topic, partition: 0 },
-        o!.logStart,
-        o!.lastStable,
-      ))
-        all.push(...batch);
-      return all;
-    };
+    const readSource = () => readPartition(rt.sourceReader, { topic, partition: 0 });
     await produce(
       topic,
       Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),

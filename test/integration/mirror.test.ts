@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaTransactionalWriterFactory } from '../../src/adapters/kafka/transactionalWriter.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../../src/core/provenance.ts';
-import type { SourceRecord, TopicPartition } from '../../src/core/records.ts';
+import type { TopicPartition } from '../../src/core/records.ts';
 import { KdrError, ProducerFencedError } from '../../src/errors.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
@@ -10,7 +10,7 @@ import { MirrorEngine } from '../../src/services/mirror.ts';
 import { translateOffset } from '../../src/services/translate.ts';
 import { runKdr } from '../helpers/cli.ts';
 import { config, createTopics, eventually, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
-import { fillPartitions, mirroredSourceOffsets } from '../helpers/records.ts';
+import { fillPartitions, mirroredSourceOffsets, readPartition } from '../helpers/records.ts';
 
 /** The mirror engine in-process against the lab: racing writers and exact translation. */
 
@@ -30,13 +30,7 @@ afterAll(async () => {
   await Promise.all(runtimes.map((rt) => rt.close()));
 });
 
-async function readAll(rt: Runtime, tp: TopicPartition): Promise<SourceRecord[]> {
-  const [offsets] = await rt.sourceReader.offsets(tp.topic, [tp.partition]);
-  const all: SourceRecord[] = [];
-  for await (const records of rt.sourceReader.readRange(tp, offsets!.logStart, offsets!.lastStable))
-    all.push(...records);
-  return all;
-}
+const readAll = (rt: Runtime, tp: TopicPartition) => readPartition(rt.sourceReader, tp);
 
 function chunks<T>(items: T[], size: number): T[][] {
   return Array.from({ length: Math.ceil(items.length / size) }, (_, i) =>

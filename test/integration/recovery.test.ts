@@ -13,7 +13,7 @@ import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { MirrorEngine } from '../../src/services/mirror.ts';
 import { translateOffset } from '../../src/services/translate.ts';
 import { config, createTopics, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
-import { fillPartitions, mirroredSourceOffsets } from '../helpers/records.ts';
+import { fillPartitions, mirroredSourceOffsets, readPartition } from '../helpers/records.ts';
 
 /**
  * Recovery after a crash, with offset-map entries written before their commit: an entry whose
@@ -31,12 +31,7 @@ afterAll(async () => {
   await Promise.all(runtimes.map((rt) => rt.close()));
 });
 
-async function readAll(rt: Runtime, tp: TopicPartition): Promise<SourceRecord[]> {
-  const [o] = await rt.sourceReader.offsets(tp.topic, [tp.partition]);
-  const all: SourceRecord[] = [];
-  for await (const batch of rt.sourceReader.readRange(tp, o!.logStart, o!.lastStable)) all.push(...batch);
-  return all;
-}
+const readAll = (rt: Runtime, tp: TopicPartition) => readPartition(rt.sourceReader, tp);
 
 type Hook = (run: () => Promise<void>) => Promise<void>;
 
@@ -84,6 +79,15 @@ function engine(
 }
 
 const passThrough: Hook = (run) => run();
+
+/** A promise and the function that settles it: a step one writer waits for until the test says. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
 
 /** Each source record once on the standby, and every offset translates to its own copy. */
 async function expectExact(rt: Runtime, topic: string, records: SourceRecord[]) {
@@ -135,14 +139,8 @@ describe('recovery with entries written before their commit', () => {
     const tp = { topic, partition: 0 };
     const records = await readAll(rt, tp);
     // A stalls between writing its records and writing their entry (a frozen Lambda container).
-    let releaseA!: () => void;
-    const aStalled = new Promise<void>((resolve) => {
-      releaseA = resolve;
-    });
-    let aReached!: () => void;
-    const aAtHook = new Promise<void>((resolve) => {
-      aReached = resolve;
-    });
+    const { opened: aStalled, open: releaseA } = gate();
+    const { opened: aAtHook, open: aReached } = gate();
     const zombie = engine(
       rt,
       hookedWriters(rt, {
@@ -175,18 +173,9 @@ describe('recovery with entries written before their commit', () => {
     const rt = runtime();
     const tp = { topic, partition: 0 };
     const records = await readAll(rt, tp);
-    let releaseA!: () => void;
-    const aStalled = new Promise<void>((resolve) => {
-      releaseA = resolve;
-    });
-    let aReached!: () => void;
-    const aAtHook = new Promise<void>((resolve) => {
-      aReached = resolve;
-    });
-    let aWrote!: () => void;
-    const aEntryWritten = new Promise<void>((resolve) => {
-      aWrote = resolve;
-    });
+    const { opened: aStalled, open: releaseA } = gate();
+    const { opened: aAtHook, open: aReached } = gate();
+    const { opened: aEntryWritten, open: aWrote } = gate();
     const zombie = engine(
       rt,
       hookedWriters(rt, {
