@@ -467,4 +467,34 @@ describe('the mirror through Kafka lifecycle events', () => {
     expect(values(await readWithKcat('standby', topic))).toEqual(expected);
     expect(values(await readWithKcat('primary', topic))).toEqual(expected);
   });
+
+  it('drains a re-created topic at a planned failover: its new records reach the standby, RPO 0', async () => {
+    const topic = uniqueName('recreated-drain');
+    const env = {
+      KDR_PAIR: uniqueName('drain-pair'),
+      KDR_TOPICS: topic,
+      KDR_GROUPS: 'none',
+      KDR_MIRROR_GROUP_ID: uniqueName('drain-mirror'),
+    };
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic, env);
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
+    );
+    // No mirror runs: the failover's drain is what copies the new topic's records.
+    const failover = await runKdr(['failover', '--planned', '--json'], { env });
+    expect(failover.exitCode, failover.stderr.slice(-2000)).toBe(0);
+    expect(JSON.parse(failover.stdout).rpo).toMatchObject({ records: 0 });
+    expect(values(await readWithKcat('standby', topic))).toEqual([
+      ...Array.from({ length: 30 }, (_, i) => `old-${i}`),
+      ...Array.from({ length: 10 }, (_, i) => `new-${i}`),
+    ]);
+  });
 });
