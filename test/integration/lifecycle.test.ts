@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/mirror.ts';
+import { Lab } from '../../infra/local/lab.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../../src/core/provenance.ts';
 import type { SourceRecord } from '../../src/core/records.ts';
 import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
@@ -496,5 +497,39 @@ describe('the mirror through Kafka lifecycle events', () => {
       ...Array.from({ length: 30 }, (_, i) => `old-${i}`),
       ...Array.from({ length: 10 }, (_, i) => `new-${i}`),
     ]);
+  });
+
+  it('counts a re-created topic not yet mirrored in the RPO of an unplanned failover', async () => {
+    const topic = uniqueName('recreated-rpo');
+    const env = {
+      KDR_PAIR: uniqueName('rpo-pair'),
+      KDR_TOPICS: topic,
+      KDR_GROUPS: 'none',
+      KDR_MIRROR_GROUP_ID: uniqueName('rpo-mirror'),
+    };
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
+    );
+    await mirrorUntilCaughtUp(topic, env);
+    await deleteTopic(topic);
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(
+      topic,
+      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
+    );
+    const checkpoint = await runKdr(['checkpoint', '--json'], { env });
+    expect(checkpoint.exitCode, checkpoint.stderr).toBe(0);
+    const lab = new Lab();
+    await lab.stopCluster('primary');
+    try {
+      const failover = await runKdr(['failover', '--unplanned', '--json'], { env });
+      expect(failover.exitCode, failover.stderr.slice(-2000)).toBe(0);
+      // The 10 records of the new topic never reached the standby: the old topic's 30 do not hide them.
+      expect(JSON.parse(failover.stdout).rpo).toMatchObject({ records: 10 });
+    } finally {
+      await lab.startCluster('primary');
+    }
   });
 });
