@@ -84,21 +84,35 @@ const srcOffset = (r: KcatRecord) =>
     ),
   )?.offset;
 
+/** `n` records valued `<prefix>-0`, `<prefix>-1`, … */
+const numbered = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ value: `${prefix}-${i}` }));
+
+/** Its own pair (control state, checkpoints, offset map): a failover or a checkpoint touches no other test. */
+const ownPair = (prefix: string) => ({
+  KDR_PAIR: uniqueName(`${prefix}-pair`),
+  KDR_MIRROR_GROUP_ID: uniqueName(`${prefix}-mirror`),
+});
+
+/** A topic mirrored with `old` records (old-0…), then deleted and re-created with `fresh` (new-0…). */
+async function mirroredThenRecreated(
+  topic: string,
+  old: number,
+  fresh: number,
+  env: Record<string, string> = {},
+) {
+  await createTopics('primary', [{ topic, numPartitions: 1 }]);
+  await produce(topic, numbered('old', old));
+  await mirrorUntilCaughtUp(topic, env);
+  await deleteTopic(topic);
+  await createTopics('primary', [{ topic, numPartitions: 1 }]);
+  await produce(topic, numbered('new', fresh));
+}
+
 describe('the mirror through Kafka lifecycle events', () => {
   it('mirrors a deleted and re-created source topic as a new generation, exactly once, and translates it exactly', async () => {
     const topic = uniqueName('recreated');
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
-    );
-    await mirrorUntilCaughtUp(topic);
-    await deleteTopic(topic);
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
-    );
+    await mirroredThenRecreated(topic, 30, 10);
     await mirrorUntilCaughtUp(topic);
 
     const standby = await readWithKcat('standby', topic);
@@ -274,16 +288,8 @@ describe('the mirror through Kafka lifecycle events', () => {
   it('does not translate a re-created topic through the old topic before the mirror has seen it', async () => {
     const topic = uniqueName('pending');
     // Its own pair: the checkpoint below writes the pair's checkpoint set.
-    const env = { KDR_PAIR: uniqueName('pending-pair'), KDR_MIRROR_GROUP_ID: uniqueName('pending-mirror') };
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 20 }, (_, i) => ({ value: `old-${i}` })),
-    );
-    await mirrorUntilCaughtUp(topic, env);
-    await deleteTopic(topic);
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(topic, [{ value: 'new-0' }, { value: 'new-1' }]);
+    const env = ownPair('pending');
+    await mirroredThenRecreated(topic, 20, 2, env);
     const t = await runKdr(['translate', '--topic', topic, '--partition', '0', '--offset', '1', '--json'], {
       env,
     });
@@ -431,12 +437,7 @@ describe('the mirror through Kafka lifecycle events', () => {
 
   it('brings back through a failover and failback every standby record, forwarded kdr headers or not, with no cycle', async () => {
     const topic = uniqueName('fwd-cycle');
-    const env = {
-      KDR_PAIR: uniqueName('fwd-pair'),
-      KDR_TOPICS: topic,
-      KDR_GROUPS: 'none',
-      KDR_MIRROR_GROUP_ID: uniqueName('fwd-mirror'),
-    };
+    const env = { ...ownPair('fwd'), KDR_TOPICS: topic, KDR_GROUPS: 'none' };
     const kdr = async (args: string[]) => {
       const result = await runKdr([...args, '--json'], { env });
       expect(result.exitCode, `kdr ${args.join(' ')}: ${result.stderr.slice(-2000)}`).toBe(0);
@@ -471,24 +472,8 @@ describe('the mirror through Kafka lifecycle events', () => {
 
   it('drains a re-created topic at a planned failover: its new records reach the standby, RPO 0', async () => {
     const topic = uniqueName('recreated-drain');
-    const env = {
-      KDR_PAIR: uniqueName('drain-pair'),
-      KDR_TOPICS: topic,
-      KDR_GROUPS: 'none',
-      KDR_MIRROR_GROUP_ID: uniqueName('drain-mirror'),
-    };
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
-    );
-    await mirrorUntilCaughtUp(topic, env);
-    await deleteTopic(topic);
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
-    );
+    const env = { ...ownPair('drain'), KDR_TOPICS: topic, KDR_GROUPS: 'none' };
+    await mirroredThenRecreated(topic, 30, 10, env);
     // No mirror runs: the failover's drain is what copies the new topic's records.
     const failover = await runKdr(['failover', '--planned', '--json'], { env });
     expect(failover.exitCode, failover.stderr.slice(-2000)).toBe(0);
@@ -501,24 +486,8 @@ describe('the mirror through Kafka lifecycle events', () => {
 
   it('counts a re-created topic not yet mirrored in the RPO of an unplanned failover', async () => {
     const topic = uniqueName('recreated-rpo');
-    const env = {
-      KDR_PAIR: uniqueName('rpo-pair'),
-      KDR_TOPICS: topic,
-      KDR_GROUPS: 'none',
-      KDR_MIRROR_GROUP_ID: uniqueName('rpo-mirror'),
-    };
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 30 }, (_, i) => ({ value: `old-${i}` })),
-    );
-    await mirrorUntilCaughtUp(topic, env);
-    await deleteTopic(topic);
-    await createTopics('primary', [{ topic, numPartitions: 1 }]);
-    await produce(
-      topic,
-      Array.from({ length: 10 }, (_, i) => ({ value: `new-${i}` })),
-    );
+    const env = { ...ownPair('rpo'), KDR_TOPICS: topic, KDR_GROUPS: 'none' };
+    await mirroredThenRecreated(topic, 30, 10, env);
     const checkpoint = await runKdr(['checkpoint', '--json'], { env });
     expect(checkpoint.exitCode, checkpoint.stderr).toBe(0);
     const lab = new Lab();

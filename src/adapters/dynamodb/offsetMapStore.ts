@@ -55,12 +55,8 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
   }
 
   private async key(tp: GenerationPartition): Promise<string> {
-    const generation = tp.generation ?? (await this.cachedHead(tp))?.generation ?? 1;
+    const generation = tp.generation ?? (await this.head(tp, { cached: true }))?.generation ?? 1;
     return generation === 1 ? this.base(tp) : `${this.base(tp)}#g${generation}`;
-  }
-
-  private cachedHead(tp: TopicPartition): Promise<PartitionHead | undefined> {
-    return this.head(tp, { cached: true });
   }
 
   async head(tp: TopicPartition, options: { cached?: boolean } = {}): Promise<PartitionHead | undefined> {
