@@ -1,6 +1,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { loadConfig } from '../src/config.ts';
-import { parseRequest, restoreRequestSchema } from '../src/events/operations.ts';
+import { parseRequest } from '../src/events/operations.ts';
+import { restoreRequestSchema } from '../src/events/restoreRequest.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';

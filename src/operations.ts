@@ -9,7 +9,7 @@ import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalW
 import { S3ObjectStore } from './adapters/s3/objectStore.ts';
 import type { ClusterConfig, KdrConfig } from './config.ts';
 import { InputError } from './errors.ts';
-import type { RestoreRequestInput } from './events/operations.ts';
+import type { RestoreRequestInput } from './events/restoreRequest.ts';
 import type { Logger } from './logger.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 import type { CheckpointDeps } from './services/checkpoint.ts';
