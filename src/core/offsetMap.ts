@@ -179,3 +179,52 @@ export function exactTargetOf(entries: readonly OffsetMapEntry[], sourceOffset: 
   }
   return undefined;
 }
+
+/**
+ * Forward translation after a failback, when the source log holds kdr's copies of target records (the
+ * reverse mirror's work) between the records it mirrored: committed offset `sourceOffset` goes to the
+ * target position of whichever comes first in the source log at or after it, the first forward-mirrored
+ * record (`forward`: the first forward entry whose lastSource >= sourceOffset) or the first copy
+ * (`reverse`: the first entry of the other direction's map whose lastStandby >= sourceOffset; its
+ * "standby" offsets are this log's offsets, its "source" offsets the target's originals). A copy's target
+ * position is its original. The mirror image of failback's translation back.
+ */
+export function translateThroughCopies(
+  forward: OffsetMapEntry | undefined,
+  reverse: OffsetMapEntry | undefined,
+  sourceOffset: number,
+): { standbyOffset: number; mirroredSource: number; via: 'forward' | 'copy' } | undefined {
+  const f = translateCommitted(forward, sourceOffset, null);
+  const copy = firstAtOrAfterStandby(reverse, sourceOffset);
+  const viaForward =
+    f.kind === 'exact'
+      ? { standbyOffset: f.standbyOffset, mirroredSource: f.mirroredSource, via: 'forward' as const }
+      : undefined;
+  const viaCopy = copy
+    ? { standbyOffset: copy.source, mirroredSource: copy.standby, via: 'copy' as const }
+    : undefined;
+  if (viaForward && viaCopy) return viaCopy.mirroredSource < viaForward.mirroredSource ? viaCopy : viaForward;
+  return viaForward ?? viaCopy;
+}
+
+/**
+ * The ranges [from, to) of this log that `reverse` entries (found by their "standby" offsets, which are
+ * this log's) say hold kdr's copies of the other cluster's records, clipped to [low, high).
+ */
+export function copiedRanges(
+  reverse: readonly OffsetMapEntry[],
+  low: number,
+  high: number,
+): { from: number; to: number }[] {
+  const ranges: { from: number; to: number }[] = [];
+  for (const entry of reverse)
+    for (const run of entry.runs) {
+      const from = Math.max(low, run.standbyStart);
+      const to = Math.min(high, run.standbyStart + run.count);
+      if (from >= to) continue;
+      const last = ranges.at(-1);
+      if (last && last.to >= from) last.to = Math.max(last.to, to);
+      else ranges.push({ from, to });
+    }
+  return ranges.sort((a, b) => a.from - b.from);
+}
