@@ -15,10 +15,13 @@ let runtime: Runtime | undefined;
 
 export async function handler() {
   runtime ??= createRuntime(await credentials(), logger);
-  const result = await runCheckpoint(checkpointDeps(runtime), {
-    commitOnStandby: config.checkpoint.commitOnStandby,
-    mirrorGroups: [config.mirror.groupId],
-  });
+  const result = await runCheckpoint(
+    { ...checkpointDeps(runtime), counterpartMap: runtime.counterpartMap },
+    { commitOnStandby: config.checkpoint.commitOnStandby, mirrorGroups: [config.mirror.groupId] },
+  );
+  // The schedule keeps firing during and after a failover: a skipped checkpoint is not a failure, and the
+  // forward lag means nothing then (no metrics).
+  if (result.skipped) return { at: result.at, skipped: result.skipped };
   const lag = result.observations.reduce((n, o) => n + unmirroredOffsets(o), 0);
   // Seconds: the age of the oldest record not yet mirrored (0 when everything is), the RPO right now.
   const lagSeconds = result.observations.reduce(

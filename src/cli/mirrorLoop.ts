@@ -179,11 +179,20 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
         Date.now() - lastCheckpoint >= options.checkpointEveryMs
       ) {
         lastCheckpoint = Date.now();
-        checkpointing = runCheckpoint(checkpointDeps(rt), {
-          commitOnStandby: config.checkpoint.commitOnStandby,
-          mirrorGroups: [config.mirror.groupId],
-        })
-          .then((c) => logger.debug('checkpoint taken', { groups: c.groups, offsets: c.checkpoints.length }))
+        checkpointing = runCheckpoint(
+          { ...checkpointDeps(rt), counterpartMap: rt.counterpartMap },
+          { commitOnStandby: config.checkpoint.commitOnStandby, mirrorGroups: [config.mirror.groupId] },
+        )
+          .then((c) =>
+            // Skipped while the pair is not MIRRORING (a failover under way or done): not a failure.
+            c.skipped
+              ? logger.info('checkpoint skipped', { reason: c.skipped })
+              : logger.debug('checkpoint taken', {
+                  groups: c.groups,
+                  offsets: c.checkpoints.length,
+                  ...(c.notOnStandby.length ? { notOnStandby: c.notOnStandby } : {}),
+                }),
+          )
           .catch((error) =>
             logger.warn('checkpoint failed; will try again', { error: (error as Error).message }),
           )

@@ -1,5 +1,11 @@
 import pLimit from 'p-limit';
-import { translateCommitted } from '../core/offsetMap.ts';
+import type { ControlState } from '../core/control.ts';
+import {
+  copiedRanges,
+  type OffsetMapEntry,
+  translateCommitted,
+  translateThroughCopies,
+} from '../core/offsetMap.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError } from '../errors.ts';
@@ -17,9 +23,16 @@ import { liveGeneration } from './generations.ts';
 
 export interface CheckpointDeps {
   primaryAdmin: TopicAdmin & GroupAdmin;
-  standbyAdmin: GroupAdmin;
+  /** listTopics: groups are checkpointed only on topics the standby has (one call per checkpoint). */
+  standbyAdmin: GroupAdmin & Pick<TopicAdmin, 'listTopics'>;
   primaryReader: PartitionReader;
   offsetMap: OffsetMapStore;
+  /**
+   * The other direction's map (standby -> primary). After a failback it says which primary records are
+   * kdr's copies of standby records: never to be mirrored (not lag), and a committed offset before one
+   * translates to its standby original. Without it, copies count as unmirrored.
+   */
+  counterpartMap?: OffsetMapStore;
   stateStore: StateStore;
   selectTopic: (topic: string) => boolean;
   selectGroup: (group: string) => boolean;
@@ -29,6 +42,18 @@ export interface CheckpointDeps {
 
 export interface CheckpointResult {
   at: number;
+  /**
+   * Why nothing was done, when the pair is not MIRRORING (a failover or failback is under way or done):
+   * no group was read or moved and no checkpoint written. Not an error: the schedule keeps firing.
+   */
+  skipped?: string;
+  /** The control state the checkpoint ran in (or was skipped in). */
+  control?: { state: ControlState['state']; epoch: number; activeCluster: string };
+  /**
+   * Selected primary topics the standby does not have: their groups were not checkpointed (a failover
+   * could not move them); their records count as unmirrored in the observations.
+   */
+  notOnStandby: string[];
   groups: number;
   checkpoints: GroupCheckpoint[];
   observations: PartitionObservation[];
@@ -211,11 +236,14 @@ export async function mirroredTopics(
  * smallest and the largest offset), then every offset against those entries. null: beyond what is mirrored.
  * `topicIds`: the id of the source topic the offsets belong to; offsets of a topic that no generation of the
  * map describes (re-created, not mirrored yet) are not translated through an old topic's runs (null).
+ * `counterpartMap` (the standby -> primary map): after a failback the primary holds kdr's copies of
+ * standby records, which the forward map skips; an offset goes to whichever comes first on the primary at
+ * or after it, the first forward-mirrored record or the first copy (then to the copy's standby original).
  */
 export async function translateAll<T extends TopicPartition & { offset: number }>(
   offsetMap: OffsetMapStore,
   items: T[],
-  options: { concurrency?: number; topicIds?: Map<string, string> } = {},
+  options: { concurrency?: number; topicIds?: Map<string, string>; counterpartMap?: OffsetMapStore } = {},
 ): Promise<(T & { standbyOffset: number | null })[]> {
   const concurrency = options.concurrency ?? 8;
   const byPartition = new Map<string, T[]>();
@@ -229,15 +257,22 @@ export async function translateAll<T extends TopicPartition & { offset: number }
       limit(async () => {
         const offsets = group.map((g) => g.offset);
         const tp = { topic: group[0]!.topic, partition: group[0]!.partition };
-        const { generation } = await liveGeneration(offsetMap, tp, options.topicIds?.get(tp.topic) ?? null);
-        if (generation === null) return group.map((item) => ({ ...item, standbyOffset: null }));
-        const entries = await offsetMap.coveringRange(
-          { ...tp, generation },
-          Math.min(...offsets),
-          Math.max(...offsets),
-        );
+        const liveId = options.topicIds?.get(tp.topic) ?? null;
+        const { generation } = await liveGeneration(offsetMap, tp, liveId);
+        const [entries, copies] = await Promise.all([
+          generation === null
+            ? []
+            : offsetMap.coveringRange({ ...tp, generation }, Math.min(...offsets), Math.max(...offsets)),
+          options.counterpartMap
+            ? copiesAtOrAfter(options.counterpartMap, tp, liveId, offsets)
+            : new Map<number, OffsetMapEntry | undefined>(),
+        ]);
         return group.map((item) => {
           const entry = entries.find((e) => e.lastSource >= item.offset);
+          if (options.counterpartMap) {
+            const t = translateThroughCopies(entry, copies.get(item.offset), item.offset);
+            return { ...item, standbyOffset: t ? t.standbyOffset : null };
+          }
           const t = translateCommitted(entry, item.offset, null);
           return { ...item, standbyOffset: t.kind === 'exact' ? t.standbyOffset : null };
         });
@@ -247,13 +282,125 @@ export async function translateAll<T extends TopicPartition & { offset: number }
   return translated.flat();
 }
 
+/**
+ * The reverse map's generation that describes the live primary topic: the reverse mirror wrote into the
+ * primary topic its head names; a primary topic re-created since holds no copies (null).
+ */
+async function copyGeneration(
+  counterpart: OffsetMapStore,
+  tp: TopicPartition,
+  primaryTopicId: string | null,
+): Promise<number | null> {
+  const head = await counterpart.head(tp, { cached: true });
+  if (head?.standbyTopicId && primaryTopicId && head.standbyTopicId !== primaryTopicId) return null;
+  return head?.generation ?? 1;
+}
+
+/**
+ * For each primary offset, the first reverse entry whose last target (primary) offset is >= it: one
+ * Query per distinct entry needed, none past the last copy.
+ */
+async function copiesAtOrAfter(
+  counterpart: OffsetMapStore,
+  tp: TopicPartition,
+  primaryTopicId: string | null,
+  offsets: number[],
+): Promise<Map<number, OffsetMapEntry | undefined>> {
+  const found = new Map<number, OffsetMapEntry | undefined>();
+  const generation = await copyGeneration(counterpart, tp, primaryTopicId);
+  if (generation === null) return found;
+  let entry: OffsetMapEntry | undefined;
+  for (const offset of [...new Set(offsets)].sort((a, b) => a - b)) {
+    if (!entry || entry.lastStandby < offset) {
+      entry = await counterpart.coveringStandby({ ...tp, generation }, offset);
+      if (!entry) break;
+    }
+    found.set(offset, entry);
+  }
+  return found;
+}
+
+/** The ranges of [from, to) on the primary that hold kdr's copies of standby records (reverse map). */
+async function copiedRangesOf(
+  counterpart: OffsetMapStore,
+  tp: TopicPartition,
+  primaryTopicId: string | null,
+  from: number,
+  to: number,
+): Promise<{ from: number; to: number }[]> {
+  const generation = await copyGeneration(counterpart, tp, primaryTopicId);
+  if (generation === null) return [];
+  const first = await counterpart.coveringStandby({ ...tp, generation }, from);
+  if (!first) return [];
+  const entries = await counterpart.coveringRange(
+    { ...tp, generation },
+    first.lastSource,
+    Number.MAX_SAFE_INTEGER,
+  );
+  return copiedRanges(entries, from, to);
+}
+
+/** Whether checkpoints may run in this state: only while MIRRORING, or as a failover's own last one. */
+export function checkpointAllowed(control: ControlState, during?: 'failover'): boolean {
+  return control.state === 'MIRRORING' || (during === 'failover' && control.state === 'FAILING_OVER');
+}
+
+function skippedBecause(control: ControlState, during?: 'failover'): string {
+  return `pair ${control.pair} is ${control.state} (epoch ${control.epoch}): checkpoints run only while MIRRORING${
+    during === 'failover' ? " or FAILING_OVER (a failover's own checkpoint)" : ''
+  }`;
+}
+
+export interface CheckpointOptions {
+  commitOnStandby: boolean;
+  mirrorGroups: string[];
+  /**
+   * 'failover': the failover's own final checkpoint, which runs while the pair is FAILING_OVER. Otherwise
+   * a checkpoint runs only while MIRRORING, and is skipped (result.skipped) in any other state.
+   */
+  during?: 'failover';
+}
+
 export async function runCheckpoint(
   deps: CheckpointDeps,
-  options: { commitOnStandby: boolean; mirrorGroups: string[] },
+  options: CheckpointOptions,
 ): Promise<CheckpointResult> {
   const clock = deps.clock ?? Date.now;
-  const topics = await mirroredTopics(deps);
+  // During a failover or after it, the primary's groups are stale or in another region's hands: their
+  // translations must not overwrite the checkpoints a failover uses, nor live standby groups.
+  const control = await deps.stateStore.getControl();
+  const state = { state: control.state, epoch: control.epoch, activeCluster: control.activeCluster };
+  const skip = (c: ControlState): CheckpointResult => {
+    const skipped = skippedBecause(c, options.during);
+    deps.logger.info('checkpoint skipped', { state: c.state, epoch: c.epoch });
+    return {
+      at: clock(),
+      skipped,
+      control: { state: c.state, epoch: c.epoch, activeCluster: c.activeCluster },
+      groups: 0,
+      checkpoints: [],
+      observations: [],
+      gaps: [],
+      notOnStandby: [],
+      committedOnStandby: [],
+      warnings: [],
+    };
+  };
+  if (!checkpointAllowed(control, options.during)) return skip(control);
+  const selected = await mirroredTopics(deps);
   const warnings: string[] = [];
+  // Groups only on topics the standby has: a failover moves a group to a standby position, and a topic
+  // the standby lacks (never mirrored, or deleted there) has none. One metadata call.
+  const onStandby = await deps.standbyAdmin.listTopics().then(
+    (names) => new Set(names),
+    (error) => {
+      warnings.push(
+        `could not list the standby's topics (${describeError(error)}): groups on every selected topic were checkpointed`,
+      );
+      return undefined;
+    },
+  );
+  const notOnStandby = onStandby ? selected.filter((t) => !onStandby.has(t)) : [];
   const groups = (await deps.primaryAdmin.listGroups()).filter(
     (g) => deps.selectGroup(g) && !options.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
   );
@@ -262,15 +409,28 @@ export async function runCheckpoint(
   const perGroup = await Promise.all(
     groups.map((group) =>
       limit(async () => {
-        const committed = await deps.primaryAdmin.committedOffsets(group, topics);
+        const committed = await deps.primaryAdmin.committedOffsets(group, selected);
         const at = clock();
         return committed.map((c) => ({ group, ...c, at }));
       }),
     ),
   );
-  const topicIds = (await deps.primaryAdmin.topicIds?.(topics)) ?? new Map<string, string>();
+  const missing = new Set(notOnStandby);
+  const uncheckpointed = new Map<string, Set<string>>();
+  for (const c of perGroup.flat())
+    if (missing.has(c.topic))
+      uncheckpointed.set(c.topic, (uncheckpointed.get(c.topic) ?? new Set()).add(c.group));
+  for (const [topic, names] of uncheckpointed)
+    warnings.push(
+      `topic ${topic} does not exist on the standby: groups ${[...names].sort().join(', ')} were not checkpointed on it (is it mirrored?)`,
+    );
+  const topicIds = (await deps.primaryAdmin.topicIds?.(selected)) ?? new Map<string, string>();
   const checkpoints: GroupCheckpoint[] = (
-    await translateAll(deps.offsetMap, perGroup.flat(), { topicIds })
+    await translateAll(
+      deps.offsetMap,
+      perGroup.flat().filter((c) => !missing.has(c.topic)),
+      { topicIds, ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}) },
+    )
   ).map((c) => ({
     group: c.group,
     topic: c.topic,
@@ -289,7 +449,7 @@ export async function runCheckpoint(
   };
   const observations: PartitionObservation[] = (
     await Promise.all(
-      topics.map(async (topic) =>
+      selected.map(async (topic) =>
         Promise.all(
           (
             await deps.primaryReader.offsets(topic)
@@ -311,6 +471,10 @@ export async function runCheckpoint(
   ).flat();
   const gaps = observations.flatMap((o) => (o.gap ? [o.gap] : []));
   for (const gap of gaps) if (!gap.markersOnly) deps.logger.warn(describeGap(gap, 'the primary'), { gap });
+  // Read again: a failover may have begun while this one read the primary (narrows, does not close, the
+  // window; the failover's own checkpoint comes after and overwrites this one).
+  const now = await deps.stateStore.getControl();
+  if (now.epoch !== control.epoch || !checkpointAllowed(now, options.during)) return skip(now);
   const at = clock();
   await deps.stateStore.putCheckpoints({ groups: checkpoints, observations, at });
 
@@ -337,22 +501,71 @@ export async function runCheckpoint(
   for (const w of warnings) deps.logger.warn(w);
   return {
     at,
+    control: state,
     groups: new Set(checkpoints.map((c) => c.group)).size,
     checkpoints,
     observations,
     gaps,
+    notOnStandby,
     committedOnStandby,
     warnings,
   };
 }
 
+/** Fetches a scan of copies may take per partition and checkpoint (the next checkpoint goes on from it). */
+const COPY_SCAN_FETCHES = 16;
+
+/**
+ * What [from, end) of a primary partition holds, read from `from` on: the timestamp of the first record to
+ * mirror, and how far from `from` it holds nothing to mirror (transaction markers, aborted records and,
+ * with the reverse map, kdr's copies of standby records: skipped by the map, never read).
+ */
+async function scanUnmirrored(
+  deps: Pick<CheckpointDeps, 'primaryReader' | 'counterpartMap'>,
+  tp: TopicPartition,
+  from: number,
+  end: number,
+  liveTopicId: string | null,
+  resume: () => Promise<number | undefined>,
+): Promise<{ firstTimestamp: number | null; nothingTo: number; copies: boolean }> {
+  const copies = deps.counterpartMap
+    ? await copiedRangesOf(deps.counterpartMap, tp, liveTopicId, from, end)
+    : [];
+  if (copies.length === 0) {
+    const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
+    return {
+      firstTimestamp: fetched.records[0]?.timestamp ?? null,
+      nothingTo: fetched.records.length === 0 ? Math.min(fetched.nextOffset, fetched.lastStable) : from,
+      copies: false,
+    };
+  }
+  const copied = (o: number) => copies.find((r) => r.from <= o && o < r.to);
+  // Where an earlier checkpoint's scan got to (a long range of copies takes several).
+  let cursor = Math.max(from, Math.min((await resume()) ?? from, end));
+  for (let fetches = 0; ; ) {
+    for (let r = copied(cursor); r; r = copied(cursor)) cursor = r.to;
+    if (cursor >= end || fetches >= COPY_SCAN_FETCHES)
+      return { firstTimestamp: null, nothingTo: cursor, copies: true };
+    const fetched = await deps.primaryReader.fetch(tp, cursor, {
+      maxBytes: fetches++ === 0 ? 64 * 1024 : 1024 * 1024,
+    });
+    const first = fetched.records.find((r) => r.offset >= cursor && r.offset < end && !copied(r.offset));
+    if (first) return { firstTimestamp: first.timestamp, nothingTo: first.offset, copies: true };
+    const next = Math.min(fetched.nextOffset, end);
+    if (next <= cursor) return { firstTimestamp: null, nothingTo: cursor, copies: true };
+    cursor = next;
+  }
+}
+
 /**
  * What a primary partition looks like now: its end, the last mirrored offset, the timestamp of the first
  * record not mirrored, and, when log start is past the last mirrored offset, the gap: what was deleted
- * there can never be mirrored, and the reads start at log start instead of failing.
+ * there can never be mirrored, and the reads start at log start instead of failing. kdr's own copies of
+ * standby records (after a failback) are never mirrored and are not lag: when nothing but copies and
+ * markers follows the last mirrored record, endOffset is where they start.
  */
 async function observe(
-  deps: Pick<CheckpointDeps, 'primaryReader' | 'offsetMap'>,
+  deps: Pick<CheckpointDeps, 'primaryReader' | 'offsetMap' | 'counterpartMap'>,
   tp: TopicPartition,
   offsets: PartitionOffsets,
   previous: () => Promise<Map<string, PartitionObservation>>,
@@ -364,16 +577,25 @@ async function observe(
   const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...tp, generation });
   const lastMirrored = latest?.lastSource ?? null;
   let { logStart, lastStable } = offsets;
+  let end = lastStable;
   // Where the unmirrored records start: nothing mirrored yet means from the log start, and no gap.
   let expected = lastMirrored === null ? logStart : lastMirrored + 1;
   let firstUnmirroredTimestamp: number | null = null;
-  // How far from `expected` the partition is known to hold no committed record.
+  // How far from `expected` the partition is known to hold no record to mirror.
   let clean: number | undefined = expected;
   let gap: LogStartGap | undefined;
+  // An earlier observation of the same mirrored state proved [expected, markersOnlyTo) held nothing to mirror.
+  const resume = async () => {
+    const o = (await previous()).get(partitionKey(tp));
+    return o && o.lastMirrored === lastMirrored && (o.sourceTopicId ?? null) === liveTopicId
+      ? o.markersOnlyTo
+      : undefined;
+  };
   for (let moved = 0; ; moved++) {
     expected = lastMirrored === null ? logStart : lastMirrored + 1;
     gap = gapBelow(tp, expected, logStart, clock());
     clean = expected;
+    end = lastStable;
     if (gap) {
       gap = withProof(gap, await previous());
       const proof = (await previous()).get(partitionKey(tp))?.markersOnlyTo;
@@ -385,10 +607,11 @@ async function observe(
       break;
     }
     try {
-      const fetched = await deps.primaryReader.fetch(tp, from, { maxBytes: 64 * 1024 });
-      firstUnmirroredTimestamp = fetched.records[0]?.timestamp ?? null;
-      if (fetched.records.length === 0 && clean !== undefined && clean >= from)
-        clean = Math.max(clean, Math.min(fetched.nextOffset, fetched.lastStable));
+      const scan = await scanUnmirrored(deps, tp, from, lastStable, liveTopicId, resume);
+      firstUnmirroredTimestamp = scan.firstTimestamp;
+      if (clean !== undefined && clean >= from) clean = Math.max(clean, scan.nothingTo);
+      // Nothing left to mirror but copies (and markers): the standby has everything it should get.
+      if (scan.copies && scan.nothingTo >= lastStable) end = from;
       break;
     } catch (error) {
       // The log start passed `from` since the offsets were read: look again from the new one.
@@ -401,7 +624,7 @@ async function observe(
     topic: tp.topic,
     partition: tp.partition,
     sourceTopicId: liveTopicId,
-    endOffset: lastStable,
+    endOffset: end,
     lastMirrored,
     firstUnmirroredTimestamp,
     observedAt: clock(),

@@ -15,20 +15,26 @@ export function registerCheckpoint(program: Command): void {
     .option('--json', 'print the checkpoint as JSON')
     .action(async (options: { commitOnStandby?: boolean; json?: boolean }) => {
       const result = await withRuntime({}, ({ runtime, config }) =>
-        runCheckpoint(checkpointDeps(runtime), {
-          commitOnStandby: options.commitOnStandby ?? config.checkpoint.commitOnStandby,
-          mirrorGroups: [config.mirror.groupId],
-        }),
+        runCheckpoint(
+          { ...checkpointDeps(runtime), counterpartMap: runtime.counterpartMap },
+          {
+            commitOnStandby: options.commitOnStandby ?? config.checkpoint.commitOnStandby,
+            mirrorGroups: [config.mirror.groupId],
+          },
+        ),
       );
+      // Skipped (the pair is not MIRRORING) is not an error: exit 0, say why.
       emit(Boolean(options.json), result, () =>
-        [
-          `checkpointed ${result.checkpoints.length} offsets of ${result.groups} groups at ${new Date(result.at).toISOString()}`,
-          ...(result.committedOnStandby.length
-            ? [`committed on the standby: ${result.committedOnStandby.join(', ')}`]
-            : []),
-          ...result.gaps.map((g) => `gap: ${describeGap(g, 'the primary')}`),
-          ...result.warnings.map((w) => `warning: ${w}`),
-        ].join('\n'),
+        result.skipped
+          ? `checkpoint skipped: ${result.skipped}`
+          : [
+              `checkpointed ${result.checkpoints.length} offsets of ${result.groups} groups at ${new Date(result.at).toISOString()}`,
+              ...(result.committedOnStandby.length
+                ? [`committed on the standby: ${result.committedOnStandby.join(', ')}`]
+                : []),
+              ...result.gaps.map((g) => `gap: ${describeGap(g, 'the primary')}`),
+              ...result.warnings.map((w) => `warning: ${w}`),
+            ].join('\n'),
       );
     });
 }

@@ -155,6 +155,10 @@ class FakeOffsetMap implements OffsetMapStore {
 
 class FakeStateStore {
   set: CheckpointSet = { groups: [], observations: [], at: null };
+  // Checkpoints run only while MIRRORING.
+  async getControl() {
+    return { pair: 'p', state: 'MIRRORING' as const, activeCluster: 'primary', epoch: 0, updatedAt: 0 };
+  }
   async getCheckpoints() {
     return this.set;
   }
@@ -182,7 +186,7 @@ function setup() {
       listGroups: async () => ['g'],
       committedOffsets: async () => [{ topic: T, partition: 0, offset: 15 }],
     } as unknown as CheckpointDeps['primaryAdmin'],
-    standbyAdmin: {} as CheckpointDeps['standbyAdmin'],
+    standbyAdmin: { listTopics: async () => [T] } as unknown as CheckpointDeps['standbyAdmin'],
     primaryReader: reader,
     offsetMap,
     stateStore: stateStore as unknown as StateStore,
