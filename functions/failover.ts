@@ -1,15 +1,18 @@
 import { loadConfig } from '../src/config.ts';
 import { failoverRequestSchema, parseRequest } from '../src/events/operations.ts';
-import { lambdaCredentials } from '../src/lambda.ts';
+import { invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { failoverDeps } from '../src/operations.ts';
 import { createRuntime, type Runtime } from '../src/runtime.ts';
-import { failover } from '../src/services/failover.ts';
+import { abortFailover, runFailover } from '../src/services/failover.ts';
 
 /**
  * Invoked failover: `sls invoke -f failover --data '{"mode":"planned","timeoutSeconds":60}'`.
- * The payload is validated before anything is read or written; the report is the result.
+ * The payload is validated before anything is read or written. In AWS the first invocation begins the
+ * failover and answers at once with its operation id; continuations (`{"operationId":…}`) run its phases,
+ * each until its own time runs out. A retried continuation resumes the same operation, never a new one.
+ * `{"abort":true}` aborts the failover in progress while the standby is not yet active.
  */
 
 const config = loadConfig();
@@ -17,27 +20,42 @@ const logger = createLogger(config.logLevel, { function: 'failover', pair: confi
 const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
-export async function handler(event: unknown, context?: { awsRequestId?: string }) {
+export async function handler(
+  event: unknown,
+  context?: { awsRequestId?: string; getRemainingTimeInMillis?: () => number },
+) {
   const request = parseRequest(failoverRequestSchema, event, config.pair, 'failover');
   runtime ??= createRuntime(await credentials(), logger);
-  const report = await failover(
-    failoverDeps(runtime, context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined),
-    {
-      mode: request.mode,
+  const deps = failoverDeps(runtime, context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined);
+  if (request.abort) return { status: 'aborted', ...(await abortFailover(deps)) };
+  const budget = invocationBudget(context, request.timeoutSeconds * 1000);
+  const handOver = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && !request.wait && !request.operationId;
+  try {
+    const outcome = await runFailover(deps, {
+      ...(request.mode ? { mode: request.mode } : {}),
       timeoutMs: request.timeoutSeconds * 1000,
-    },
-  );
-  emitMetrics(
-    'kdr',
-    { Pair: config.pair },
-    {
-      FailoverRtoMs: { value: report.rtoMs, unit: 'Milliseconds' },
-      FailoverRpoRecords: { value: report.rpo.records, unit: 'Count' },
-      FailoverRpoSeconds: { value: report.rpo.seconds, unit: 'Seconds' },
-    },
-  );
-  // The engine was closed by the failover (the mirror is fenced); the next invocation builds a new one.
-  await runtime.close();
-  runtime = undefined;
-  return report;
+      ...(handOver ? { runDeadline: 0 } : budget.runDeadline ? { runDeadline: budget.runDeadline } : {}),
+      ...(request.operationId ? { operationId: request.operationId } : {}),
+    });
+    if (outcome.status === 'in-progress') {
+      const { abort: _abort, wait: _wait, ...rest } = request;
+      const continued = await invokeSelf(config.aws.region, { ...rest, operationId: outcome.operationId });
+      return { ...outcome, continued, warnings: budget.warnings };
+    }
+    const report = outcome.report;
+    emitMetrics(
+      'kdr',
+      { Pair: config.pair },
+      {
+        FailoverRtoMs: { value: report.rtoMs, unit: 'Milliseconds' },
+        FailoverRpoRecords: { value: report.rpo.records, unit: 'Count' },
+        FailoverRpoSeconds: { value: report.rpo.seconds, unit: 'Seconds' },
+      },
+    );
+    return { ...report, status: 'done', warnings: [...budget.warnings, ...report.warnings] };
+  } finally {
+    // The fence closed the engine; the next invocation builds a new runtime.
+    await runtime.close();
+    runtime = undefined;
+  }
 }

@@ -93,6 +93,8 @@ export interface KdrConfig {
     intervalMs: number;
     leaseMs: number;
   };
+  /** How long a failover or failback whose process died blocks the next run (its lease). */
+  operationLeaseMs: number;
   checkpoint: {
     /** Also commit translated offsets on the standby for groups that are empty there. */
     commitOnStandby: boolean;
@@ -261,6 +263,7 @@ const envSchema = z.object({
     .transform(Number)
     .default(15 * 60_000),
   KDR_SNAPSHOT_LEASE_MS: positiveInt(24 * 3600 * 1000).default(60_000),
+  KDR_OPERATION_LEASE_MS: positiveInt(3600 * 1000).default(30_000),
   KDR_SNAPSHOT_PREFIX: z
     .string()
     .regex(/^[a-z0-9][a-z0-9/_.-]{0,200}[a-z0-9]$/, {
@@ -415,6 +418,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
       intervalMs: e.KDR_SNAPSHOT_INTERVAL_MS,
       leaseMs: e.KDR_SNAPSHOT_LEASE_MS,
     },
+    operationLeaseMs: e.KDR_OPERATION_LEASE_MS,
     checkpoint: {
       commitOnStandby: e.KDR_CHECKPOINT_COMMIT_ON_STANDBY,
       intervalMs: e.KDR_CHECKPOINT_INTERVAL_MS,

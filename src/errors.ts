@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   STORE_CONDITION_FAILED: { retryable: false, exitCode: 4 },
   NOT_MIRRORING: { retryable: false, exitCode: 5 },
   STATE_CONFLICT: { retryable: false, exitCode: 5 },
+  /** Another process holds the operation's lease: retry once it expires. */
+  OPERATION_IN_PROGRESS: { retryable: true, exitCode: 5 },
+  /** This process no longer owns the operation (taken over, or aborted): it stops at once. */
+  LEASE_LOST: { retryable: false, exitCode: 5 },
   NOT_FOUND: { retryable: false, exitCode: 6 },
   INTEGRITY_FAILED: { retryable: false, exitCode: 7 },
   TIMEOUT: { retryable: true, exitCode: 8 },

@@ -54,8 +54,21 @@ export function failoverDeps(rt: Runtime, owner?: string): FailoverDeps {
     mirrorGroups: [config.mirror.groupId],
     ...(rt.mirrorSwitch ? { stopMirror: () => rt.mirrorSwitch!.set(false) } : {}),
     logger: rt.logger,
+    leaseMs: config.operationLeaseMs,
+    onPhase: drillHold,
     ...(owner ? { owner } : {}),
   };
+}
+
+/**
+ * Drills: `KDR_DRILL_HOLD_PHASE=<phase>` makes a failover, failback or restore stop (for ever) when that
+ * phase begins, after it was persisted, so a test can kill the process exactly there.
+ */
+const HOLD_PHASE = process.env.KDR_DRILL_HOLD_PHASE;
+export async function drillHold(phase: string): Promise<void> {
+  if (phase !== HOLD_PHASE) return;
+  process.stderr.write(`kdr: holding at phase ${phase} (KDR_DRILL_HOLD_PHASE)\n`);
+  await new Promise(() => {});
 }
 
 /**
@@ -87,6 +100,8 @@ export function failbackDeps(
       mirrorGroups: [config.mirror.groupId],
       ...(forward.mirrorSwitch ? { startMirror: () => forward.mirrorSwitch!.set(true) } : {}),
       logger: forward.logger,
+      leaseMs: config.operationLeaseMs,
+      onPhase: drillHold,
       ...(owner ? { owner } : {}),
     },
     close: () => reverse.close(),

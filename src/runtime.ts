@@ -10,7 +10,7 @@ import { KafkaPartitionReader } from './adapters/kafka/partitionReader.ts';
 import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalWriter.ts';
 import { S3ObjectStore } from './adapters/s3/objectStore.ts';
 import type { ClusterConfig, KdrConfig } from './config.ts';
-import { forwardMirrorAllowed } from './core/control.ts';
+import { forwardMirrorAllowed, reverseMirrorAllowed } from './core/control.ts';
 import type { TopicPartition } from './core/records.ts';
 import { topicSelector } from './core/topicSync.ts';
 import { InputError, StateError } from './errors.ts';
@@ -81,8 +81,7 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     options.guard ??
     (async () => {
       const control = await stateStore.getControl();
-      const allowed =
-        direction === 'forward' ? forwardMirrorAllowed(control.state) : control.state === 'FAILING_BACK';
+      const allowed = direction === 'forward' ? forwardMirrorAllowed(control) : reverseMirrorAllowed(control);
       if (!allowed) {
         throw new StateError(
           'NOT_MIRRORING',

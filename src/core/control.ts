@@ -8,6 +8,8 @@
  *        └──────── abort ─────────┘                         abort ──▶ FAILED_OVER
  */
 
+import type { Operation } from './operation.ts';
+
 export const PAIR_STATES = ['MIRRORING', 'FAILING_OVER', 'FAILED_OVER', 'FAILING_BACK'] as const;
 export type PairState = (typeof PAIR_STATES)[number];
 
@@ -18,13 +20,8 @@ export interface ControlState {
   activeCluster: string;
   epoch: number;
   updatedAt: number;
-  /** The failover or failback in progress (or last finished), for messages. */
-  operation?: {
-    kind: 'failover' | 'failback';
-    mode?: 'planned' | 'unplanned';
-    startedAt: number;
-    owner: string;
-  };
+  /** The failover or failback in progress (or last finished): its phase, owner and lease. */
+  operation?: Operation;
   reason?: string;
 }
 
@@ -57,7 +54,7 @@ export function canTransition(from: PairState, to: PairState): boolean {
 export function describeConflict(current: ControlState, wanted: PairState): string {
   const op = current.operation;
   const since = op
-    ? ` (${op.kind}${op.mode ? ` ${op.mode}` : ''} started by ${op.owner} at ${new Date(op.startedAt).toISOString()})`
+    ? ` (${op.kind}${op.mode ? ` ${op.mode}` : ''} ${op.id} started at ${new Date(op.startedAt).toISOString()}, phase ${op.phase}, owner ${op.owner})`
     : '';
   if (current.state === 'FAILING_OVER' || current.state === 'FAILING_BACK') {
     return `pair ${current.pair} is already ${current.state === 'FAILING_OVER' ? 'failing over' : 'failing back'} (epoch ${current.epoch})${since}`;
@@ -65,7 +62,23 @@ export function describeConflict(current: ControlState, wanted: PairState): stri
   return `pair ${current.pair} is ${current.state} with ${current.activeCluster} active (epoch ${current.epoch}); cannot move to ${wanted}${since}`;
 }
 
-/** The forward mirror (primary → standby) may write while mirroring and while a failover drains it. */
-export function forwardMirrorAllowed(state: PairState): boolean {
-  return state === 'MIRRORING' || state === 'FAILING_OVER';
+/**
+ * The forward mirror (primary → standby) may write while mirroring and while a planned failover drains
+ * it; from the failover's fence phase on it may not, so positions are read from a standby nobody writes.
+ */
+export function forwardMirrorAllowed(control: Pick<ControlState, 'state' | 'operation'>): boolean {
+  if (control.state === 'MIRRORING') return true;
+  return control.state === 'FAILING_OVER' && control.operation?.phase === 'drain';
+}
+
+/**
+ * The reverse mirror (standby → primary) writes only for a failback: while it drains, and once more
+ * right after the primary became active again, to copy back what the standby got until then.
+ */
+export function reverseMirrorAllowed(control: Pick<ControlState, 'state' | 'operation'>): boolean {
+  const op = control.operation;
+  if (op?.kind !== 'failback' || op.outcome) return false;
+  if (control.state === 'FAILING_BACK')
+    return ['export', 'drain', 'groups', 'redrain', 'flip'].includes(op.phase);
+  return control.state === 'MIRRORING' && op.phase === 'late-writes';
 }

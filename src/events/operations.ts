@@ -14,14 +14,29 @@ const timeoutSeconds = z
   .positive({ error: (issue) => `expected more than 0 seconds, got ${issue.input}` })
   .max(3600, { error: (issue) => `expected at most 3600 seconds, got ${issue.input}` });
 
+const operationIdField = z
+  .string()
+  .regex(
+    /^(fo|fb|legacy)-[A-Za-z0-9-]{1,80}$/,
+    'expected an operation id such as fo-20261202T013000Z-e4-3fa9c1',
+  );
+
+/**
+ * `mode` absent: a new failover is planned, and one in progress goes on in its own mode. `operationId`:
+ * continue (or report) that operation only, never start another (continuations and retried invocations).
+ * `wait`: run in this invocation (until its time runs out) instead of handing over to a continuation.
+ */
 export const failoverRequestSchema = z
   .object({
     mode: z
       .enum(['planned', 'unplanned'], {
         error: (issue) => `expected "planned" or "unplanned", got ${JSON.stringify(issue.input)}`,
       })
-      .default('planned'),
+      .optional(),
     timeoutSeconds: timeoutSeconds.default(60),
+    operationId: operationIdField.optional(),
+    abort: z.boolean().default(false),
+    wait: z.boolean().default(false),
     pair: pair.optional(),
   })
   .strict();
@@ -29,6 +44,11 @@ export const failoverRequestSchema = z
 export const failbackRequestSchema = z
   .object({
     timeoutSeconds: timeoutSeconds.default(120),
+    /** Place moved groups before the outage records (they read them, and re-read the copies after them). */
+    readOutage: z.boolean().default(false),
+    operationId: operationIdField.optional(),
+    abort: z.boolean().default(false),
+    wait: z.boolean().default(false),
     pair: pair.optional(),
   })
   .strict();

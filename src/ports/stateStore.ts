@@ -1,4 +1,5 @@
 import type { ControlState, PairState, TransitionRecord } from '../core/control.ts';
+import type { Operation } from '../core/operation.ts';
 
 export interface GroupCheckpoint {
   group: string;
@@ -68,11 +69,23 @@ export interface StateStore {
     next: {
       state: PairState;
       activeCluster: string;
-      operation?: ControlState['operation'];
+      operation?: Operation;
       owner: string;
       reason: string;
     },
   ): Promise<ControlState>;
+  /**
+   * Changes the operation on the control item without a transition (its phase, its lease), only while
+   * the pair is still at `expected.epoch` with that operation owned by `expected.owner` (and, for a
+   * takeover, that lease). Throws a StateError LEASE_LOST otherwise.
+   */
+  updateOperation(
+    expected: { epoch: number; id: string; owner: string; leaseUntil?: number },
+    next: Operation,
+  ): Promise<ControlState>;
+  /** What an operation's phases computed and the later ones use (group moves, the RPO, the report). */
+  putOperationData(id: string, key: string, value: unknown): Promise<void>;
+  getOperationData<T>(id: string, key: string): Promise<T | undefined>;
   history(limit?: number): Promise<TransitionRecord[]>;
   putCheckpoints(set: {
     groups: GroupCheckpoint[];

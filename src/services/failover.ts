@@ -1,13 +1,25 @@
-import { hostname } from 'node:os';
-import type { ControlState } from '../core/control.ts';
+import pLimit from 'p-limit';
 import { describeConflict } from '../core/control.ts';
+import {
+  abortDecision,
+  flipped,
+  type Operation,
+  type OperationPhase,
+  phaseReached,
+  timeLeft,
+} from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
-import type { GroupCheckpoint, PartitionObservation, StateStore } from '../ports/stateStore.ts';
+import type {
+  CheckpointSet,
+  GroupCheckpoint,
+  PartitionObservation,
+  StateStore,
+} from '../ports/stateStore.ts';
 import {
   describeGap,
   GapLog,
@@ -23,6 +35,7 @@ import {
 import { liveGeneration } from './generations.ts';
 import { caughtUp, type LagDeps, liveLatest } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
+import { defaultOwner, OperationLease, ownerAlive } from './operationLease.ts';
 
 /**
  * Failover: promote the standby. Exactly one of several concurrent invocations proceeds (the control
@@ -61,7 +74,11 @@ export interface FailoverDeps {
   stopMirror?: () => Promise<string[]>;
   logger: Logger;
   owner?: string;
+  /** How long a run that died blocks the next one (default 30 s). */
+  leaseMs?: number;
   clock?: () => number;
+  /** Drills: called when a phase begins, after it was persisted (a test kills the process there). */
+  onPhase?: (phase: OperationPhase) => Promise<void> | void;
 }
 
 export interface PartitionRpo {
@@ -72,6 +89,21 @@ export interface PartitionRpo {
   primaryEndOffset: number;
   lastMirrored: number | null;
   observedAt: number;
+}
+
+/**
+ * What the RPO report can and cannot know. `known` is false when the primary could not be read at the
+ * failover (unplanned): records written after the last observation are not counted, so `records` and
+ * `seconds` are lower bounds ("at least").
+ */
+export interface RpoTruth {
+  known: boolean;
+  /** The newest observation of the primary the numbers come from, and how old it was at the failover. */
+  observedAt: number | null;
+  observationAgeMs: number | null;
+  /** Mirrored partitions (on the standby) that no observation covers: created after it, or never seen. */
+  unobservedPartitions: TopicPartition[];
+  statement: string;
 }
 
 export interface GroupMove {
@@ -96,17 +128,23 @@ export interface FailoverReport {
    * `gaps`: ranges the primary deleted (retention, DeleteRecords) before they were mirrored. They are not
    * in `records`: they are gone from both clusters; each gap's count bounds the records it held.
    */
-  rpo: { records: number; seconds: number; partitions: PartitionRpo[]; gaps: LogStartGap[] };
+  rpo: {
+    records: number;
+    seconds: number;
+    partitions: PartitionRpo[];
+    gaps: LogStartGap[];
+  } & RpoTruth;
   groups: Record<string, GroupMove[]>;
+  /** Checkpointed groups on topics the standby lacks: reported, not moved. */
+  skippedGroups: { group: string; topic: string; partition: number; reason: string }[];
+  operationId: string;
   mirrorStopped: string[];
   /** Milliseconds per phase (drain, checkpoint, groups, fence). */
   timings: Record<string, number>;
   warnings: string[];
 }
 
-export function defaultOwner(): string {
-  return `${hostname()}/${process.pid}`;
-}
+export { defaultOwner };
 
 /** Partitions of the mirrored topics, from a cluster's metadata. */
 export async function mirroredPartitions(
@@ -132,6 +170,16 @@ const optional = (deps: { counterpartMap?: OffsetMapStore; sourceAdmin?: LagDeps
   ...(deps.sourceAdmin ? { sourceAdmin: deps.sourceAdmin } : {}),
 });
 
+const DRAIN_BATCH_RECORDS = 5000;
+/** A drain batch's bytes: well inside a 512 MB function with the reader's prefetch. */
+const DRAIN_BATCH_BYTES = 16 * 1024 * 1024;
+
+function recordBytes(r: SourceRecord): number {
+  let n = (r.key?.length ?? 0) + (r.value?.length ?? 0) + 64;
+  for (const h of r.headers ?? []) n += h.key.length + (h.value?.length ?? 0);
+  return n;
+}
+
 export async function drain(
   deps: {
     engine: Pick<MirrorEngine, 'mirrorBatch'>;
@@ -143,6 +191,8 @@ export async function drain(
     sourceAdmin?: { topicIds(topics: string[]): Promise<Map<string, string>> };
     route: { sourceAlias: string; targetAlias: string };
     floor?: (tp: TopicPartition) => Promise<number | undefined>;
+    /** Throws when the run lost its operation (aborted, taken over): it stops before the next write. */
+    check?: () => void;
   },
   partitions: TopicPartition[],
   deadline: number,
@@ -209,28 +259,27 @@ export async function drain(
         gaps: gaps.list(),
       };
     for (const p of pending) {
+      // Bounded in records and bytes: a batch is held in memory and written as one transaction.
       let batch: SourceRecord[] = [];
+      let bytes = 0;
+      const flush = async () => {
+        deps.check?.();
+        if (batch.length > 0) drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+        batch = [];
+        bytes = 0;
+      };
       for await (const records of readFromLogStart(deps.reader, p.tp, p.from, p.end, {
         logStart: p.logStart,
         onGap: (gap) => gaps.add(gap),
         clock,
       })) {
         batch.push(...records);
-        if (batch.length >= 5000) {
-          drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
-          batch = [];
-        }
+        bytes += records.reduce((n, r) => n + recordBytes(r), 0);
+        if (batch.length >= DRAIN_BATCH_RECORDS || bytes >= DRAIN_BATCH_BYTES) await flush();
         if (clock() > deadline) break;
       }
-      if (batch.length > 0) drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+      await flush();
     }
-  }
-}
-
-async function fence(writers: TransactionalWriterFactory, partitions: TopicPartition[]): Promise<void> {
-  for (const tp of partitions) {
-    const writer = await writers.open(tp);
-    await writer.close();
   }
 }
 
@@ -239,9 +288,11 @@ async function moveGroups(
   admin: GroupAdmin,
   moves: Map<string, GroupMove[]>,
   warnings: string[],
+  check: () => void = () => {},
 ): Promise<Record<string, GroupMove[]>> {
   const moved: Record<string, GroupMove[]> = {};
   for (const [group, list] of moves) {
+    check();
     const state = await admin.groupState(group);
     if (state !== 'Empty' && state !== 'Dead') {
       warnings.push(
@@ -292,226 +343,626 @@ function rpoFrom(
   });
 }
 
-export async function failover(
-  deps: FailoverDeps,
-  options: { mode: FailoverMode; timeoutMs: number },
-): Promise<FailoverReport> {
+export type FailoverOutcome =
+  | { status: 'done'; operationId: string; report: FailoverReport }
+  | { status: 'in-progress'; operationId: string; phase: OperationPhase; message: string };
+
+export interface FailoverOptions {
+  /** Absent when resuming: the operation's own mode (an explicit 'unplanned' may take over a planned one). */
+  mode?: FailoverMode;
+  /** The drain's budget, from the operation's start, across runs. */
+  timeoutMs: number;
+  /** When this run must stop (a Lambda invocation's remaining time): it ends at a phase boundary. */
+  runDeadline?: number;
+  /** Resume only this operation (a continuation or a retried invocation); finished: its outcome. */
+  operationId?: string;
+}
+
+/** What a phase's run left for the next ones; each is saved before the phase is marked done. */
+interface FailoverPlan {
+  moves: Record<string, GroupMove[]>;
+  skippedGroups: FailoverReport['skippedGroups'];
+  rpo: PartitionRpo[];
+  truth: RpoTruth;
+  gaps: LogStartGap[];
+  warnings: string[];
+}
+
+interface FailoverRun {
+  deps: FailoverDeps;
+  lease: OperationLease;
+  log: Logger;
+  clock: () => number;
+  runDeadline: number | undefined;
+}
+
+type PhaseResult = 'next' | 'paused';
+
+/** Phases shorter than this are not begun with less time left: the run ends at the boundary instead. */
+const MIN_PHASE_MS = 5_000;
+
+/**
+ * Starts a failover, or resumes the one in progress (its lease expired or its owner died), and runs its
+ * phases until it is done or this run's deadline comes. A failure before the flip aborts back to
+ * MIRRORING (nothing applications use has changed); after it, the operation stays to be resumed.
+ */
+export async function runFailover(deps: FailoverDeps, options: FailoverOptions): Promise<FailoverOutcome> {
   const clock = deps.clock ?? Date.now;
-  const owner = deps.owner ?? defaultOwner();
-  const started = clock();
-  const log = deps.logger.child({ pair: deps.pair, operation: 'failover', mode: options.mode });
+  const log = deps.logger.child({ pair: deps.pair, operation: 'failover' });
+  const lease = await acquireFailover(deps, options, log);
+  if (!(lease instanceof OperationLease)) return lease;
+  const run: FailoverRun = { deps, lease, log, clock, runDeadline: options.runDeadline };
+  try {
+    for (;;) {
+      lease.check();
+      const phase = lease.operation.phase;
+      if (phase === 'done') break;
+      // The drain uses what time there is (it stops at the deadline); other phases need a little.
+      if (timeLeft(run.runDeadline, clock()) < (phase === 'drain' ? 1 : MIN_PHASE_MS))
+        return await pause(run);
+      await deps.onPhase?.(phase);
+      const result = await FAILOVER_PHASE_RUNNERS[phase as keyof typeof FAILOVER_PHASE_RUNNERS](run);
+      if (result === 'paused') return await pause(run);
+    }
+    const report = await deps.stateStore.getOperationData<FailoverReport>(lease.operation.id, 'report');
+    await lease.release();
+    return { status: 'done', operationId: lease.operation.id, report: report! };
+  } catch (error) {
+    await lease.release();
+    throw await failedFailover(run, error);
+  }
+}
+
+/** The report of a failover run to its end (the CLI without a deadline, tests). */
+export async function failover(deps: FailoverDeps, options: FailoverOptions): Promise<FailoverReport> {
+  const outcome = await runFailover(deps, options);
+  if (outcome.status === 'done') return outcome.report;
+  throw new TimeoutError(outcome.message, { details: { operationId: outcome.operationId } });
+}
+
+async function pause(run: FailoverRun): Promise<FailoverOutcome> {
+  const op = run.lease.operation;
+  await run.lease.release();
+  const message = `failover ${op.id} paused in phase ${op.phase} at this run's deadline; it continues in the next run`;
+  run.log.info(message, { operationId: op.id, phase: op.phase });
+  return { status: 'in-progress', operationId: op.id, phase: op.phase, message };
+}
+
+/** Begins a new failover, or claims the one in progress; a finished one asked for by id: its outcome. */
+async function acquireFailover(
+  deps: FailoverDeps,
+  options: FailoverOptions,
+  log: Logger,
+): Promise<OperationLease | FailoverOutcome> {
+  const leaseOptions = {
+    stateStore: deps.stateStore,
+    owner: deps.owner ?? defaultOwner(),
+    leaseMs: deps.leaseMs ?? 30_000,
+    logger: log,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  };
   const control = await deps.stateStore.getControl();
+  const op = control.operation;
+  if (options.operationId !== undefined) {
+    if (op?.id !== options.operationId)
+      throw new StateError(
+        'STATE_CONFLICT',
+        `operation ${options.operationId} is not pair ${deps.pair}'s current operation (${op ? `${op.kind} ${op.id}` : 'none'})`,
+      );
+    if (op.outcome === 'done') {
+      const report = await deps.stateStore.getOperationData<FailoverReport>(op.id, 'report');
+      return { status: 'done', operationId: op.id, report: report! };
+    }
+    if (op.outcome === 'aborted')
+      throw new StateError('STATE_CONFLICT', `failover ${op.id} was aborted: ${control.reason ?? ''}`);
+  }
+  const resumable =
+    op?.kind === 'failover' &&
+    !op.outcome &&
+    (control.state === 'FAILING_OVER' || control.state === 'FAILED_OVER');
+  if (resumable) {
+    const lease = await OperationLease.claim(leaseOptions, control);
+    if (options.mode === 'unplanned' && lease.operation.mode === 'planned') await toUnplanned(lease);
+    return lease;
+  }
   if (control.state !== 'MIRRORING' || control.activeCluster !== deps.primaryAlias) {
     throw new StateError('STATE_CONFLICT', describeConflict(control, 'FAILING_OVER'), {
       details: { pair: deps.pair, epoch: control.epoch, state: control.state },
     });
   }
-  const operation = { kind: 'failover' as const, mode: options.mode, startedAt: started, owner };
-  const failing = await deps.stateStore.transition(control.epoch, {
-    state: 'FAILING_OVER',
-    activeCluster: deps.primaryAlias,
-    operation,
-    owner,
-    reason: `${options.mode} failover`,
-  });
-  log.info('failing over', { epoch: failing.epoch });
-  const warnings: string[] = [];
-  let current: ControlState = failing;
-  // Where the RTO goes, phase by phase (reported).
-  const timings: Record<string, number> = {};
-  let lastMark = clock();
-  const mark = (phase: string) => {
-    const now = clock();
-    if (phase !== 'start') timings[`${phase}Ms`] = now - lastMark;
-    lastMark = now;
-  };
-  try {
-    let partitions: TopicPartition[];
-    let moves = new Map<string, GroupMove[]>();
-    let rpo: PartitionRpo[];
-    const gaps = new GapLog();
-    const ends = new Map<string, Promise<number>>();
-    const standbyEnd = (tp: TopicPartition) => {
-      const key = `${tp.topic}-${tp.partition}`;
-      if (!ends.has(key))
-        ends.set(
-          key,
-          deps.standbyReader.offsets(tp.topic, [tp.partition]).then((o) => o[0]!.lastStable),
-        );
-      return ends.get(key)!;
-    };
-    // `c.standbyOffset` is the translation (null: beyond what is mirrored).
-    const addMove = async (c: GroupCheckpoint, fallbackToEnd: boolean) => {
-      let standbyOffset = c.standbyOffset;
-      const exact = standbyOffset !== null;
-      if (standbyOffset === null) {
-        standbyOffset = await standbyEnd(c);
-        if (fallbackToEnd) {
-          warnings.push(
-            `group ${c.group}: ${c.topic}-${c.partition} committed ${c.sourceOffset}, beyond what was mirrored; it starts at the standby end ${standbyOffset}`,
-          );
-        }
-      }
-      moves.set(c.group, [
-        ...(moves.get(c.group) ?? []),
-        { topic: c.topic, partition: c.partition, sourceOffset: c.sourceOffset, standbyOffset, exact },
-      ]);
-    };
+  const mode = options.mode ?? 'planned';
+  const lease = await OperationLease.begin(
+    leaseOptions,
+    control,
+    { state: 'FAILING_OVER', activeCluster: deps.primaryAlias, reason: `${mode} failover` },
+    { kind: 'failover', mode, phase: mode === 'planned' ? 'drain' : 'fence', timeoutMs: options.timeoutMs },
+  );
+  log.info('failing over', { operationId: lease.operation.id, epoch: lease.control.epoch, mode });
+  return lease;
+}
 
-    if (options.mode === 'planned') {
-      partitions = await mirroredPartitions(deps.primaryAdmin, deps.selectTopic).catch((error) => {
-        throw new KdrError(
-          'KAFKA_UNAVAILABLE',
-          `the primary is not reachable for a planned failover (use --unplanned): ${describeError(error)}`,
-          {
-            cause: error,
-          },
-        );
-      });
-      mark('start');
-      const {
-        pending,
-        drained,
-        gaps: drainGaps,
-      } = await drain(
-        {
-          engine: deps.engine,
-          reader: deps.primaryReader,
-          offsetMap: deps.offsetMap,
-          ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
-          ...(deps.primaryAdmin.topicIds
-            ? { sourceAdmin: { topicIds: (t: string[]) => deps.primaryAdmin.topicIds!(t) } }
-            : {}),
-          route: { sourceAlias: deps.primaryAlias, targetAlias: deps.standbyAlias },
-        },
-        partitions,
-        started + options.timeoutMs,
-        clock,
-      );
-      log.info('drained the mirror', { records: drained });
-      // The last checkpoint can prove that a gap held only transaction markers.
-      const earlier = drainGaps.length > 0 ? await previousObservations(deps.stateStore, log) : new Map();
-      for (const gap of drainGaps) gaps.add(withProof(gap, earlier));
-      if (pending.length > 0) {
-        const behind = pending.map(
-          (p) => `${p.tp.topic}-${p.tp.partition} (last mirrored ${p.lastMirrored ?? 'none'}, end ${p.end})`,
-        );
-        throw new TimeoutError(
-          `mirror lag did not reach zero within ${options.timeoutMs / 1000} s on ${pending.length} partition(s): ${behind.slice(0, 10).join(', ')}`,
-          { details: { pending: pending.length } },
-        );
-      }
-      mark('drain');
-      const checkpoint = await runCheckpoint(
-        {
-          primaryAdmin: deps.primaryAdmin,
-          standbyAdmin: deps.standbyAdmin,
-          primaryReader: deps.primaryReader,
-          offsetMap: deps.offsetMap,
-          stateStore: deps.stateStore,
-          selectTopic: deps.selectTopic,
-          selectGroup: deps.selectGroup,
-          logger: log,
-          clock,
-        },
-        { commitOnStandby: false, mirrorGroups: deps.mirrorGroups },
-      );
-      // Lag is zero: a position beyond the last mirrored record is the end of the partition on both sides.
-      for (const c of checkpoint.checkpoints) await addMove(c, false);
-      for (const gap of checkpoint.gaps) gaps.add(gap);
-      rpo = rpoFrom(checkpoint.observations, new Map());
-    } else {
-      partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
-      const set = await deps.stateStore.getCheckpoints();
-      if (set.at === null) warnings.push('no checkpoint was ever taken: consumer groups cannot be moved');
-      // Translated again: the mirror may have copied more since the checkpoint.
-      // Each checkpoint is translated in the topic generation it was taken in (the primary may be gone).
-      const checkpointedIds = new Map<string, string>();
-      for (const c of set.groups) if (c.sourceTopicId) checkpointedIds.set(c.topic, c.sourceTopicId);
-      const again = await translateAll(
-        deps.offsetMap,
-        set.groups.map((c) => ({ ...c, offset: c.sourceOffset })),
-        { topicIds: checkpointedIds },
-      );
-      for (const c of again) await addMove(c, true);
-      const mirrored = new Map<string, number | null>();
-      // Each observation in the topic generation it was taken in: a re-created topic not yet mirrored has
-      // nothing mirrored, whatever the old topic had.
-      for (const o of set.observations) {
-        const { generation } = await liveGeneration(deps.offsetMap, o, o.sourceTopicId ?? null);
-        const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...o, generation });
-        mirrored.set(`${o.topic}-${o.partition}`, latest?.lastSource ?? null);
-      }
-      rpo = rpoFrom(set.observations, mirrored);
-      for (const o of set.observations) gaps.add(o.gap);
-      if (set.at !== null)
-        warnings.push(`RPO from the primary as last observed at ${new Date(set.at).toISOString()}`);
-    }
+/** A planned failover whose primary died: carried on as unplanned, while no group was moved yet. */
+async function toUnplanned(lease: OperationLease): Promise<void> {
+  const op = lease.operation;
+  if (phaseReached(op, 'groups'))
+    throw new StateError(
+      'STATE_CONFLICT',
+      `planned failover ${op.id} is in phase ${op.phase}: it already moved groups from its own checkpoint; resume it with \`kdr failover\` (without --unplanned)`,
+    );
+  await lease.patch({ mode: 'unplanned', phase: 'fence' });
+}
 
-    mark(options.mode === 'planned' ? 'checkpoint' : 'checkpoints');
-    const groups = await moveGroups(deps.standbyAdmin, moves, warnings);
-    mark('groups');
-    moves = new Map();
-    current = await deps.stateStore.transition(failing.epoch, {
-      state: 'FAILED_OVER',
-      activeCluster: deps.standbyAlias,
-      operation,
-      owner,
-      reason: `${options.mode} failover done`,
-    });
-    // No mirror passes its guard any more; fencing aborts a transaction one had begun before the flip.
-    await deps.engine.close();
-    await fence(deps.writers, partitions);
-    mark('fence');
-    const mirrorStopped = deps.stopMirror
-      ? await deps.stopMirror().catch((error) => {
-          warnings.push(`could not stop the mirror's event sources: ${describeError(error)}`);
-          return [];
-        })
-      : [];
-    const finished = clock();
-    const report: FailoverReport = {
-      pair: deps.pair,
-      epoch: current.epoch,
-      from: deps.primaryAlias,
-      to: deps.standbyAlias,
-      mode: options.mode,
-      startedAt: new Date(started).toISOString(),
-      finishedAt: new Date(finished).toISOString(),
-      rtoMs: finished - started,
-      rpo: {
-        records: rpo.reduce((n, p) => n + p.records, 0),
-        seconds: Math.max(0, ...rpo.map((p) => p.seconds)),
-        partitions: rpo,
-        gaps: gaps.list(),
-      },
-      groups,
-      mirrorStopped,
-      timings,
-      warnings,
-    };
-    for (const gap of report.rpo.gaps)
-      if (!gap.markersOnly) log.warn(describeGap(gap, deps.primaryAlias), { gap });
-    log.info('failed over', { epoch: report.epoch, rtoMs: report.rtoMs, rpoRecords: report.rpo.records });
-    return report;
-  } catch (error) {
-    if (current.epoch === failing.epoch) {
-      await deps.stateStore
-        .transition(failing.epoch, {
-          state: 'MIRRORING',
-          activeCluster: deps.primaryAlias,
-          operation,
-          owner,
-          reason: `failover aborted: ${describeError(error)}`,
-        })
-        .catch((abortError) =>
-          log.error('could not return the pair to MIRRORING', { error: describeError(abortError) }),
-        );
-      const message = `failover aborted, pair ${deps.pair} is back to MIRRORING: ${describeError(error)}`;
-      throw isKdrError(error)
-        ? new KdrError(error.code, message, { cause: error, details: error.details })
-        : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
-    }
-    throw error;
+/** A failure before the flip aborts back to MIRRORING; after it, the operation waits to be resumed. */
+async function failedFailover(run: FailoverRun, error: unknown): Promise<unknown> {
+  const op = run.lease.operation;
+  if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
+    return error;
+  if (flipped(op)) {
+    const message = `failover ${op.id} stopped in phase ${op.phase} after the standby became active: ${describeError(error)}; run \`kdr failover\` again to finish it`;
+    return isKdrError(error)
+      ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
+      : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
   }
+  let back = `pair ${run.deps.pair} is back to MIRRORING`;
+  try {
+    await endFailover(run.deps, run.lease.control, `failover aborted: ${describeError(error)}`);
+  } catch (abortError) {
+    run.log.error('could not return the pair to MIRRORING', { error: describeError(abortError) });
+    back = `pair ${run.deps.pair} could not be returned to MIRRORING (${describeError(abortError)}); run \`kdr failover --abort\``;
+  }
+  const message = `failover aborted, ${back}: ${describeError(error)}`;
+  return isKdrError(error)
+    ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
+    : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
+}
+
+/** FAILING_OVER → MIRRORING, conditional on the epoch: whoever still runs the operation stops. */
+async function endFailover(
+  deps: Pick<FailoverDeps, 'stateStore' | 'primaryAlias' | 'owner'>,
+  control: { epoch: number; operation?: Operation },
+  reason: string,
+) {
+  const owner = deps.owner ?? defaultOwner();
+  return deps.stateStore.transition(control.epoch, {
+    state: 'MIRRORING',
+    activeCluster: deps.primaryAlias,
+    operation: { ...control.operation!, outcome: 'aborted', finishedAt: Date.now(), leaseUntil: 0, owner },
+    owner,
+    reason,
+  });
+}
+
+export interface AbortReport {
+  pair: string;
+  operationId: string;
+  phase: OperationPhase;
+  state: string;
+  epoch: number;
+  notes: string[];
+}
+
+/** `kdr failover --abort`: back to MIRRORING while that is safe (before the standby became active). */
+export async function abortFailover(
+  deps: Pick<FailoverDeps, 'stateStore' | 'primaryAlias' | 'pair' | 'owner' | 'logger'>,
+): Promise<AbortReport> {
+  const control = await deps.stateStore.getControl();
+  const op = control.operation;
+  if (op?.kind !== 'failover' || op.outcome)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `pair ${deps.pair} has no failover in progress to abort (${control.state}, epoch ${control.epoch})`,
+    );
+  const decision = abortDecision(op);
+  if (decision.kind === 'unsafe') throw new StateError('STATE_CONFLICT', `cannot abort: ${decision.why}`);
+  const notes = [...decision.notes];
+  if (op.leaseUntil > Date.now() && ownerAlive(op.owner) !== false)
+    notes.push(`${op.owner} still held the lease; its next step finds the pair moved and stops`);
+  const next = await endFailover(
+    deps,
+    control,
+    `failover ${op.id} aborted by ${deps.owner ?? defaultOwner()}`,
+  );
+  deps.logger.warn('failover aborted', { operationId: op.id, phase: op.phase });
+  return {
+    pair: deps.pair,
+    operationId: op.id,
+    phase: op.phase,
+    state: next.state,
+    epoch: next.epoch,
+    notes,
+  };
+}
+
+const FAILOVER_PHASE_RUNNERS = {
+  drain: drainPhase,
+  fence: fencePhase,
+  checkpoint: checkpointPhase,
+  translate: translatePhase,
+  groups: groupsPhase,
+  flip: flipPhase,
+  'stop-mirror': stopMirrorPhase,
+} satisfies Record<string, (run: FailoverRun) => Promise<PhaseResult>>;
+
+/** Planned: copy what the mirror has not yet copied, until caught up, the operation's timeout, or this run's deadline. */
+async function drainPhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, lease, clock } = run;
+  const op = lease.operation;
+  const partitions = await mirroredPartitions(deps.primaryAdmin, deps.selectTopic).catch((error) => {
+    throw new KdrError(
+      'KAFKA_UNAVAILABLE',
+      `the primary is not reachable for a planned failover (run \`kdr failover --unplanned\` to carry this one on without it): ${describeError(error)}`,
+      { cause: error },
+    );
+  });
+  const opDeadline = op.startedAt + op.timeoutMs;
+  const deadline = Math.min(opDeadline, run.runDeadline ?? Number.POSITIVE_INFINITY);
+  const started = clock();
+  const result = await drain(
+    {
+      engine: deps.engine,
+      reader: deps.primaryReader,
+      offsetMap: deps.offsetMap,
+      ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
+      ...(deps.primaryAdmin.topicIds
+        ? { sourceAdmin: { topicIds: (t: string[]) => deps.primaryAdmin.topicIds!(t) } }
+        : {}),
+      route: { sourceAlias: deps.primaryAlias, targetAlias: deps.standbyAlias },
+      check: () => lease.check(),
+    },
+    partitions,
+    deadline,
+    clock,
+  );
+  run.log.info('drained the mirror', { records: result.drained });
+  const earlier = await saved<{ drained: number; gaps: LogStartGap[]; ms: number }>(run, 'drain');
+  const gaps = new GapLog();
+  for (const gap of earlier?.gaps ?? []) gaps.add(gap);
+  const proofs = result.gaps.length > 0 ? await previousObservations(deps.stateStore, run.log) : new Map();
+  for (const gap of result.gaps) gaps.add(withProof(gap, proofs));
+  await save(run, 'drain', {
+    drained: (earlier?.drained ?? 0) + result.drained,
+    gaps: gaps.list(),
+    ms: (earlier?.ms ?? 0) + clock() - started,
+  });
+  if (result.pending.length === 0) return advance(run);
+  if (clock() <= opDeadline) return 'paused';
+  const behind = result.pending.map(
+    (p) => `${p.tp.topic}-${p.tp.partition} (last mirrored ${p.lastMirrored ?? 'none'}, end ${p.end})`,
+  );
+  throw new TimeoutError(
+    `mirror lag did not reach zero within ${op.timeoutMs / 1000} s on ${result.pending.length} partition(s): ${behind.slice(0, 10).join(', ')}`,
+    { details: { pending: result.pending.length } },
+  );
+}
+
+/**
+ * No mirror writes from here on (the guard refuses from this phase), and opening each partition's
+ * writer aborts a transaction one had begun before; an entry written ahead of a commit that never
+ * happened is removed, so translations see only what is on the standby.
+ */
+async function fencePhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, lease } = run;
+  const started = run.clock();
+  await deps.engine.close();
+  const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+  const limit = pLimit(8);
+  await Promise.all(
+    partitions.map((tp) =>
+      limit(async () => {
+        lease.check();
+        await deps.engine.fenceAndRepair(tp);
+      }),
+    ),
+  );
+  await save(run, 'fence', { partitions, ms: run.clock() - started });
+  return advance(run);
+}
+
+/** Planned: the final checkpoint, taken with the mirror fenced; groups beyond it land after its last record. */
+async function checkpointPhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, clock } = run;
+  const started = clock();
+  const checkpoint = await runCheckpoint(
+    {
+      primaryAdmin: deps.primaryAdmin,
+      standbyAdmin: deps.standbyAdmin,
+      primaryReader: deps.primaryReader,
+      offsetMap: deps.offsetMap,
+      stateStore: deps.stateStore,
+      selectTopic: deps.selectTopic,
+      selectGroup: deps.selectGroup,
+      logger: run.log,
+      clock,
+    },
+    { commitOnStandby: false, mirrorGroups: deps.mirrorGroups, during: 'failover' },
+  );
+  const drained = await saved<{ gaps: LogStartGap[] }>(run, 'drain');
+  const gaps = new GapLog();
+  for (const gap of [...(drained?.gaps ?? []), ...checkpoint.gaps]) gaps.add(gap);
+  const plan = await planMoves(run, checkpoint.checkpoints, [...checkpoint.warnings]);
+  await save(run, 'plan', {
+    ...plan,
+    rpo: rpoFrom(checkpoint.observations, new Map()),
+    truth: {
+      known: true,
+      observedAt: checkpoint.at,
+      observationAgeMs: 0,
+      unobservedPartitions: [],
+      statement: '',
+    },
+    gaps: gaps.list(),
+    ms: clock() - started,
+  } satisfies FailoverPlan & { ms: number });
+  return advance(run);
+}
+
+/**
+ * Unplanned: each stored checkpoint translated again (the mirror may have copied more since), in the
+ * topic generation it was taken in. Groups on topics the standby lacks are reported and skipped.
+ */
+async function translatePhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, clock } = run;
+  const started = clock();
+  const set = await deps.stateStore.getCheckpoints();
+  const warnings: string[] = [];
+  if (set.at === null) warnings.push('no checkpoint was ever taken: consumer groups cannot be moved');
+  const onStandby = new Set(await deps.standbyAdmin.listTopics());
+  const present = set.groups.filter((c) => onStandby.has(c.topic));
+  const skippedGroups = set.groups
+    .filter((c) => !onStandby.has(c.topic))
+    .map((c) => ({
+      group: c.group,
+      topic: c.topic,
+      partition: c.partition,
+      reason: `topic ${c.topic} does not exist on ${deps.standbyAlias}`,
+    }));
+  for (const s of skippedGroups) warnings.push(`group ${s.group}: ${s.reason}; its position was not moved`);
+  const checkpointedIds = new Map<string, string>();
+  for (const c of present) if (c.sourceTopicId) checkpointedIds.set(c.topic, c.sourceTopicId);
+  const again = await translateAll(
+    deps.offsetMap,
+    present.map((c) => ({ ...c, offset: c.sourceOffset })),
+    { topicIds: checkpointedIds },
+  );
+  const plan = await planMoves(run, again, warnings);
+  const fenced = await saved<{ partitions: TopicPartition[] }>(run, 'fence');
+  const { rpo, truth } = await unplannedRpo(run, set, fenced?.partitions ?? []);
+  const gaps = new GapLog();
+  for (const o of set.observations) gaps.add(o.gap);
+  await save(run, 'plan', {
+    ...plan,
+    skippedGroups,
+    rpo,
+    truth,
+    gaps: gaps.list(),
+    ms: clock() - started,
+  } satisfies FailoverPlan & { ms: number });
+  return advance(run);
+}
+
+/**
+ * Where each checkpointed group goes on the standby: its exact translation, or, beyond what was
+ * mirrored, right after the last mirrored record (the mirror is fenced: nothing lands between).
+ */
+async function planMoves(
+  run: FailoverRun,
+  checkpoints: GroupCheckpoint[],
+  warnings: string[],
+): Promise<Pick<FailoverPlan, 'moves' | 'skippedGroups' | 'warnings'>> {
+  const moves: Record<string, GroupMove[]> = {};
+  const after = new Map<string, Promise<number>>();
+  for (const c of checkpoints) {
+    let standbyOffset = c.standbyOffset;
+    const exact = standbyOffset !== null;
+    if (standbyOffset === null) {
+      const key = `${c.topic}\u0000${c.partition}\u0000${c.sourceTopicId ?? ''}`;
+      if (!after.has(key)) after.set(key, afterLastMirrored(run, c, c.sourceTopicId ?? null));
+      standbyOffset = await after.get(key)!;
+      if (run.lease.operation.mode === 'unplanned')
+        warnings.push(
+          `group ${c.group}: ${c.topic}-${c.partition} committed ${c.sourceOffset}, beyond what was mirrored; it starts right after the last mirrored record, at ${standbyOffset}`,
+        );
+    }
+    (moves[c.group] ??= []).push({
+      topic: c.topic,
+      partition: c.partition,
+      sourceOffset: c.sourceOffset,
+      standbyOffset,
+      exact,
+    });
+  }
+  return { moves, skippedGroups: [], warnings };
+}
+
+/** The standby offset right after the partition's last mirrored record (its end when nothing was). */
+async function afterLastMirrored(
+  run: FailoverRun,
+  tp: TopicPartition,
+  topicId: string | null,
+): Promise<number> {
+  const { generation } = await liveGeneration(run.deps.offsetMap, tp, topicId);
+  const latest = generation === null ? undefined : await run.deps.offsetMap.latest({ ...tp, generation });
+  if (latest) return latest.lastStandby + 1;
+  const [o] = await run.deps.standbyReader.offsets(tp.topic, [tp.partition]);
+  return o!.lastStable;
+}
+
+async function groupsPhase(run: FailoverRun): Promise<PhaseResult> {
+  const started = run.clock();
+  const plan = (await saved<FailoverPlan>(run, 'plan'))!;
+  const warnings: string[] = [];
+  const moved = await moveGroups(run.deps.standbyAdmin, new Map(Object.entries(plan.moves)), warnings, () =>
+    run.lease.check(),
+  );
+  await save(run, 'groups', { moved, warnings, ms: run.clock() - started });
+  return advance(run);
+}
+
+/**
+ * The standby becomes active. A planned failover first counts what the primary got after its final
+ * checkpoint (applications may still write to it): that is the RPO too.
+ */
+async function flipPhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, lease } = run;
+  const op = lease.operation;
+  if (op.mode === 'planned') {
+    const plan = (await saved<FailoverPlan>(run, 'plan'))!;
+    const later = await writtenSinceCheckpoint(run, plan.rpo);
+    await save(run, 'plan', { ...plan, rpo: later });
+  }
+  await lease.transition(
+    { state: 'FAILED_OVER', activeCluster: deps.standbyAlias, reason: `${op.mode} failover done` },
+    { phase: 'stop-mirror' },
+  );
+  run.log.info('failed over', { operationId: op.id, epoch: lease.control.epoch });
+  return 'next';
+}
+
+/** Each partition's RPO plus what its primary partition got after the observation it came from. */
+async function writtenSinceCheckpoint(run: FailoverRun, rpo: PartitionRpo[]): Promise<PartitionRpo[]> {
+  const byTopic = new Map<string, PartitionRpo[]>();
+  for (const p of rpo) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
+  const out: PartitionRpo[] = [];
+  for (const [topic, parts] of byTopic) {
+    const ends = new Map(
+      (
+        await run.deps.primaryReader.offsets(
+          topic,
+          parts.map((p) => p.partition),
+        )
+      ).map((o) => [o.partition, o.lastStable]),
+    );
+    for (const p of parts) {
+      const end = ends.get(p.partition) ?? p.primaryEndOffset;
+      out.push({ ...p, records: p.records + Math.max(0, end - p.primaryEndOffset), primaryEndOffset: end });
+    }
+  }
+  return out;
+}
+
+async function stopMirrorPhase(run: FailoverRun): Promise<PhaseResult> {
+  const { deps, lease } = run;
+  const warnings: string[] = [];
+  const mirrorStopped = deps.stopMirror
+    ? await deps.stopMirror().catch((error) => {
+        warnings.push(`could not stop the mirror's event sources: ${describeError(error)}`);
+        return [];
+      })
+    : [];
+  const report = await buildReport(run, mirrorStopped, warnings);
+  await save(run, 'report', report);
+  for (const gap of report.rpo.gaps)
+    if (!gap.markersOnly) run.log.warn(describeGap(gap, deps.primaryAlias), { gap });
+  await lease.patch({ phase: 'done', outcome: 'done', finishedAt: run.clock() });
+  return 'next';
+}
+
+async function buildReport(
+  run: FailoverRun,
+  mirrorStopped: string[],
+  warnings: string[],
+): Promise<FailoverReport> {
+  const { deps, lease } = run;
+  const op = lease.operation;
+  const [plan, groups, drained, fenced] = await Promise.all([
+    saved<FailoverPlan & { ms: number }>(run, 'plan'),
+    saved<{ moved: Record<string, GroupMove[]>; warnings: string[]; ms: number }>(run, 'groups'),
+    saved<{ ms: number }>(run, 'drain'),
+    saved<{ ms: number }>(run, 'fence'),
+  ]);
+  const finished = run.clock();
+  const records = plan!.rpo.reduce((n, p) => n + p.records, 0);
+  const seconds = Math.max(0, ...plan!.rpo.map((p) => p.seconds));
+  const truth = { ...plan!.truth };
+  if (truth.known) truth.statement = `RPO ${records} records, ${seconds.toFixed(1)} s`;
+  return {
+    pair: deps.pair,
+    operationId: op.id,
+    epoch: lease.control.epoch,
+    from: deps.primaryAlias,
+    to: deps.standbyAlias,
+    mode: op.mode ?? 'planned',
+    startedAt: new Date(op.startedAt).toISOString(),
+    finishedAt: new Date(finished).toISOString(),
+    rtoMs: finished - op.startedAt,
+    rpo: { records, seconds, partitions: plan!.rpo, gaps: plan!.gaps, ...truth },
+    groups: groups!.moved,
+    skippedGroups: plan!.skippedGroups,
+    mirrorStopped,
+    timings: {
+      ...(drained ? { drainMs: drained.ms } : {}),
+      fenceMs: fenced?.ms ?? 0,
+      [op.mode === 'unplanned' ? 'checkpointsMs' : 'checkpointMs']: plan!.ms,
+      groupsMs: groups!.ms,
+    },
+    warnings: [
+      ...plan!.warnings,
+      ...groups!.warnings,
+      ...(truth.known ? [] : [truth.statement]),
+      ...warnings,
+    ],
+  };
+}
+
+async function advance(run: FailoverRun): Promise<PhaseResult> {
+  await run.lease.advance();
+  return 'next';
+}
+
+function save(run: FailoverRun, key: string, value: unknown): Promise<void> {
+  run.lease.check();
+  return run.deps.stateStore.putOperationData(run.lease.operation.id, key, value);
+}
+
+function saved<T>(run: FailoverRun, key: string): Promise<T | undefined> {
+  return run.deps.stateStore.getOperationData<T>(run.lease.operation.id, key);
+}
+
+/**
+ * Unplanned: the primary is not read, so what it got after the last observation is unknown. The report
+ * gives what the observation proves (at least) and says what it cannot know, never "0" by default.
+ */
+async function unplannedRpo(
+  run: FailoverRun,
+  set: CheckpointSet,
+  standbyPartitions: TopicPartition[],
+): Promise<{ rpo: PartitionRpo[]; truth: RpoTruth }> {
+  const { deps } = run;
+  const mirrored = new Map<string, number | null>();
+  // Each observation in the topic generation it was taken in: a re-created topic not yet mirrored has
+  // nothing mirrored, whatever the old topic had.
+  for (const o of set.observations) {
+    const { generation } = await liveGeneration(deps.offsetMap, o, o.sourceTopicId ?? null);
+    const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...o, generation });
+    mirrored.set(`${o.topic}-${o.partition}`, latest?.lastSource ?? null);
+  }
+  const rpo = rpoFrom(set.observations, mirrored);
+  const seen = new Set(set.observations.map((o) => `${o.topic}-${o.partition}`));
+  const unobservedPartitions = standbyPartitions.filter((tp) => !seen.has(`${tp.topic}-${tp.partition}`));
+  const records = rpo.reduce((n, p) => n + p.records, 0);
+  const seconds = Math.max(0, ...rpo.map((p) => p.seconds));
+  const ageMs = set.at === null ? null : run.lease.operation.startedAt - set.at;
+  const unobserved =
+    unobservedPartitions.length === 0
+      ? ''
+      : `; ${unobservedPartitions.length} mirrored partition(s) were never observed there (${unobservedPartitions
+          .slice(0, 5)
+          .map((tp) => `${tp.topic}-${tp.partition}`)
+          .join(
+            ', ',
+          )}${unobservedPartitions.length > 5 ? ', …' : ''}), created after the observation or never checkpointed`;
+  const statement =
+    set.at === null || ageMs === null
+      ? `RPO unknown: no checkpoint ever observed ${deps.primaryAlias}, so what it had beyond what was mirrored is not counted${unobserved}`
+      : `RPO unknown: at least ${records} records / ${seconds.toFixed(1)} s (seconds from producer timestamps); ${deps.primaryAlias} was last observed ${(ageMs / 1000).toFixed(1)} s before the failover and what it got after that is not counted${unobserved}`;
+  return {
+    rpo,
+    truth: {
+      known: false,
+      observedAt: set.at,
+      observationAgeMs: ageMs,
+      unobservedPartitions,
+      statement,
+    },
+  };
 }

@@ -517,6 +517,30 @@ export class MirrorEngine {
   }
 
   /**
+   * Fences the partition's mirror (a new writer with its transactional id aborts whatever transaction a
+   * running mirror has open) and removes an offset-map entry written ahead of a commit that never
+   * happened. Reads only the standby and the map: usable when the source is gone. Returns the latest
+   * committed entry in the map's current generation.
+   */
+  async fenceAndRepair(source: TopicPartition): Promise<OffsetMapEntry | undefined> {
+    const target = this.target(source);
+    const writer = await this.options.writers.open(source);
+    try {
+      const head = await this.options.offsetMap.head(source);
+      const generation = head?.generation ?? 1;
+      const [known, [offsets]] = await Promise.all([
+        this.options.offsetMap.latest({ ...source, generation }),
+        this.options.targetReader.offsets(target.topic, [target.partition]),
+      ]);
+      if (!offsets)
+        throw new KafkaError('KAFKA_REQUEST_FAILED', `no offsets for ${target.topic}-${target.partition}`);
+      return await this.confirmLatest(source, generation, known, offsets);
+    } finally {
+      await writer.close();
+    }
+  }
+
+  /**
    * The latest entry whose transaction committed. Entries are written before their commit, one
    * transaction at a time, so only the latest can describe a transaction that never committed (the
    * writer died, or was fenced, between the entry and the commit): it is checked against the standby

@@ -2,11 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AttributeValue,
   BatchWriteItemCommand,
+  ConditionalCheckFailedException,
   type DynamoDBClient,
   GetItemCommand,
+  PutItemCommand,
   QueryCommand,
   TransactionCanceledException,
   TransactWriteItemsCommand,
+  UpdateItemCommand,
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import {
@@ -16,6 +19,7 @@ import {
   type PairState,
   type TransitionRecord,
 } from '../../core/control.ts';
+import type { Operation } from '../../core/operation.ts';
 import { StateError, StoreError } from '../../errors.ts';
 import type {
   CheckpointSet,
@@ -26,7 +30,9 @@ import type {
 
 /**
  * The pair's control item, transition history and checkpoints in the state table:
- *   pk "pair#<pair>"              sk "control" | "history#<epoch, 10 digits>"
+ *   pk "pair#<pair>"              sk "control" | "history#<epoch, 10 digits>" | "op#<operation id>#<key>"
+ * The control item carries the operation in progress as JSON and, to condition on, its id, owner and
+ * lease as attributes of their own (opId, opOwner, opLease).
  *   pk "pair#<pair>#checkpoints"  sk "group|<group>|<topic>|<partition>" | "end|<topic>|<partition>" | "summary"
  */
 export class DynamoDBStateStore implements StateStore {
@@ -61,7 +67,7 @@ export class DynamoDBStateStore implements StateStore {
       activeCluster: item.active!.S!,
       epoch: Number(item.epoch!.N),
       updatedAt: Number(item.updatedAt!.N),
-      ...(item.operation?.S ? { operation: JSON.parse(item.operation.S) } : {}),
+      ...(item.operation?.S ? { operation: normalizeOperation(JSON.parse(item.operation.S)) } : {}),
       ...(item.reason?.S ? { reason: item.reason.S } : {}),
     };
   }
@@ -71,7 +77,7 @@ export class DynamoDBStateStore implements StateStore {
     next: {
       state: PairState;
       activeCluster: string;
-      operation?: ControlState['operation'];
+      operation?: Operation;
       owner: string;
       reason: string;
     },
@@ -105,7 +111,7 @@ export class DynamoDBStateStore implements StateStore {
       epoch: { N: String(epoch) },
       updatedAt: { N: String(now) },
       reason: { S: next.reason },
-      ...(next.operation ? { operation: { S: JSON.stringify(next.operation) } } : {}),
+      ...(next.operation ? operationAttributes(next.operation) : {}),
     };
     try {
       await this.client.send(
@@ -148,6 +154,84 @@ export class DynamoDBStateStore implements StateStore {
         cause: error,
       });
     }
+  }
+
+  async updateOperation(
+    expected: { epoch: number; id: string; owner: string; leaseUntil?: number },
+    next: Operation,
+  ): Promise<ControlState> {
+    const values: Record<string, AttributeValue> = {
+      ':e': { N: String(expected.epoch) },
+      ':id': { S: expected.id },
+      ':owner': { S: expected.owner },
+    };
+    let condition = 'epoch = :e AND opId = :id AND opOwner = :owner';
+    if (expected.leaseUntil !== undefined) {
+      condition += ' AND opLease = :lease';
+      values[':lease'] = { N: String(expected.leaseUntil) };
+    }
+    const attributes = operationAttributes(next);
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: this.pk }, sk: { S: 'control' } },
+          UpdateExpression: 'SET #op = :op, opId = :nid, opOwner = :nowner, opLease = :nlease',
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { '#op': 'operation' },
+          ExpressionAttributeValues: {
+            ...values,
+            ':op': attributes.operation,
+            ':nid': attributes.opId,
+            ':nowner': attributes.opOwner,
+            ':nlease': attributes.opLease,
+          },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        const now = await this.getControl();
+        const op = now.operation;
+        throw new StateError(
+          'LEASE_LOST',
+          `operation ${expected.id} of pair ${this.pair} is no longer owned by ${expected.owner}: the pair is ${now.state} (epoch ${now.epoch})` +
+            (op ? `, operation ${op.id} phase ${op.phase} owned by ${op.owner}` : ', with no operation'),
+          { cause: error, details: { pair: this.pair, epoch: now.epoch, state: now.state } },
+        );
+      }
+      throw new StoreError(
+        'STORE_UNAVAILABLE',
+        `could not update operation ${expected.id} of pair ${this.pair}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    return this.getControl();
+  }
+
+  async putOperationData(id: string, key: string, value: unknown): Promise<void> {
+    await this.call(`save ${key} of operation ${id}`, () =>
+      this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: { pk: { S: this.pk }, sk: { S: `op#${id}#${key}` }, data: { S: JSON.stringify(value) } },
+        }),
+      ),
+    );
+  }
+
+  async getOperationData<T>(id: string, key: string): Promise<T | undefined> {
+    const result = await this.call(`read ${key} of operation ${id}`, () =>
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: this.pk }, sk: { S: `op#${id}#${key}` } },
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return result.Item?.data?.S ? (JSON.parse(result.Item.data.S) as T) : undefined;
   }
 
   async history(limit = 50): Promise<TransitionRecord[]> {
@@ -264,4 +348,29 @@ export class DynamoDBStateStore implements StateStore {
       });
     }
   }
+}
+
+function operationAttributes(
+  op: Operation,
+): Record<'operation' | 'opId' | 'opOwner' | 'opLease', AttributeValue> {
+  return {
+    operation: { S: JSON.stringify(op) },
+    opId: { S: op.id },
+    opOwner: { S: op.owner },
+    opLease: { N: String(op.leaseUntil) },
+  };
+}
+
+/** An operation written before operations had ids and phases: resumable from its first phase. */
+function normalizeOperation(
+  raw: Partial<Operation> & Pick<Operation, 'kind' | 'startedAt' | 'owner'>,
+): Operation {
+  if (raw.id && raw.phase) return raw as Operation;
+  return {
+    timeoutMs: 60_000,
+    leaseUntil: 0,
+    ...raw,
+    id: raw.id ?? `legacy-${raw.startedAt}`,
+    phase: raw.phase ?? (raw.kind === 'failback' ? 'export' : raw.mode === 'unplanned' ? 'fence' : 'drain'),
+  };
 }

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { ControlState, PairState } from '../core/control.ts';
+import {
+  leaseDecision,
+  nextPhase,
+  type Operation,
+  type OperationPhase,
+  operationId,
+} from '../core/operation.ts';
+import { KdrError, StateError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { StateStore } from '../ports/stateStore.ts';
+
+/**
+ * Runs an operation's phases under its lease: claims it (new, expired, or left by a dead process on this
+ * host), renews it while phases run, moves it phase by phase, and releases it when this run ends. Every
+ * write is conditional on the epoch, the operation id and this owner, so an abort or a takeover stops
+ * this run at its next step (LEASE_LOST) instead of letting two runs interleave.
+ */
+
+export function defaultOwner(): string {
+  return `${hostname()}/${process.pid}`;
+}
+
+/** Whether an owner `<host>/<pid>` on this host still runs (undefined: cannot tell from here). */
+export function ownerAlive(owner: string): boolean | undefined {
+  const match = /^(.+)\/(\d+)$/.exec(owner);
+  if (!match || match[1] !== hostname()) return undefined;
+  try {
+    process.kill(Number(match[2]), 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface LeaseOptions {
+  stateStore: StateStore;
+  owner: string;
+  leaseMs: number;
+  logger: Logger;
+  clock?: () => number;
+  alive?: (owner: string) => boolean | undefined;
+}
+
+export class OperationLease {
+  private timer: NodeJS.Timeout | undefined;
+  private writes: Promise<unknown> = Promise.resolve();
+  private lost: KdrError | undefined;
+  private constructor(
+    private readonly options: LeaseOptions,
+    private current: ControlState & { operation: Operation },
+  ) {}
+
+  get control(): ControlState & { operation: Operation } {
+    return this.current;
+  }
+  get operation(): Operation {
+    return this.current.operation;
+  }
+
+  /** Begins a new operation with the transition that starts it (MIRRORING → FAILING_OVER, …). */
+  static async begin(
+    options: LeaseOptions,
+    from: ControlState,
+    next: { state: PairState; activeCluster: string; reason: string },
+    op: Omit<Operation, 'id' | 'owner' | 'leaseUntil' | 'startedAt'>,
+  ): Promise<OperationLease> {
+    const now = (options.clock ?? Date.now)();
+    const operation: Operation = {
+      ...op,
+      id: operationId(op.kind, from.epoch + 1, now, randomBytes(3).toString('hex')),
+      owner: options.owner,
+      leaseUntil: now + options.leaseMs,
+      startedAt: now,
+    };
+    const control = await options.stateStore.transition(from.epoch, {
+      ...next,
+      operation,
+      owner: options.owner,
+    });
+    const lease = new OperationLease(options, { ...control, operation });
+    lease.startHeartbeat();
+    return lease;
+  }
+
+  /** Takes over the operation on `control` when its lease allows; throws OPERATION_IN_PROGRESS if not. */
+  static async claim(options: LeaseOptions, control: ControlState): Promise<OperationLease> {
+    const op = control.operation;
+    if (!op) throw new StateError('STATE_CONFLICT', `pair ${control.pair} has no operation to resume`);
+    const clock = options.clock ?? Date.now;
+    const decision = leaseDecision(op, options.owner, clock(), options.alive ?? ownerAlive);
+    if (decision.kind === 'held') {
+      throw new KdrError(
+        'OPERATION_IN_PROGRESS',
+        `pair ${control.pair} is already ${op.kind === 'failover' ? 'failing over' : 'failing back'} (epoch ${control.epoch}): ${op.kind} ${op.id} is in phase ${op.phase}, run by ${decision.owner} whose lease ends at ${new Date(decision.until).toISOString()}; run the command again after that to resume it, or --abort`,
+        { details: { operationId: op.id, phase: op.phase, owner: op.owner, leaseUntil: op.leaseUntil } },
+      );
+    }
+    const claimed: Operation = { ...op, owner: options.owner, leaseUntil: clock() + options.leaseMs };
+    const next = await options.stateStore.updateOperation(
+      { epoch: control.epoch, id: op.id, owner: op.owner, leaseUntil: op.leaseUntil },
+      claimed,
+    );
+    if (decision.kind !== 'mine')
+      options.logger.warn('resuming an operation its owner left', {
+        operationId: op.id,
+        phase: op.phase,
+        previousOwner: op.owner,
+        why: decision.kind,
+      });
+    const lease = new OperationLease(options, { ...next, operation: next.operation ?? claimed });
+    lease.startHeartbeat();
+    return lease;
+  }
+
+  /** Throws if the lease was lost (taken over, aborted): the caller stops before its next step. */
+  check(): void {
+    if (this.lost) throw this.lost;
+  }
+
+  /** Marks the current phase done and persists the next one. */
+  async advance(to?: OperationPhase): Promise<Operation> {
+    const phase = to ?? nextPhase(this.operation, this.operation.phase);
+    await this.update({ phase });
+    this.options.logger.info('operation phase', { operationId: this.operation.id, phase });
+    return this.operation;
+  }
+
+  /** A transition of the pair (the flip, an abort) that also moves the operation to `operation`. */
+  async transition(
+    next: { state: PairState; activeCluster: string; reason: string },
+    operation: Partial<Operation>,
+  ): Promise<ControlState> {
+    return this.serial(async () => {
+      this.check();
+      const op = { ...this.operation, ...operation, leaseUntil: this.leaseEnd() };
+      const control = await this.options.stateStore.transition(this.current.epoch, {
+        ...next,
+        operation: op,
+        owner: this.options.owner,
+      });
+      this.current = { ...control, operation: op };
+      return control;
+    });
+  }
+
+  /** Ends this run: stops renewing and frees the lease so the next run need not wait for it. */
+  async release(patch: Partial<Operation> = {}): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.lost) return;
+    await this.update({ ...patch, leaseUntil: 0 }).catch((error) =>
+      this.options.logger.warn('could not release the operation lease', { error: String(error) }),
+    );
+  }
+
+  /** Changes the operation (its phase, mode, outcome) under the lease. */
+  patch(patch: Partial<Operation>): Promise<void> {
+    return this.update(patch);
+  }
+
+  private update(patch: Partial<Operation>): Promise<void> {
+    return this.serial(async () => {
+      this.check();
+      const op = { ...this.operation, leaseUntil: this.leaseEnd(), ...patch };
+      try {
+        const control = await this.options.stateStore.updateOperation(
+          { epoch: this.current.epoch, id: op.id, owner: this.options.owner },
+          op,
+        );
+        this.current = { ...control, operation: control.operation ?? op };
+      } catch (error) {
+        if (error instanceof KdrError && error.code === 'LEASE_LOST') this.lost = error;
+        throw error;
+      }
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(fn);
+    this.writes = run.catch(() => {});
+    return run;
+  }
+
+  private leaseEnd(): number {
+    return (this.options.clock ?? Date.now)() + this.options.leaseMs;
+  }
+
+  private startHeartbeat(): void {
+    this.timer = setInterval(
+      () => {
+        this.update({}).catch((error) =>
+          this.options.logger.warn('could not renew the operation lease', { error: String(error) }),
+        );
+      },
+      Math.max(200, Math.floor(this.options.leaseMs / 3)),
+    );
+    this.timer.unref();
+  }
+}
