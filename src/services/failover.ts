@@ -763,13 +763,10 @@ async function planMoves(
           `group ${c.group}: ${c.topic}-${c.partition} committed ${c.sourceOffset}, beyond what was mirrored; it starts right after the last mirrored record, at ${standbyOffset}`,
         );
     }
-    (moves[c.group] ??= []).push({
-      topic: c.topic,
-      partition: c.partition,
-      sourceOffset: c.sourceOffset,
-      standbyOffset,
-      exact,
-    });
+    moves[c.group] = [
+      ...(moves[c.group] ?? []),
+      { topic: c.topic, partition: c.partition, sourceOffset: c.sourceOffset, standbyOffset, exact },
+    ];
   }
   return { moves, skippedGroups: [], warnings };
 }
