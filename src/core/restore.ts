@@ -15,6 +15,10 @@ import { isInternalTopic } from './topicSync.ts';
  */
 
 export const RESTORE_HEADER = 'kdr.snapshot';
+/** With `--restamp`: the record's original timestamp (ms since the epoch, decimal), its own timestamp being the restore's time. */
+export const RESTAMP_HEADER = 'kdr.ts';
+/** Kafka's log.retention.hours default (168 h): what a topic without retention.ms of its own gets. */
+export const BROKER_DEFAULT_RETENTION_MS = 604_800_000;
 
 export type RestoreMode = 'new' | 'append' | 'replace';
 
@@ -184,6 +188,101 @@ export interface TargetTopicState {
   partitions: number;
   /** Records between log start and end, summed over partitions (0: empty). */
   records: number;
+  /** The existing topic's effective configs (its own, the broker's or Kafka's defaults). */
+  configs?: Record<string, string>;
+}
+
+/**
+ * The time retention the restored topic will have. `retentionMs` null: none (retention.ms=-1, a compacted
+ * topic without `delete`, or an existing topic that stamps records itself with LogAppendTime).
+ */
+export interface RestoredRetention {
+  retentionMs: number | null;
+  from: 'option' | 'snapshot' | 'target' | 'broker-default' | 'compacted' | 'log-append-time';
+}
+
+const retentionValue = (value: string): number | null => {
+  const n = Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : null;
+};
+
+/** Whose retention.ms a restored topic gets: --retention-ms, else the existing target's, else the snapshot's, else the broker default. */
+export function restoredRetention(input: {
+  action: TopicPlan['action'];
+  snapshotConfigs: Readonly<Record<string, string>>;
+  targetConfigs?: Readonly<Record<string, string>> | undefined;
+  retentionMs?: number | undefined;
+}): RestoredRetention {
+  const own = input.action === 'use' ? (input.targetConfigs ?? {}) : input.snapshotConfigs;
+  const policy = (own['cleanup.policy'] ?? 'delete').split(',').map((p) => p.trim());
+  if (!policy.includes('delete')) return { retentionMs: null, from: 'compacted' };
+  if (input.action === 'use' && own['message.timestamp.type'] === 'LogAppendTime')
+    return { retentionMs: null, from: 'log-append-time' };
+  if (input.retentionMs !== undefined)
+    return { retentionMs: input.retentionMs < 0 ? null : input.retentionMs, from: 'option' };
+  const value = own['retention.ms'];
+  if (value !== undefined)
+    return { retentionMs: retentionValue(value), from: input.action === 'use' ? 'target' : 'snapshot' };
+  return { retentionMs: BROKER_DEFAULT_RETENTION_MS, from: 'broker-default' };
+}
+
+/** `--retention-ms`: a whole number of milliseconds, -1 for no limit (as Kafka's retention.ms). */
+export function parseRetentionMs(value: unknown): number {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (
+    typeof text !== 'string' ||
+    !/^(-1|0|[1-9][0-9]{0,17})$/.test(text) ||
+    !Number.isSafeInteger(Number(text))
+  )
+    throw new RangeError(
+      `expected --retention-ms as a whole number of milliseconds (-1: no limit) up to ${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(value)}`,
+    );
+  return Number(text);
+}
+
+/** Records of a restored topic already past its retention when the restore was planned (at `asOf`). */
+export interface PastRetention {
+  records: number;
+  /** The oldest such record's timestamp, or null when there is none. */
+  oldestTimestamp: number | null;
+}
+
+/**
+ * Adds the records older than `retentionMs` at `asOf` to `into`. The broker deletes a log segment once its
+ * newest record is past retention (Kafka: now - largestTimestamp > retention.ms): these records go as soon
+ * as the rest of their segment is past it too, at once when they are the newest.
+ */
+export function countPastRetention(
+  records: readonly Pick<SourceRecord, 'timestamp'>[],
+  retentionMs: number | null,
+  asOf: number,
+  into: PastRetention,
+): PastRetention {
+  if (retentionMs === null) return into;
+  const threshold = asOf - retentionMs;
+  for (const r of records) {
+    if (r.timestamp >= threshold) continue;
+    into.records++;
+    if (into.oldestTimestamp === null || r.timestamp < into.oldestTimestamp)
+      into.oldestTimestamp = r.timestamp;
+  }
+  return into;
+}
+
+/** Why records past retention stop a restore: one sentence per topic, naming the count, limit and remedy. */
+export function pastRetentionProblem(
+  target: string,
+  retention: RestoredRetention,
+  past: PastRetention,
+  asOf: number,
+): string | null {
+  if (past.records === 0 || retention.retentionMs === null || past.oldestTimestamp === null) return null;
+  const limit =
+    retention.from === 'option'
+      ? `--retention-ms=${retention.retentionMs}`
+      : `its retention.ms=${retention.retentionMs}${retention.from === 'broker-default' ? ' (the broker default, 7 days)' : ''}`;
+  const needed = asOf - past.oldestTimestamp;
+  return `${past.records} records of topic ${target} are older than ${limit} (oldest at ${new Date(past.oldestTimestamp).toISOString()}); the broker would delete them right after the restore; pass --retention-ms <ms> to restore with a longer retention, or --restamp to give them new timestamps (the original kept in header ${RESTAMP_HEADER}); --retention-ms above ${needed} keeps them all now, -1 for ever`;
 }
 
 export interface TopicPlan {
@@ -195,6 +294,10 @@ export interface TopicPlan {
   /** create: the topic does not exist; use: it exists (empty, or appended to); recreate: replace mode. */
   action: 'create' | 'use' | 'recreate';
   configs: Record<string, string>;
+  /** Configs changed on an existing (`use`) topic before writing: retention.ms with --retention-ms. */
+  alter: Record<string, string>;
+  /** The retention the restored topic will have, and how many of its records are past it (once counted). */
+  retention: RestoredRetention;
   replicationFactor: number;
   records: number;
   bytes: number;
@@ -223,6 +326,8 @@ export function planRestore(input: {
   targetBrokers: number;
   /** Target topics this same restore already wrote (a resumed restore may find them non-empty). */
   resumed?: boolean;
+  /** --retention-ms: the restored topics' retention.ms (-1: no limit). */
+  retentionMs?: number;
 }): RestorePlan {
   const { manifest, mapping, mode, targets } = input;
   const warnings: string[] = [];
@@ -260,6 +365,23 @@ export function planRestore(input: {
         configs['min.insync.replicas'] = String(replicationFactor);
       }
     }
+    const retention = restoredRetention({
+      action,
+      snapshotConfigs: info.configs,
+      targetConfigs: state.configs,
+      retentionMs: input.retentionMs,
+    });
+    const alter: Record<string, string> = {};
+    if (input.retentionMs !== undefined) {
+      if (action === 'use') {
+        if (state.configs?.['retention.ms'] !== String(input.retentionMs)) {
+          alter['retention.ms'] = String(input.retentionMs);
+          warnings.push(
+            `topic ${target} exists: its retention.ms is set to ${input.retentionMs} (it was ${state.configs?.['retention.ms'] ?? 'unknown'})`,
+          );
+        }
+      } else configs['retention.ms'] = String(input.retentionMs);
+    }
     const repartitioned = targetPartitions !== info.partitions;
     if (repartitioned)
       warnings.push(
@@ -274,6 +396,8 @@ export function planRestore(input: {
       repartitioned,
       action,
       configs: action === 'use' ? {} : configs,
+      alter,
+      retention,
       replicationFactor,
       records: segments.reduce((n, s) => n + s.records, 0),
       bytes: segments.reduce((n, s) => n + s.bytes, 0),

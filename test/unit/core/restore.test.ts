@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BROKER_DEFAULT_RETENTION_MS,
+  countPastRetention,
   formatOrigin,
   groupTargetOffsets,
   mapTopics,
   murmur2,
   originOfRestored,
   PositionTracker,
+  parseRetentionMs,
+  pastRetentionProblem,
   planRestore,
   RESTORE_HEADER,
+  restoredRetention,
   restoreId,
   snapshotAt,
   type TargetTopicState,
@@ -231,5 +236,132 @@ describe('group offsets on restored topics', () => {
       { partition: 0, offset: 1 },
       { partition: 1, offset: 1 },
     ]);
+  });
+});
+
+describe('restore retention', () => {
+  const snap = (configs: Record<string, string>) => ({ action: 'create' as const, snapshotConfigs: configs });
+
+  it("takes --retention-ms, else the existing target's, else the snapshot's, else the broker default", () => {
+    expect(restoredRetention(snap({}))).toEqual({
+      retentionMs: BROKER_DEFAULT_RETENTION_MS,
+      from: 'broker-default',
+    });
+    expect(restoredRetention(snap({ 'retention.ms': '60000' }))).toEqual({
+      retentionMs: 60000,
+      from: 'snapshot',
+    });
+    expect(restoredRetention(snap({ 'retention.ms': '-1' }))).toEqual({
+      retentionMs: null,
+      from: 'snapshot',
+    });
+    expect(restoredRetention({ ...snap({ 'retention.ms': '60000' }), retentionMs: 5 })).toEqual({
+      retentionMs: 5,
+      from: 'option',
+    });
+    expect(restoredRetention({ ...snap({}), retentionMs: -1 })).toEqual({
+      retentionMs: null,
+      from: 'option',
+    });
+    // An existing topic keeps its own (effective) configs; the snapshot's do not apply to it.
+    expect(
+      restoredRetention({
+        action: 'use',
+        snapshotConfigs: { 'retention.ms': '-1' },
+        targetConfigs: { 'retention.ms': '120000', 'cleanup.policy': 'delete' },
+      }),
+    ).toEqual({ retentionMs: 120000, from: 'target' });
+    expect(
+      restoredRetention({
+        action: 'use',
+        snapshotConfigs: {},
+        targetConfigs: { 'message.timestamp.type': 'LogAppendTime' },
+      }),
+    ).toEqual({ retentionMs: null, from: 'log-append-time' });
+  });
+
+  it('a compacted topic without delete has no time retention; compact,delete has', () => {
+    expect(restoredRetention(snap({ 'cleanup.policy': 'compact', 'retention.ms': '1000' }))).toEqual({
+      retentionMs: null,
+      from: 'compacted',
+    });
+    expect(restoredRetention(snap({ 'cleanup.policy': 'compact, delete', 'retention.ms': '1000' }))).toEqual({
+      retentionMs: 1000,
+      from: 'snapshot',
+    });
+  });
+
+  it('counts exactly the records older than the retention, and names the oldest', () => {
+    const records = [500, 100, 999, 1000, 300].map((timestamp) => ({ timestamp }));
+    const past = countPastRetention(records, 100, 1100, { records: 0, oldestTimestamp: null });
+    expect(past).toEqual({ records: 4, oldestTimestamp: 100 });
+    expect(countPastRetention(records, null, 1100, { records: 0, oldestTimestamp: null })).toEqual({
+      records: 0,
+      oldestTimestamp: null,
+    });
+    const message = pastRetentionProblem('t', { retentionMs: 100, from: 'snapshot' }, past, 1100);
+    expect(message).toBe(
+      '4 records of topic t are older than its retention.ms=100 (oldest at 1970-01-01T00:00:00.100Z); the broker would delete them right after the restore; pass --retention-ms <ms> to restore with a longer retention, or --restamp to give them new timestamps (the original kept in header kdr.ts); --retention-ms above 1000 keeps them all now, -1 for ever',
+    );
+    expect(pastRetentionProblem('t', { retentionMs: 100, from: 'option' }, past, 1100)).toContain(
+      'older than --retention-ms=100',
+    );
+    expect(
+      pastRetentionProblem(
+        't',
+        { retentionMs: 100, from: 'snapshot' },
+        { records: 0, oldestTimestamp: null },
+        1100,
+      ),
+    ).toBeNull();
+  });
+
+  it('--retention-ms is a whole number of milliseconds, -1 for no limit', () => {
+    expect(parseRetentionMs('-1')).toBe(-1);
+    expect(parseRetentionMs('0')).toBe(0);
+    expect(parseRetentionMs(604800000)).toBe(604800000);
+    for (const bad of ['-2', '1.5', 'week', '', '01', '99999999999999999', null])
+      expect(() => parseRetentionMs(bad), String(bad)).toThrow(/expected --retention-ms as a whole number/);
+  });
+
+  it('plans --retention-ms on created topics and as a config change on existing ones', () => {
+    const manifest = {
+      topics: { a: { partitions: 1, configs: { 'retention.ms': '60000' }, replicationFactor: 1 } },
+      segments: [],
+      groups: {},
+      gaps: [],
+    };
+    const created = planRestore({
+      manifest,
+      mapping: new Map([['a', 'r.a']]),
+      mode: 'new',
+      targets: new Map(),
+      targetBrokers: 1,
+      retentionMs: 86400000,
+    });
+    expect(created.topics[0]).toMatchObject({
+      action: 'create',
+      alter: {},
+      retention: { retentionMs: 86400000, from: 'option' },
+    });
+    expect(created.topics[0]!.configs['retention.ms']).toBe('86400000');
+    const used = planRestore({
+      manifest,
+      mapping: new Map([['a', 'r.a']]),
+      mode: 'append',
+      targets: new Map([
+        ['r.a', { exists: true, partitions: 1, records: 3, configs: { 'retention.ms': '1000' } }],
+      ]),
+      targetBrokers: 1,
+      retentionMs: 86400000,
+    });
+    expect(used.topics[0]).toMatchObject({
+      action: 'use',
+      configs: {},
+      alter: { 'retention.ms': '86400000' },
+    });
+    expect(used.warnings.join('\n')).toContain(
+      'topic r.a exists: its retention.ms is set to 86400000 (it was 1000)',
+    );
   });
 });
