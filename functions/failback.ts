@@ -1,18 +1,25 @@
 import { loadConfig } from '../src/config.ts';
 import { failbackRequestSchema, parseRequest } from '../src/events/operations.ts';
-import { lambdaCredentials } from '../src/lambda.ts';
+import { invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { failbackDeps } from '../src/operations.ts';
 import { createRuntime } from '../src/runtime.ts';
-import { failback } from '../src/services/failback.ts';
+import { abortFailback, runFailback } from '../src/services/failback.ts';
 
-/** Invoked failback: `sls invoke -f failback --data '{"timeoutSeconds":120}'`. */
+/**
+ * Invoked failback: `sls invoke -f failback --data '{"timeoutSeconds":120}'`. Like the failover
+ * function: in AWS the first invocation begins it and answers with its operation id, continuations
+ * (`{"operationId":…}`) run its phases; `{"abort":true}` aborts it while the primary is not yet active.
+ */
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'failback', pair: config.pair });
 const credentials = lambdaCredentials(config);
 
-export async function handler(event: unknown, context?: { awsRequestId?: string }) {
+export async function handler(
+  event: unknown,
+  context?: { awsRequestId?: string; getRemainingTimeInMillis?: () => number },
+) {
   const request = parseRequest(failbackRequestSchema, event, config.pair, 'failback');
   const runtime = createRuntime(await credentials(), logger);
   const { deps, close } = failbackDeps(
@@ -20,7 +27,21 @@ export async function handler(event: unknown, context?: { awsRequestId?: string 
     context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined,
   );
   try {
-    return await failback(deps, { timeoutMs: request.timeoutSeconds * 1000 });
+    if (request.abort) return { status: 'aborted', ...(await abortFailback(deps)) };
+    const budget = invocationBudget(context, request.timeoutSeconds * 1000);
+    const handOver = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && !request.wait && !request.operationId;
+    const outcome = await runFailback(deps, {
+      timeoutMs: request.timeoutSeconds * 1000,
+      readOutage: request.readOutage,
+      ...(handOver ? { runDeadline: 0 } : budget.runDeadline ? { runDeadline: budget.runDeadline } : {}),
+      ...(request.operationId ? { operationId: request.operationId } : {}),
+    });
+    if (outcome.status === 'in-progress') {
+      const { abort: _abort, wait: _wait, ...rest } = request;
+      const continued = await invokeSelf(config.aws.region, { ...rest, operationId: outcome.operationId });
+      return { ...outcome, continued, warnings: budget.warnings };
+    }
+    return { ...outcome.report, status: 'done', warnings: [...budget.warnings, ...outcome.report.warnings] };
   } finally {
     await close();
     await runtime.close();

@@ -150,11 +150,3 @@ export function abortDecision(op: Operation): AbortDecision {
   notes.push('records exported to the bucket stay there');
   return { kind: 'safe', to: 'FAILED_OVER', notes };
 }
-
-/**
- * A phase runs only with enough of the invocation's time left: a Lambda stopped mid-phase is resumed
- * too, but ending at a boundary is cheaper and reports where it stands.
- */
-export function timeLeft(runDeadline: number | undefined, now: number): number {
-  return runDeadline === undefined ? Number.POSITIVE_INFINITY : runDeadline - now;
-}

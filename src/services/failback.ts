@@ -1,5 +1,6 @@
-import { type ControlState, describeConflict } from '../core/control.ts';
+import { describeConflict } from '../core/control.ts';
 import { firstAtOrAfterStandby, translateCommitted } from '../core/offsetMap.ts';
+import { abortDecision, flipped, type OperationPhase } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { encodeSegment } from '../core/segment.ts';
 import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
@@ -16,8 +17,19 @@ import {
   readFromLogStart,
   withProof,
 } from './checkpoint.ts';
-import { defaultOwner, drain, type GroupMove, mirroredPartitions } from './failover.ts';
+import { type AbortReport, drain, type GroupMove, mirroredPartitions } from './failover.ts';
 import type { MirrorEngine } from './mirror.ts';
+import {
+  advancePhase as advance,
+  defaultOwner,
+  OperationLease,
+  ownerAlive,
+  type PhaseResult,
+  type PhaseRun,
+  runPhases,
+  saveData as save,
+  savedData as saved,
+} from './operationLease.ts';
 
 /**
  * Failback: make the old primary active again without losing anything silently.
@@ -54,7 +66,9 @@ export interface FailbackDeps {
   startMirror?: () => Promise<string[]>;
   logger: Logger;
   owner?: string;
+  leaseMs?: number;
   clock?: () => number;
+  onPhase?: (phase: OperationPhase) => Promise<void> | void;
 }
 
 export interface ExportedPartition {
@@ -89,11 +103,33 @@ export interface FailbackReport {
   /** Ranges the standby deleted before they were mirrored back: never on the primary. */
   mirroredBackGaps: LogStartGap[];
   groups: Record<string, GroupMove[]>;
+  /**
+   * Per group and partition, the exported outage records (on the primary, never on the standby) the
+   * group will not read: it was placed after them. Replay them from the primary offsets given, or fail
+   * back with `--read-outage` to place groups before them.
+   */
+  unread: UnreadRange[];
+  /** Records written to the standby after the failback made the primary active: not copied back. */
+  leftOnStandby: { topic: string; partition: number; from: number; to: number }[];
+  operationId: string;
   mirrorStarted: string[];
   warnings: string[];
 }
 
+export interface UnreadRange {
+  group: string;
+  topic: string;
+  partition: number;
+  /** Primary offsets [from, to] of the outage records, and where the group was placed. */
+  from: number;
+  to: number;
+  records: number;
+  placedAt: number;
+}
+
 const SEGMENT_RECORDS = 10_000;
+/** An export segment's bytes, held in memory before it is uploaded. */
+const SEGMENT_BYTES = 8 * 1024 * 1024;
 
 /** The primary position holding the same next record as standby offset `standbyOffset`. */
 export async function translateBack(
@@ -144,8 +180,10 @@ async function exportUnmirrored(
       objects: [],
     };
     let pending: SourceRecord[] = [];
+    let pendingBytes = 0;
     const flush = async () => {
       if (pending.length === 0) return;
+      pendingBytes = 0;
       const segment = encodeSegment(pending);
       const key = `${prefix}/${tp.topic}/${tp.partition}/${String(segment.firstOffset).padStart(20, '0')}-${String(segment.lastOffset).padStart(20, '0')}.kdrseg`;
       await deps.objectStore.put(key, segment.data, { contentType: 'application/octet-stream' });
@@ -161,7 +199,8 @@ async function exportUnmirrored(
       clock,
     })) {
       pending.push(...records);
-      if (pending.length >= SEGMENT_RECORDS) await flush();
+      pendingBytes += records.reduce((n, r) => n + (r.key?.length ?? 0) + (r.value?.length ?? 0) + 64, 0);
+      if (pending.length >= SEGMENT_RECORDS || pendingBytes >= SEGMENT_BYTES) await flush();
     }
     await flush();
     if (part.records > 0) exported.push(part);
@@ -169,194 +208,466 @@ async function exportUnmirrored(
   return exported;
 }
 
-export async function failback(deps: FailbackDeps, options: { timeoutMs: number }): Promise<FailbackReport> {
+export type FailbackOutcome =
+  | { status: 'done'; operationId: string; report: FailbackReport }
+  | { status: 'in-progress'; operationId: string; phase: OperationPhase; message: string };
+
+export interface FailbackOptions {
+  timeoutMs: number;
+  /** Place moved groups before the outage records (they read them, then re-read the copies after them). */
+  readOutage?: boolean;
+  runDeadline?: number;
+  operationId?: string;
+}
+
+interface FailbackRun extends PhaseRun {
+  deps: FailbackDeps;
+}
+
+interface ExportData {
+  prefix: string;
+  partitions: ExportedPartition[];
+  gaps: LogStartGap[];
+  location: string | null;
+}
+
+interface DrainData {
+  drained: number;
+  gaps: LogStartGap[];
+}
+
+/**
+ * Starts a failback, or resumes the one in progress, and runs its phases until done or this run's
+ * deadline. A failure before the flip aborts back to FAILED_OVER; after it the operation waits to be
+ * resumed (the primary is active).
+ */
+export async function runFailback(deps: FailbackDeps, options: FailbackOptions): Promise<FailbackOutcome> {
   const clock = deps.clock ?? Date.now;
-  const owner = deps.owner ?? defaultOwner();
-  const started = clock();
   const log = deps.logger.child({ pair: deps.pair, operation: 'failback' });
+  const lease = await acquireFailback(deps, options, log);
+  if (!(lease instanceof OperationLease)) return lease;
+  const run: FailbackRun = {
+    deps,
+    lease,
+    log,
+    clock,
+    runDeadline: options.runDeadline,
+    stateStore: deps.stateStore,
+  };
+  try {
+    if ((await runPhases(run, FAILBACK_PHASE_RUNNERS, deps.onPhase)) === 'paused') {
+      const op = lease.operation;
+      await lease.release();
+      const message = `failback ${op.id} paused in phase ${op.phase} at this run's deadline; it continues in the next run`;
+      return { status: 'in-progress', operationId: op.id, phase: op.phase, message };
+    }
+    const report = await deps.stateStore.getOperationData<FailbackReport>(lease.operation.id, 'report');
+    await lease.release();
+    return { status: 'done', operationId: lease.operation.id, report: report! };
+  } catch (error) {
+    await lease.release();
+    throw await failedFailback(run, error);
+  }
+}
+
+/** The report of a failback run to its end (the CLI, tests). */
+export async function failback(deps: FailbackDeps, options: FailbackOptions): Promise<FailbackReport> {
+  const outcome = await runFailback(deps, options);
+  if (outcome.status === 'done') return outcome.report;
+  throw new TimeoutError(outcome.message, { details: { operationId: outcome.operationId } });
+}
+
+async function acquireFailback(
+  deps: FailbackDeps,
+  options: FailbackOptions,
+  log: Logger,
+): Promise<OperationLease | FailbackOutcome> {
+  const leaseOptions = {
+    stateStore: deps.stateStore,
+    owner: deps.owner ?? defaultOwner(),
+    leaseMs: deps.leaseMs ?? 30_000,
+    logger: log,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  };
   const control = await deps.stateStore.getControl();
+  const op = control.operation;
+  if (options.operationId !== undefined) {
+    if (op?.id !== options.operationId)
+      throw new StateError(
+        'STATE_CONFLICT',
+        `operation ${options.operationId} is not pair ${deps.pair}'s current operation (${op ? `${op.kind} ${op.id}` : 'none'})`,
+      );
+    if (op.outcome === 'done') {
+      const report = await deps.stateStore.getOperationData<FailbackReport>(op.id, 'report');
+      return { status: 'done', operationId: op.id, report: report! };
+    }
+    if (op.outcome === 'aborted')
+      throw new StateError('STATE_CONFLICT', `failback ${op.id} was aborted: ${control.reason ?? ''}`);
+  }
+  if (
+    op?.kind === 'failback' &&
+    !op.outcome &&
+    (control.state === 'FAILING_BACK' || control.state === 'MIRRORING')
+  )
+    return OperationLease.claim(leaseOptions, control);
   if (control.state !== 'FAILED_OVER' || control.activeCluster !== deps.standbyAlias) {
     throw new StateError('STATE_CONFLICT', describeConflict(control, 'FAILING_BACK'), {
       details: { pair: deps.pair, epoch: control.epoch, state: control.state },
     });
   }
-  const operation = { kind: 'failback' as const, startedAt: started, owner };
-  const failing = await deps.stateStore.transition(control.epoch, {
-    state: 'FAILING_BACK',
-    activeCluster: deps.standbyAlias,
-    operation,
-    owner,
-    reason: 'failback',
-  });
-  const warnings: string[] = [];
-  let current: ControlState = failing;
+  const lease = await OperationLease.begin(
+    leaseOptions,
+    control,
+    { state: 'FAILING_BACK', activeCluster: deps.standbyAlias, reason: 'failback' },
+    {
+      kind: 'failback',
+      phase: 'export',
+      timeoutMs: options.timeoutMs,
+      ...(options.readOutage ? { readOutage: true } : {}),
+    },
+  );
+  log.info('failing back', { operationId: lease.operation.id, epoch: lease.control.epoch });
+  return lease;
+}
+
+async function failedFailback(run: FailbackRun, error: unknown): Promise<unknown> {
+  const op = run.lease.operation;
+  if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
+    return error;
+  const wrap = (message: string) =>
+    isKdrError(error)
+      ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
+      : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
+  if (flipped(op))
+    return wrap(
+      `failback ${op.id} stopped in phase ${op.phase} after the primary became active: ${describeError(error)}; run \`kdr failback\` again to finish it`,
+    );
+  let back = `pair ${run.deps.pair} is back to FAILED_OVER`;
   try {
-    const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
-    const onPrimary = new Set(await deps.primaryAdmin.listTopics());
-
-    // 1. What the primary has that the standby never got: exported and reported, never dropped silently.
-    const prefix = `failback/${deps.pair}/epoch-${failing.epoch}`;
-    const found = new GapLog();
-    const exported = await exportUnmirrored(
-      deps,
-      partitions.filter((tp) => onPrimary.has(tp.topic)),
-      prefix,
-      found,
-    );
-    // The last checkpoint before the failover can prove that a gap held only transaction markers.
-    const exportGaps = new GapLog();
-    if (found.list().length > 0) {
-      const earlier = await previousObservations(deps.stateStore, log);
-      for (const gap of found.list()) exportGaps.add(withProof(gap, earlier));
-    }
-    for (const gap of exportGaps.list())
-      if (!gap.markersOnly) log.warn(describeGap(gap, deps.primaryAlias), { gap });
-    const exportedRecords = exported.reduce((n, p) => n + p.records, 0);
-    let location: string | null = null;
-    if (exportedRecords > 0) {
-      const manifestKey = `${prefix}/manifest.json`;
-      const manifest = {
-        format: 'kdr-segment-v1',
-        pair: deps.pair,
-        epoch: failing.epoch,
-        cluster: deps.primaryAlias,
-        createdAt: new Date(clock()).toISOString(),
-        reason: 'records on the old primary after the last mirrored offset, never on the standby',
-        records: exportedRecords,
-        partitions: exported,
-        gaps: exportGaps.list(),
-      };
-      await deps.objectStore.put(manifestKey, JSON.stringify(manifest, null, 2), {
-        ifNoneMatch: true,
-        contentType: 'application/json',
-      });
-      location = deps.objectStore.url(manifestKey);
-      warnings.push(
-        `${exportedRecords} records on ${deps.primaryAlias} never reached ${deps.standbyAlias}; exported to ${location}`,
-      );
-      log.warn('exported records the standby never got', { records: exportedRecords, location });
-    }
-
-    // 2. What the standby got since the failover goes back to the primary, exactly once.
-    // Before the last forward-mirrored record, the standby holds only copies of the primary's records.
-    const {
-      pending,
-      drained,
-      gaps: mirroredBackGaps,
-    } = await drain(
-      {
-        engine: deps.reverseEngine,
-        reader: deps.standbyReader,
-        offsetMap: deps.reverseMap,
-        counterpartMap: deps.forwardMap,
-        ...(deps.standbyAdmin.topicIds
-          ? { sourceAdmin: { topicIds: (t: string[]) => deps.standbyAdmin.topicIds!(t) } }
-          : {}),
-        route: { sourceAlias: deps.standbyAlias, targetAlias: deps.primaryAlias },
-        floor: async (tp) => {
-          const forward = await deps.forwardMap.latest(tp);
-          return forward ? forward.lastStandby + 1 : undefined;
-        },
-      },
-      partitions,
-      started + options.timeoutMs,
-      clock,
-    );
-    for (const gap of mirroredBackGaps) log.warn(describeGap(gap, deps.standbyAlias), { gap });
-    if (pending.length > 0) {
-      throw new TimeoutError(
-        `the standby's records did not all reach the primary within ${options.timeoutMs / 1000} s (${pending.length} partitions behind); are applications still writing to the standby?`,
-      );
-    }
-
-    // 3. Groups back to the primary.
-    const groups: Record<string, GroupMove[]> = {};
-    const topics = [...new Set(partitions.map((p) => p.topic))];
-    for (const group of (await deps.standbyAdmin.listGroups()).filter(
-      (g) => deps.selectGroup(g) && !deps.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
-    )) {
-      const committed = await deps.standbyAdmin.committedOffsets(group, topics);
-      if (committed.length === 0) continue;
-      const state = await deps.primaryAdmin.groupState(group);
-      if (state !== 'Empty' && state !== 'Dead') {
-        warnings.push(
-          `group ${group} has running consumers on the primary (${state}); its offsets were not moved back`,
-        );
-        continue;
-      }
-      const moves: GroupMove[] = [];
-      for (const c of committed) {
-        const back = await translateBack(deps, c, c.offset);
-        moves.push({
-          topic: c.topic,
-          partition: c.partition,
-          sourceOffset: c.offset,
-          standbyOffset: back.primaryOffset,
-          exact: back.exact,
-        });
-      }
-      await deps.primaryAdmin.commitOffsets(
-        group,
-        moves.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.standbyOffset })),
-      );
-      groups[group] = moves;
-    }
-
-    // 4. The primary is active again; the forward mirror may write.
-    await deps.reverseEngine.close();
-    current = await deps.stateStore.transition(failing.epoch, {
-      state: 'MIRRORING',
-      activeCluster: deps.primaryAlias,
-      operation,
-      owner,
-      reason: 'failback done',
-    });
-    const mirrorStarted = deps.startMirror
-      ? await deps.startMirror().catch((error) => {
-          warnings.push(`could not start the mirror's event sources: ${describeError(error)}`);
-          return [];
-        })
-      : [];
-    const finished = clock();
-    return {
-      pair: deps.pair,
-      epoch: current.epoch,
-      from: deps.standbyAlias,
-      to: deps.primaryAlias,
-      startedAt: new Date(started).toISOString(),
-      finishedAt: new Date(finished).toISOString(),
-      durationMs: finished - started,
-      exported: {
-        records: exportedRecords,
-        bytes: exported.reduce((n, p) => n + p.objects.reduce((m, o) => m + o.bytes, 0), 0),
-        location,
-        partitions: exported,
-        gaps: exportGaps.list(),
-      },
-      mirroredBack: drained,
-      mirroredBackGaps,
-      groups,
-      mirrorStarted,
-      warnings,
-    };
-  } catch (error) {
-    if (current.epoch === failing.epoch) {
-      await deps.stateStore
-        .transition(failing.epoch, {
-          state: 'FAILED_OVER',
-          activeCluster: deps.standbyAlias,
-          operation,
-          owner,
-          reason: `failback aborted: ${describeError(error)}`,
-        })
-        .catch((abortError) =>
-          log.error('could not return the pair to FAILED_OVER', { error: describeError(abortError) }),
-        );
-      const message = `failback aborted, pair ${deps.pair} is back to FAILED_OVER: ${describeError(error)}`;
-      throw isKdrError(error)
-        ? new KdrError(error.code, message, { cause: error, details: error.details })
-        : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
-    }
-    throw error;
+    await endFailback(run.deps, run.lease.control, `failback aborted: ${describeError(error)}`);
+  } catch (abortError) {
+    run.log.error('could not return the pair to FAILED_OVER', { error: describeError(abortError) });
+    back = `pair ${run.deps.pair} could not be returned to FAILED_OVER (${describeError(abortError)}); run \`kdr failback --abort\``;
   }
+  return wrap(`failback aborted, ${back}: ${describeError(error)}`);
+}
+
+async function endFailback(
+  deps: Pick<FailbackDeps, 'stateStore' | 'standbyAlias' | 'owner'>,
+  control: { epoch: number; operation?: import('../core/operation.ts').Operation },
+  reason: string,
+) {
+  const owner = deps.owner ?? defaultOwner();
+  return deps.stateStore.transition(control.epoch, {
+    state: 'FAILED_OVER',
+    activeCluster: deps.standbyAlias,
+    operation: { ...control.operation!, outcome: 'aborted', finishedAt: Date.now(), leaseUntil: 0, owner },
+    owner,
+    reason,
+  });
+}
+
+/** `kdr failback --abort`: back to FAILED_OVER while the primary is not yet active again. */
+export async function abortFailback(
+  deps: Pick<FailbackDeps, 'stateStore' | 'standbyAlias' | 'pair' | 'owner' | 'logger'>,
+): Promise<AbortReport> {
+  const control = await deps.stateStore.getControl();
+  const op = control.operation;
+  if (op?.kind !== 'failback' || op.outcome)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `pair ${deps.pair} has no failback in progress to abort (${control.state}, epoch ${control.epoch})`,
+    );
+  const decision = abortDecision(op);
+  if (decision.kind === 'unsafe') throw new StateError('STATE_CONFLICT', `cannot abort: ${decision.why}`);
+  const notes = [...decision.notes];
+  if (op.leaseUntil > Date.now() && ownerAlive(op.owner) !== false)
+    notes.push(`${op.owner} still held the lease; its next step finds the pair moved and stops`);
+  const next = await endFailback(
+    deps,
+    control,
+    `failback ${op.id} aborted by ${deps.owner ?? defaultOwner()}`,
+  );
+  deps.logger.warn('failback aborted', { operationId: op.id, phase: op.phase });
+  return {
+    pair: deps.pair,
+    operationId: op.id,
+    phase: op.phase,
+    state: next.state,
+    epoch: next.epoch,
+    notes,
+  };
+}
+
+const FAILBACK_PHASE_RUNNERS = {
+  export: exportPhase,
+  drain: (run: FailbackRun) => drainBackPhase(run, 'drain'),
+  groups: groupsBackPhase,
+  redrain: (run: FailbackRun) => drainBackPhase(run, 'redrain'),
+  flip: flipBackPhase,
+  'late-writes': lateWritesPhase,
+  'start-mirror': startMirrorPhase,
+} satisfies Partial<Record<OperationPhase, (run: FailbackRun) => Promise<PhaseResult>>>;
+
+/** What the primary has that the standby never got: exported to the bucket and reported, never dropped. */
+async function exportPhase(run: FailbackRun): Promise<PhaseResult> {
+  const { deps, lease, clock } = run;
+  const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+  const onPrimary = new Set(await deps.primaryAdmin.listTopics());
+  const prefix = `failback/${deps.pair}/${lease.operation.id}`;
+  const found = new GapLog();
+  const exported = await exportUnmirrored(
+    deps,
+    partitions.filter((tp) => onPrimary.has(tp.topic)),
+    prefix,
+    found,
+  );
+  // The last checkpoint before the failover can prove that a gap held only transaction markers.
+  const gaps = new GapLog();
+  if (found.list().length > 0) {
+    const earlier = await previousObservations(deps.stateStore, run.log);
+    for (const gap of found.list()) gaps.add(withProof(gap, earlier));
+  }
+  for (const gap of gaps.list())
+    if (!gap.markersOnly) run.log.warn(describeGap(gap, deps.primaryAlias), { gap });
+  const records = exported.reduce((n, p) => n + p.records, 0);
+  let location: string | null = null;
+  if (records > 0) {
+    const manifestKey = `${prefix}/manifest.json`;
+    const manifest = {
+      format: 'kdr-segment-v1',
+      pair: deps.pair,
+      operationId: lease.operation.id,
+      cluster: deps.primaryAlias,
+      createdAt: new Date(clock()).toISOString(),
+      reason: 'records on the old primary after the last mirrored offset, never on the standby',
+      records,
+      partitions: exported,
+      gaps: gaps.list(),
+    };
+    // The key is the operation's own: a resumed export writes the same objects again.
+    await deps.objectStore.put(manifestKey, JSON.stringify(manifest, null, 2), {
+      contentType: 'application/json',
+    });
+    location = deps.objectStore.url(manifestKey);
+    run.log.warn('exported records the standby never got', { records, location });
+  }
+  await save(run, 'export', {
+    prefix,
+    partitions: exported,
+    gaps: gaps.list(),
+    location,
+  } satisfies ExportData);
+  return advance(run);
+}
+
+/**
+ * What the standby got since the failover goes back to the primary, exactly once. 'redrain' runs after
+ * the groups were placed: a record written to the standby after the first drain's last check lands after
+ * every moved group's position, so the groups read it.
+ */
+async function drainBackPhase(
+  run: FailbackRun,
+  phase: 'drain' | 'redrain' | 'late-writes',
+): Promise<PhaseResult> {
+  const { deps, lease, clock } = run;
+  const op = lease.operation;
+  const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+  const opDeadline = op.startedAt + op.timeoutMs;
+  // After the flip the budget is short: applications write to the primary now.
+  const own = phase === 'late-writes' ? clock() + 30_000 : opDeadline;
+  const deadline = Math.min(own, run.runDeadline ?? Number.POSITIVE_INFINITY);
+  const result = await drain(
+    {
+      engine: deps.reverseEngine,
+      reader: deps.standbyReader,
+      offsetMap: deps.reverseMap,
+      counterpartMap: deps.forwardMap,
+      ...(deps.standbyAdmin.topicIds
+        ? { sourceAdmin: { topicIds: (t: string[]) => deps.standbyAdmin.topicIds!(t) } }
+        : {}),
+      route: { sourceAlias: deps.standbyAlias, targetAlias: deps.primaryAlias },
+      // Before the last forward-mirrored record, the standby holds only copies of the primary's records.
+      floor: async (tp) => {
+        const forward = await deps.forwardMap.latest(tp);
+        return forward ? forward.lastStandby + 1 : undefined;
+      },
+      check: () => lease.check(),
+    },
+    partitions,
+    deadline,
+    clock,
+  );
+  const earlier = await saved<DrainData>(run, 'mirrored-back');
+  const gaps = new GapLog();
+  for (const gap of [...(earlier?.gaps ?? []), ...result.gaps]) gaps.add(gap);
+  for (const gap of result.gaps) run.log.warn(describeGap(gap, deps.standbyAlias), { gap });
+  await save(run, 'mirrored-back', { drained: (earlier?.drained ?? 0) + result.drained, gaps: gaps.list() });
+  if (phase === 'late-writes') {
+    const left = result.pending.map((p) => ({
+      topic: p.tp.topic,
+      partition: p.tp.partition,
+      from: (p.lastMirrored ?? -1) + 1,
+      to: p.end,
+    }));
+    await save(run, 'left-on-standby', left);
+    return advance(run);
+  }
+  if (result.pending.length === 0) return advance(run);
+  if (clock() <= opDeadline) return 'paused';
+  throw new TimeoutError(
+    `the standby's records did not all reach the primary within ${op.timeoutMs / 1000} s (${result.pending.length} partitions behind); are applications still writing to the standby?`,
+  );
+}
+
+/**
+ * Every group's standby position translated back and committed on the primary. A group placed after
+ * the exported outage records is told which ones it will not read (or placed before them: readOutage).
+ */
+async function groupsBackPhase(run: FailbackRun): Promise<PhaseResult> {
+  const { deps, lease } = run;
+  const exported = (await saved<ExportData>(run, 'export'))!;
+  const outage = new Map(exported.partitions.map((p) => [`${p.topic}\u0000${p.partition}`, p]));
+  const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+  const topics = [...new Set(partitions.map((p) => p.topic))];
+  const groups: Record<string, GroupMove[]> = {};
+  const unread: UnreadRange[] = [];
+  const warnings: string[] = [];
+  for (const group of (await deps.standbyAdmin.listGroups()).filter(
+    (g) => deps.selectGroup(g) && !deps.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
+  )) {
+    lease.check();
+    const committed = await deps.standbyAdmin.committedOffsets(group, topics);
+    if (committed.length === 0) continue;
+    const state = await deps.primaryAdmin.groupState(group);
+    if (state !== 'Empty' && state !== 'Dead') {
+      warnings.push(
+        `group ${group} has running consumers on the primary (${state}); its offsets were not moved back`,
+      );
+      continue;
+    }
+    const moves: GroupMove[] = [];
+    for (const c of committed) {
+      const back = await translateBack(deps, c, c.offset);
+      let primaryOffset = back.primaryOffset;
+      const o = outage.get(`${c.topic}\u0000${c.partition}`);
+      if (o && primaryOffset > o.lastOffset) {
+        if (lease.operation.readOutage) primaryOffset = o.firstOffset;
+        else
+          unread.push({
+            group,
+            topic: c.topic,
+            partition: c.partition,
+            from: o.firstOffset,
+            to: o.lastOffset,
+            records: o.records,
+            placedAt: primaryOffset,
+          });
+      }
+      moves.push({
+        topic: c.topic,
+        partition: c.partition,
+        sourceOffset: c.offset,
+        standbyOffset: primaryOffset,
+        exact: back.exact,
+      });
+    }
+    await deps.primaryAdmin.commitOffsets(
+      group,
+      moves.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.standbyOffset })),
+    );
+    groups[group] = moves;
+  }
+  await save(run, 'groups', { moved: groups, unread, warnings });
+  return advance(run);
+}
+
+/** The primary is active again; the forward mirror may write. */
+async function flipBackPhase(run: FailbackRun): Promise<PhaseResult> {
+  await run.lease.transition(
+    { state: 'MIRRORING', activeCluster: run.deps.primaryAlias, reason: 'failback done' },
+    { phase: 'late-writes' },
+  );
+  run.log.info('failed back', { operationId: run.lease.operation.id, epoch: run.lease.control.epoch });
+  return 'next';
+}
+
+/**
+ * Once more right after the flip: what the standby got until applications saw the primary active goes
+ * back too (after every moved group's position). What a writer still sends the standby after that is
+ * named in the report, never dropped silently.
+ */
+async function lateWritesPhase(run: FailbackRun): Promise<PhaseResult> {
+  const result = await drainBackPhase(run, 'late-writes');
+  await run.deps.reverseEngine.close();
+  return result;
+}
+
+async function startMirrorPhase(run: FailbackRun): Promise<PhaseResult> {
+  const { deps, lease } = run;
+  const warnings: string[] = [];
+  const mirrorStarted = deps.startMirror
+    ? await deps.startMirror().catch((error) => {
+        warnings.push(`could not start the mirror's event sources: ${describeError(error)}`);
+        return [];
+      })
+    : [];
+  await save(run, 'report', await failbackReport(run, mirrorStarted, warnings));
+  await lease.patch({ phase: 'done', outcome: 'done', finishedAt: run.clock() });
+  return 'next';
+}
+
+async function failbackReport(
+  run: FailbackRun,
+  mirrorStarted: string[],
+  warnings: string[],
+): Promise<FailbackReport> {
+  const { deps, lease } = run;
+  const op = lease.operation;
+  const [exported, back, groups, left] = await Promise.all([
+    saved<ExportData>(run, 'export'),
+    saved<DrainData>(run, 'mirrored-back'),
+    saved<{ moved: Record<string, GroupMove[]>; unread: UnreadRange[]; warnings: string[] }>(run, 'groups'),
+    saved<FailbackReport['leftOnStandby']>(run, 'left-on-standby'),
+  ]);
+  const records = exported!.partitions.reduce((n, p) => n + p.records, 0);
+  const notes: string[] = [];
+  if (records > 0)
+    notes.push(
+      `${records} records on ${deps.primaryAlias} never reached ${deps.standbyAlias}; exported to ${exported!.location}`,
+    );
+  const unread = groups!.unread;
+  if (unread.length > 0)
+    notes.push(
+      `${new Set(unread.map((u) => u.group)).size} group(s) were placed after outage records they never read (see unread: primary offsets per group and partition); replay them from there, or fail back with --read-outage`,
+    );
+  for (const l of left ?? [])
+    notes.push(
+      `${l.topic}-${l.partition}: standby offsets ${l.from}..${l.to - 1} were written after the failback and are only on ${deps.standbyAlias}`,
+    );
+  const finished = run.clock();
+  return {
+    pair: deps.pair,
+    operationId: op.id,
+    epoch: lease.control.epoch,
+    from: deps.standbyAlias,
+    to: deps.primaryAlias,
+    startedAt: new Date(op.startedAt).toISOString(),
+    finishedAt: new Date(finished).toISOString(),
+    durationMs: finished - op.startedAt,
+    exported: {
+      records,
+      bytes: exported!.partitions.reduce((n, p) => n + p.objects.reduce((m, o) => m + o.bytes, 0), 0),
+      location: exported!.location,
+      partitions: exported!.partitions,
+      gaps: exported!.gaps,
+    },
+    mirroredBack: back?.drained ?? 0,
+    mirroredBackGaps: back?.gaps ?? [],
+    groups: groups!.moved,
+    unread,
+    leftOnStandby: left ?? [],
+    mirrorStarted,
+    warnings: [...notes, ...groups!.warnings, ...warnings],
+  };
 }

@@ -6,7 +6,6 @@ import {
   type Operation,
   type OperationPhase,
   phaseReached,
-  timeLeft,
 } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
@@ -35,7 +34,17 @@ import {
 import { liveGeneration } from './generations.ts';
 import { caughtUp, type LagDeps, liveLatest } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
-import { defaultOwner, OperationLease, ownerAlive } from './operationLease.ts';
+import {
+  advancePhase,
+  defaultOwner,
+  OperationLease,
+  ownerAlive,
+  type PhaseResult,
+  type PhaseRun,
+  runPhases,
+  saveData,
+  savedData,
+} from './operationLease.ts';
 
 /**
  * Failover: promote the standby. Exactly one of several concurrent invocations proceeds (the control
@@ -368,18 +377,9 @@ interface FailoverPlan {
   warnings: string[];
 }
 
-interface FailoverRun {
+interface FailoverRun extends PhaseRun {
   deps: FailoverDeps;
-  lease: OperationLease;
-  log: Logger;
-  clock: () => number;
-  runDeadline: number | undefined;
 }
-
-type PhaseResult = 'next' | 'paused';
-
-/** Phases shorter than this are not begun with less time left: the run ends at the boundary instead. */
-const MIN_PHASE_MS = 5_000;
 
 /**
  * Starts a failover, or resumes the one in progress (its lease expired or its owner died), and runs its
@@ -391,19 +391,16 @@ export async function runFailover(deps: FailoverDeps, options: FailoverOptions):
   const log = deps.logger.child({ pair: deps.pair, operation: 'failover' });
   const lease = await acquireFailover(deps, options, log);
   if (!(lease instanceof OperationLease)) return lease;
-  const run: FailoverRun = { deps, lease, log, clock, runDeadline: options.runDeadline };
+  const run: FailoverRun = {
+    deps,
+    lease,
+    log,
+    clock,
+    runDeadline: options.runDeadline,
+    stateStore: deps.stateStore,
+  };
   try {
-    for (;;) {
-      lease.check();
-      const phase = lease.operation.phase;
-      if (phase === 'done') break;
-      // The drain uses what time there is (it stops at the deadline); other phases need a little.
-      if (timeLeft(run.runDeadline, clock()) < (phase === 'drain' ? 1 : MIN_PHASE_MS))
-        return await pause(run);
-      await deps.onPhase?.(phase);
-      const result = await FAILOVER_PHASE_RUNNERS[phase as keyof typeof FAILOVER_PHASE_RUNNERS](run);
-      if (result === 'paused') return await pause(run);
-    }
+    if ((await runPhases(run, FAILOVER_PHASE_RUNNERS, deps.onPhase)) === 'paused') return await pause(run);
     const report = await deps.stateStore.getOperationData<FailoverReport>(lease.operation.id, 'report');
     await lease.release();
     return { status: 'done', operationId: lease.operation.id, report: report! };
@@ -581,7 +578,7 @@ const FAILOVER_PHASE_RUNNERS = {
   groups: groupsPhase,
   flip: flipPhase,
   'stop-mirror': stopMirrorPhase,
-} satisfies Record<string, (run: FailoverRun) => Promise<PhaseResult>>;
+} satisfies Partial<Record<OperationPhase, (run: FailoverRun) => Promise<PhaseResult>>>;
 
 /** Planned: copy what the mirror has not yet copied, until caught up, the operation's timeout, or this run's deadline. */
 async function drainPhase(run: FailoverRun): Promise<PhaseResult> {
@@ -901,19 +898,9 @@ async function buildReport(
   };
 }
 
-async function advance(run: FailoverRun): Promise<PhaseResult> {
-  await run.lease.advance();
-  return 'next';
-}
-
-function save(run: FailoverRun, key: string, value: unknown): Promise<void> {
-  run.lease.check();
-  return run.deps.stateStore.putOperationData(run.lease.operation.id, key, value);
-}
-
-function saved<T>(run: FailoverRun, key: string): Promise<T | undefined> {
-  return run.deps.stateStore.getOperationData<T>(run.lease.operation.id, key);
-}
+const advance = advancePhase;
+const save = saveData;
+const saved = savedData;
 
 /**
  * Unplanned: the primary is not read, so what it got after the last observation is unknown. The report

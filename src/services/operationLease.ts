@@ -200,3 +200,55 @@ export class OperationLease {
     this.timer.unref();
   }
 }
+
+export type PhaseResult = 'next' | 'paused';
+
+/** What every phase runner gets: the lease, a clock, and when this run must end. */
+export interface PhaseRun {
+  lease: OperationLease;
+  stateStore: StateStore;
+  clock: () => number;
+  runDeadline: number | undefined;
+  log: Logger;
+}
+
+/** Phases shorter than this are not begun with less time left: the run ends at the boundary instead. */
+const MIN_PHASE_MS = 5_000;
+/** Phases that stop by themselves at the deadline (they use whatever time there is). */
+const ELASTIC_PHASES = new Set<OperationPhase>(['drain', 'redrain', 'export']);
+
+/**
+ * Runs the operation's phases from the one it is in until 'done' or this run's deadline. Each runner
+ * does its work (idempotently) and moves the operation on; 'paused' ends the run at that phase.
+ */
+export async function runPhases<R extends PhaseRun>(
+  run: R,
+  runners: Partial<Record<OperationPhase, (run: R) => Promise<PhaseResult>>>,
+  onPhase?: (phase: OperationPhase) => Promise<void> | void,
+): Promise<'done' | 'paused'> {
+  for (;;) {
+    run.lease.check();
+    const phase = run.lease.operation.phase;
+    if (phase === 'done') return 'done';
+    const left = run.runDeadline === undefined ? Number.POSITIVE_INFINITY : run.runDeadline - run.clock();
+    if (left < (ELASTIC_PHASES.has(phase) ? 1 : MIN_PHASE_MS)) return 'paused';
+    await onPhase?.(phase);
+    const runner = runners[phase];
+    if (!runner) throw new Error(`no runner for phase ${phase} of ${run.lease.operation.kind}`);
+    if ((await runner(run)) === 'paused') return 'paused';
+  }
+}
+
+export function saveData(run: PhaseRun, key: string, value: unknown): Promise<void> {
+  run.lease.check();
+  return run.stateStore.putOperationData(run.lease.operation.id, key, value);
+}
+
+export function savedData<T>(run: PhaseRun, key: string): Promise<T | undefined> {
+  return run.stateStore.getOperationData<T>(run.lease.operation.id, key);
+}
+
+export async function advancePhase(run: PhaseRun): Promise<PhaseResult> {
+  await run.lease.advance();
+  return 'next';
+}
