@@ -286,7 +286,7 @@ export async function translateAll<T extends TopicPartition & { offset: number }
  * The reverse map's generation that describes the live primary topic: the reverse mirror wrote into the
  * primary topic its head names; a primary topic re-created since holds no copies (null).
  */
-async function copyGeneration(
+export async function copyGeneration(
   counterpart: OffsetMapStore,
   tp: TopicPartition,
   primaryTopicId: string | null,

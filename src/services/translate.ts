@@ -1,7 +1,8 @@
-import { translateCommitted } from '../core/offsetMap.ts';
+import { translateCommitted, translateThroughCopies } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
+import { copyGeneration } from './checkpoint.ts';
 import { liveGeneration } from './generations.ts';
 
 export interface OffsetTranslation {
@@ -29,6 +30,11 @@ export async function translateOffset(
     targetReader: PartitionReader;
     /** The source topic's id now; a topic re-created since it was mirrored is not translated. */
     sourceAdmin?: { topicIds(topics: string[]): Promise<Map<string, string>> };
+    /**
+     * The other direction's map: after a failback, an offset before one of kdr's copies of a target
+     * record goes to that record's original when the copy comes first (see checkpoint.translateAll).
+     */
+    counterpartMap?: OffsetMapStore;
   },
   tp: TopicPartition,
   sourceOffset: number,
@@ -37,8 +43,19 @@ export async function translateOffset(
   const { generation } = await liveGeneration(deps.offsetMap, tp, liveId);
   const entry =
     generation === null ? undefined : await deps.offsetMap.covering({ ...tp, generation }, sourceOffset);
-  const result = translateCommitted(entry, sourceOffset, null);
-  if (result.kind === 'exact') {
+  const copies = deps.counterpartMap;
+  const copyGen = copies ? await copyGeneration(copies, tp, liveId) : null;
+  const copy =
+    copies && copyGen !== null
+      ? await copies.coveringStandby({ ...tp, generation: copyGen }, sourceOffset)
+      : undefined;
+  const result = copies
+    ? translateThroughCopies(entry, copy, sourceOffset)
+    : (() => {
+        const t = translateCommitted(entry, sourceOffset, null);
+        return t.kind === 'exact' ? { ...t, via: 'forward' as const } : undefined;
+      })();
+  if (result) {
     return {
       ...tp,
       sourceOffset,
@@ -46,6 +63,11 @@ export async function translateOffset(
       exact: true,
       mirroredSourceOffset: result.mirroredSource,
       generation,
+      ...(result.via === 'copy'
+        ? {
+            note: `source offset ${result.mirroredSource} is kdr's copy of standby offset ${result.standbyOffset} (mirrored back at a failback)`,
+          }
+        : {}),
     };
   }
   // Standby topics keep their names and partitions.

@@ -107,5 +107,16 @@ describe('checkpoints after a failback', () => {
         standbyOffset: original.offset,
       }),
     ]);
+    // kdr translate agrees.
+    const translated = await kdr([
+      'translate',
+      '--topic',
+      topic,
+      '--partition',
+      '0',
+      '--offset',
+      String(next.offset),
+    ]);
+    expect(translated).toMatchObject({ exact: true, standbyOffset: original.offset });
   });
 });
