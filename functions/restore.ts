@@ -1,7 +1,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { loadConfig } from '../src/config.ts';
 import { parseRequest } from '../src/events/operations.ts';
-import { restoreRequestSchema } from '../src/events/restoreRequest.ts';
+import { restoreRequestSchema, restoreWriteOptions } from '../src/events/restoreRequest.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
@@ -10,7 +10,7 @@ import { runRestore } from '../src/services/restore.ts';
 
 /**
  * Invoked restore: `sls invoke -f restore --data '{"snapshotId":"…","target":"standby","topicPrefix":"r."}'`
- * with the options of `kdr restore` as JSON. The payload is validated before anything is read or written.
+ * with the options of `kdr restore` as JSON (`retentionMs`, `restamp` as --retention-ms, --restamp). The payload is validated before anything is read or written.
  * A restore that does not fit in this invocation saves its progress and, in AWS, invokes the function
  * again with the same payload to continue; the result says where it stands.
  */
@@ -26,16 +26,22 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
   const { deps, close } = restoreDeps(await credentials(), logger, request.target);
   try {
     const remaining = context?.getRemainingTimeInMillis?.();
-    const result = await runRestore(deps, restoreServiceRequest(config, request), {
-      ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
-      ...(request.verifiedSegments !== undefined ? { verifiedSegments: request.verifiedSegments } : {}),
-    });
+    const result = await runRestore(
+      deps,
+      { ...restoreServiceRequest(config, request), ...restoreWriteOptions(request) },
+      {
+        ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
+        ...(request.verifiedSegments !== undefined ? { verifiedSegments: request.verifiedSegments } : {}),
+        ...(request.verification !== undefined ? { verification: request.verification } : {}),
+      },
+    );
     if (result.status === 'in-progress') {
       const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME;
       if (functionName) {
         const next = {
           ...request,
           ...(result.verifiedSegments !== undefined ? { verifiedSegments: result.verifiedSegments } : {}),
+          ...(result.verification !== undefined ? { verification: result.verification } : {}),
         };
         const lambda = new LambdaClient({ region: config.aws.region });
         try {

@@ -34,8 +34,35 @@ export const restoreRequestSchema = z
     yes: z.boolean().default(false),
     safetySnapshot: z.boolean().default(true),
     dryRun: z.boolean().default(false),
+    /** retention.ms of the restored topics (-1: no limit); refused when records are still past it. */
+    retentionMs: z
+      .number({
+        error: (issue) =>
+          `expected retentionMs (--retention-ms) as a whole number of milliseconds (-1: no limit), got ${JSON.stringify(issue.input)}`,
+      })
+      .int({ error: (issue) => `expected retentionMs as a whole number of milliseconds, got ${issue.input}` })
+      .min(-1, { error: (issue) => `expected retentionMs of -1 (no limit) or more, got ${issue.input}` })
+      .max(Number.MAX_SAFE_INTEGER)
+      .optional(),
+    /** Records get the restore's time as timestamp; the original is kept in header kdr.ts. */
+    restamp: z.boolean().default(false),
     /** A continuation (the function re-invoking itself) carries how far the checksum check got. */
     verifiedSegments: z.number().int().nonnegative().optional(),
+    /** ...and what the check counted so far (records past retention, at the time it started). */
+    verification: z
+      .object({
+        segments: z.number().int().nonnegative(),
+        asOf: z.number().int().nonnegative(),
+        topics: z.record(
+          z.string(),
+          z.object({
+            retentionMs: z.number().int().nonnegative().nullable(),
+            records: z.number().int().nonnegative(),
+            oldestTimestamp: z.number().int().nullable(),
+          }),
+        ),
+      })
+      .optional(),
     pair: pair.optional(),
   })
   .strict()
@@ -44,3 +71,14 @@ export const restoreRequestSchema = z
   });
 
 export type RestoreRequestInput = z.output<typeof restoreRequestSchema>;
+
+/** The options `restoreServiceRequest` does not carry: what the restore writes (timestamps, retention). */
+export function restoreWriteOptions(request: RestoreRequestInput): {
+  retentionMs?: number;
+  restamp: boolean;
+} {
+  return {
+    ...(request.retentionMs !== undefined ? { retentionMs: request.retentionMs } : {}),
+    restamp: request.restamp,
+  };
+}

@@ -2,15 +2,22 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { KdrConfig } from '../../config.ts';
-import { snapshotAt } from '../../core/restore.ts';
+import { parseRetentionMs, RESTAMP_HEADER, snapshotAt } from '../../core/restore.ts';
 import { topicSelector } from '../../core/topicSync.ts';
+import { InputError } from '../../errors.ts';
 import { parseRequest } from '../../events/operations.ts';
-import { restoreRequestSchema } from '../../events/restoreRequest.ts';
+import { restoreRequestSchema, restoreWriteOptions } from '../../events/restoreRequest.ts';
 import { restoreDeps, restoreServiceRequest } from '../../operations.ts';
 import { type RestoreDeps, type RestoreReport, runRestore } from '../../services/restore.ts';
 import { listManifests, loadManifest } from '../../services/snapshot.ts';
 import { checkTopicsRegex, cliConfig, requireSelection } from '../context.ts';
 import { emit, note, table } from '../output.ts';
+
+function pastRetentionCell(p: RestoreReport['topics'][number]['pastRetention']): string {
+  if (!p) return '-';
+  if (p.retentionMs === null) return `0 (no time retention: ${p.retentionFrom})`;
+  return `${p.records} (retention.ms=${p.retentionMs}, ${p.retentionFrom})`;
+}
 
 export function formatRestore(report: RestoreReport): string {
   const lines = [
@@ -20,13 +27,14 @@ export function formatRestore(report: RestoreReport): string {
     lines.push(`safety snapshot of the replaced topics: ${report.safetySnapshotId}`);
   lines.push(
     table([
-      ['SNAPSHOT TOPIC', 'TARGET TOPIC', 'ACTION', 'PARTITIONS', 'RECORDS'],
+      ['SNAPSHOT TOPIC', 'TARGET TOPIC', 'ACTION', 'PARTITIONS', 'RECORDS', 'PAST RETENTION'],
       ...report.topics.map((t) => [
         t.source,
         t.target,
         t.action,
         `${t.partitions}${t.repartitioned ? ' (re-partitioned)' : ''}`,
         t.records,
+        pastRetentionCell(t.pastRetention),
       ]),
     ]),
   );
@@ -107,7 +115,18 @@ export function registerRestore(program: Command): void {
     )
     .option('--yes', 'confirm --mode replace')
     .option('--no-safety-snapshot', 'with --mode replace: do not snapshot the topics before deleting them')
-    .option('--dry-run', 'print what would be created, written and committed, and change nothing')
+    .option(
+      '--retention-ms <ms>',
+      "retention.ms of the restored topics (-1: no limit), set on those it creates and those it writes into; without it they keep the snapshot's (or the existing topic's, or the broker's 7-day default), and a restore of records already older than that refuses to start",
+    )
+    .option(
+      '--restamp',
+      `write the records with the restore's time as timestamp, each keeping its original timestamp (ms since the epoch) in header ${RESTAMP_HEADER}: records older than the retention are then kept`,
+    )
+    .option(
+      '--dry-run',
+      'print what would be created, written and committed, and how many records are past retention, and change nothing',
+    )
     .option('--json', 'print the report as JSON')
     .action(
       async (options: {
@@ -121,10 +140,18 @@ export function registerRestore(program: Command): void {
         mode: string;
         yes?: boolean;
         safetySnapshot: boolean;
+        retentionMs?: string;
+        restamp?: boolean;
         dryRun?: boolean;
         json?: boolean;
       }) => {
         checkTopicsRegex(options.topics);
+        let retentionMs: number | undefined;
+        try {
+          if (options.retentionMs !== undefined) retentionMs = parseRetentionMs(options.retentionMs);
+        } catch (error) {
+          throw new InputError((error as Error).message);
+        }
         const { config, logger } = await cliConfig();
         const request = parseRequest(
           restoreRequestSchema,
@@ -139,6 +166,8 @@ export function registerRestore(program: Command): void {
             mode: options.mode,
             yes: Boolean(options.yes),
             safetySnapshot: options.safetySnapshot,
+            ...(retentionMs !== undefined ? { retentionMs } : {}),
+            restamp: Boolean(options.restamp),
             dryRun: Boolean(options.dryRun),
           },
           config.pair,
@@ -191,7 +220,10 @@ export function registerRestore(program: Command): void {
               option: '--topics',
               where: `in snapshot ${chosen.snapshotId}`,
             });
-          result = await runRestore(deps, restoreServiceRequest(config, request));
+          result = await runRestore(deps, {
+            ...restoreServiceRequest(config, request),
+            ...restoreWriteOptions(request),
+          });
         } finally {
           bar?.stop();
           await close();
