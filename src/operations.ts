@@ -27,6 +27,7 @@ export function checkpointDeps(rt: Runtime): CheckpointDeps {
     standbyAdmin: rt.targetAdmin,
     primaryReader: rt.sourceReader,
     offsetMap: rt.offsetMap,
+    counterpartMap: rt.counterpartMap,
     stateStore: rt.stateStore,
     selectTopic: rt.selectTopic,
     selectGroup: rt.selectGroup,
@@ -68,7 +69,8 @@ const HOLD_PHASE = process.env.KDR_DRILL_HOLD_PHASE;
 export async function drillHold(phase: string): Promise<void> {
   if (phase !== HOLD_PHASE) return;
   process.stderr.write(`kdr: holding at phase ${phase} (KDR_DRILL_HOLD_PHASE)\n`);
-  await new Promise(() => {});
+  // A timer keeps the process alive: the drill kills it here.
+  await new Promise(() => setInterval(() => {}, 60_000));
 }
 
 /**

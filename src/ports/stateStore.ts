@@ -44,8 +44,9 @@ export interface PartitionObservation {
     seenAt: number;
   };
   /**
-   * [lastMirrored + 1, markersOnlyTo) held no committed record when observed, only transaction markers or
-   * aborted records: a later gap inside it loses nothing. Absent when that is not known.
+   * [lastMirrored + 1, markersOnlyTo) held nothing to mirror when observed: transaction markers, aborted
+   * records or kdr's proven copies of the standby's records. A later gap inside it loses nothing. Absent
+   * when that is not known.
    */
   markersOnlyTo?: number;
 }

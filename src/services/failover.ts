@@ -665,6 +665,7 @@ async function checkpointPhase(run: FailoverRun): Promise<PhaseResult> {
       standbyAdmin: deps.standbyAdmin,
       primaryReader: deps.primaryReader,
       offsetMap: deps.offsetMap,
+      ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
       stateStore: deps.stateStore,
       selectTopic: deps.selectTopic,
       selectGroup: deps.selectGroup,
@@ -673,6 +674,9 @@ async function checkpointPhase(run: FailoverRun): Promise<PhaseResult> {
     },
     { commitOnStandby: false, mirrorGroups: deps.mirrorGroups, during: 'failover' },
   );
+  // Skipped only if the pair moved meanwhile (an abort): never leave groups unmoved without saying so.
+  if (checkpoint.skipped)
+    throw new StateError('LEASE_LOST', `the failover's final checkpoint was skipped: ${checkpoint.skipped}`);
   const drained = await saved<{ gaps: LogStartGap[] }>(run, 'drain');
   const gaps = new GapLog();
   for (const gap of [...(drained?.gaps ?? []), ...checkpoint.gaps]) gaps.add(gap);
@@ -719,7 +723,7 @@ async function translatePhase(run: FailoverRun): Promise<PhaseResult> {
   const again = await translateAll(
     deps.offsetMap,
     present.map((c) => ({ ...c, offset: c.sourceOffset })),
-    { topicIds: checkpointedIds },
+    { topicIds: checkpointedIds, ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}) },
   );
   const plan = await planMoves(run, again, warnings);
   const fenced = await saved<{ partitions: TopicPartition[] }>(run, 'fence');

@@ -1,3 +1,4 @@
+import type { ControlState } from '../core/control.ts';
 import { checkpointDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { mirroredTopics } from './checkpoint.ts';
@@ -32,6 +33,7 @@ export async function pairStatus(runtime: Runtime, now = Date.now()) {
       epoch: control.epoch,
       updatedAt: control.updatedAt || null,
     },
+    operation: operationStatus(control.operation, now),
     history,
     checkpoint: {
       at: checkpoints.at,
@@ -42,6 +44,25 @@ export async function pairStatus(runtime: Runtime, now = Date.now()) {
     totalLagOffsets: lag.partitions.reduce((n, p) => n + p.lagOffsets, 0),
     partitions: lag.partitions,
     ...(lag.error ? { lagError: lag.error } : {}),
+  };
+}
+
+/** The failover or failback in progress (or last ended): its phase, owner and lease, for operators. */
+function operationStatus(op: ControlState['operation'], now: number) {
+  if (!op) return null;
+  const running = !op.outcome;
+  return {
+    id: op.id,
+    kind: op.kind,
+    ...(op.mode ? { mode: op.mode } : {}),
+    phase: op.phase,
+    outcome: op.outcome ?? 'in-progress',
+    owner: op.owner,
+    startedAt: new Date(op.startedAt).toISOString(),
+    finishedAt: op.finishedAt ? new Date(op.finishedAt).toISOString() : null,
+    leaseUntil: op.leaseUntil > 0 ? new Date(op.leaseUntil).toISOString() : null,
+    // In progress with no live lease: its run ended or died; the same command resumes it.
+    leaseExpired: running ? op.leaseUntil <= now : null,
   };
 }
 

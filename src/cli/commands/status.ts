@@ -15,6 +15,16 @@ export function registerStatus(program: Command): void {
       emit(Boolean(options.json), status, () =>
         [
           `pair ${status.pair}: ${status.control.state}, ${status.control.activeCluster} active, epoch ${status.control.epoch}`,
+          ...(status.operation
+            ? [
+                `operation ${status.operation.id}: ${status.operation.kind}${status.operation.mode ? ` ${status.operation.mode}` : ''}, phase ${status.operation.phase}, ${status.operation.outcome}` +
+                  (status.operation.outcome === 'in-progress'
+                    ? status.operation.leaseExpired
+                      ? ` (no live owner: run \`kdr ${status.operation.kind}\` to resume it, or --abort)`
+                      : ` (owner ${status.operation.owner}, lease until ${status.operation.leaseUntil})`
+                    : ''),
+              ]
+            : []),
           `newest checkpoint: ${status.checkpoint.ageSeconds === null ? 'never' : `${status.checkpoint.ageSeconds.toFixed(0)} s ago (${status.checkpoint.groups} groups)`}`,
           status.lagError
             ? `lag unknown: ${status.lagError}`
