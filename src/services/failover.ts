@@ -9,7 +9,14 @@ import {
 } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
-import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
+import {
+  describeError,
+  isKdrError,
+  KdrError,
+  ProducerFencedError,
+  StateError,
+  TimeoutError,
+} from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
@@ -213,6 +220,9 @@ export async function drain(
 }> {
   let drained = 0;
   const gaps = new GapLog();
+  // Each partition's end when the drain first looked: the target. Applications may keep writing (a
+  // planned failover's RPO counts what they write later); chasing a moving end never converges.
+  const targets = new Map<string, number>();
   for (;;) {
     const pending: {
       tp: TopicPartition;
@@ -226,6 +236,9 @@ export async function drain(
     for (const [topic, ids] of byTopic) {
       for (const o of await deps.reader.offsets(topic, ids)) {
         const tp = { topic, partition: o.partition };
+        const key = `${topic}\u0000${o.partition}`;
+        if (!targets.has(key)) targets.set(key, o.lastStable);
+        const target = Math.min(targets.get(key)!, o.lastStable);
         const floor = await deps.floor?.(tp);
         const latest = await liveLatest(
           { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
@@ -241,7 +254,7 @@ export async function drain(
           done = await caughtUp(
             { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
             tp,
-            o.lastStable,
+            target,
             o.logStart,
             route,
           );
@@ -254,7 +267,7 @@ export async function drain(
         if (done) continue;
         pending.push({
           tp,
-          end: o.lastStable,
+          end: target,
           from,
           logStart: o.logStart,
           lastMirrored: latest?.lastSource ?? null,
@@ -271,9 +284,17 @@ export async function drain(
       // Bounded in records and bytes: a batch is held in memory and written as one transaction.
       let batch: SourceRecord[] = [];
       let bytes = 0;
+      // A live mirror (a Lambda, `kdr mirror`) may take the partition back meanwhile: it copies the
+      // same records exactly once, so the drain leaves the partition to it and looks again.
+      let fenced = false;
       const flush = async () => {
         deps.check?.();
-        if (batch.length > 0) drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+        try {
+          if (batch.length > 0 && !fenced) drained += (await deps.engine.mirrorBatch(p.tp, batch)).mirrored;
+        } catch (error) {
+          if (!(error instanceof ProducerFencedError)) throw error;
+          fenced = true;
+        }
         batch = [];
         bytes = 0;
       };
@@ -285,9 +306,10 @@ export async function drain(
         batch.push(...records);
         bytes += records.reduce((n, r) => n + recordBytes(r), 0);
         if (batch.length >= DRAIN_BATCH_RECORDS || bytes >= DRAIN_BATCH_BYTES) await flush();
-        if (clock() > deadline) break;
+        if (fenced || clock() > deadline) break;
       }
       await flush();
+      if (fenced) await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
     }
   }
 }
