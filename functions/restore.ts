@@ -1,7 +1,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { loadConfig } from '../src/config.ts';
 import { parseRequest } from '../src/events/operations.ts';
-import { restoreRequestSchema, restoreWriteOptions } from '../src/events/restoreRequest.ts';
+import { restoreRequestSchema } from '../src/events/restoreRequest.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
@@ -26,15 +26,11 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
   const { deps, close } = restoreDeps(await credentials(), logger, request.target);
   try {
     const remaining = context?.getRemainingTimeInMillis?.();
-    const result = await runRestore(
-      deps,
-      { ...restoreServiceRequest(config, request), ...restoreWriteOptions(request) },
-      {
-        ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
-        ...(request.verifiedSegments !== undefined ? { verifiedSegments: request.verifiedSegments } : {}),
-        ...(request.verification !== undefined ? { verification: request.verification } : {}),
-      },
-    );
+    const result = await runRestore(deps, restoreServiceRequest(config, request), {
+      ...(remaining !== undefined ? { deadline: Date.now() + remaining - MARGIN_MS } : {}),
+      ...(request.verifiedSegments !== undefined ? { verifiedSegments: request.verifiedSegments } : {}),
+      ...(request.verification !== undefined ? { verification: request.verification } : {}),
+    });
     if (result.status === 'in-progress') {
       const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME;
       if (functionName) {

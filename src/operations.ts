@@ -9,7 +9,7 @@ import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalW
 import { S3ObjectStore } from './adapters/s3/objectStore.ts';
 import type { ClusterConfig, KdrConfig } from './config.ts';
 import { InputError } from './errors.ts';
-import type { RestoreRequestInput } from './events/restoreRequest.ts';
+import { type RestoreRequestInput, restoreWriteOptions } from './events/restoreRequest.ts';
 import type { Logger } from './logger.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 import type { CheckpointDeps } from './services/checkpoint.ts';
@@ -168,9 +168,11 @@ export function restoreDeps(
       snapshotPrefix: config.snapshot.prefix,
       store: new DynamoDBRestoreStore<RestoreProgress>(aws.dynamodb, config.stateTable, config.pair),
       target: { label: target, admin, reader, writers },
-      safetySnapshot: async (topics) => {
+      // The restore's own owner: a resumed restore takes back the lease its dead run held, at once.
+      safetySnapshot: async (topics, options) => {
         const wanted = new Set(topics);
         const result = await runSnapshot({
+          ...(options?.owner ? { owner: options.owner } : {}),
           pair: config.pair,
           cluster: cluster.alias,
           reader,
@@ -212,5 +214,6 @@ export function restoreServiceRequest(config: KdrConfig, request: RestoreRequest
     yes: request.yes,
     safetySnapshot: request.safetySnapshot,
     dryRun: request.dryRun,
+    ...restoreWriteOptions(request),
   };
 }

@@ -6,7 +6,7 @@ import { parseRetentionMs, RESTAMP_HEADER, snapshotAt } from '../../core/restore
 import { topicSelector } from '../../core/topicSync.ts';
 import { InputError } from '../../errors.ts';
 import { parseRequest } from '../../events/operations.ts';
-import { restoreRequestSchema, restoreWriteOptions } from '../../events/restoreRequest.ts';
+import { restoreRequestSchema } from '../../events/restoreRequest.ts';
 import { restoreDeps, restoreServiceRequest } from '../../operations.ts';
 import { type RestoreDeps, type RestoreReport, runRestore } from '../../services/restore.ts';
 import { listManifests, loadManifest } from '../../services/snapshot.ts';
@@ -220,10 +220,7 @@ export function registerRestore(program: Command): void {
               option: '--topics',
               where: `in snapshot ${chosen.snapshotId}`,
             });
-          result = await runRestore(deps, {
-            ...restoreServiceRequest(config, request),
-            ...restoreWriteOptions(request),
-          });
+          result = await runRestore(deps, restoreServiceRequest(config, request));
         } finally {
           bar?.stop();
           await close();
