@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config.ts';
 import { failbackRequestSchema, parseRequest } from '../src/events/operations.ts';
-import { invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
+import { inAws, invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { failbackDeps } from '../src/operations.ts';
 import { createRuntime } from '../src/runtime.ts';
@@ -29,7 +29,7 @@ export async function handler(
   try {
     if (request.abort) return { status: 'aborted', ...(await abortFailback(deps)) };
     const budget = invocationBudget(context, request.timeoutSeconds * 1000);
-    const handOver = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && !request.wait && !request.operationId;
+    const handOver = inAws() && !request.wait && !request.operationId;
     const outcome = await runFailback(deps, {
       timeoutMs: request.timeoutSeconds * 1000,
       readOutage: request.readOutage,

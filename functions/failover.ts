@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config.ts';
 import { failoverRequestSchema, parseRequest } from '../src/events/operations.ts';
-import { invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
+import { inAws, invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
 import { failoverDeps } from '../src/operations.ts';
@@ -29,7 +29,7 @@ export async function handler(
   const deps = failoverDeps(runtime, context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined);
   if (request.abort) return { status: 'aborted', ...(await abortFailover(deps)) };
   const budget = invocationBudget(context, request.timeoutSeconds * 1000);
-  const handOver = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && !request.wait && !request.operationId;
+  const handOver = inAws() && !request.wait && !request.operationId;
   try {
     const outcome = await runFailover(deps, {
       ...(request.mode ? { mode: request.mode } : {}),

@@ -35,13 +35,18 @@ export function invocationBudget(
   return { runDeadline: now + usable, warnings };
 }
 
+/** In a Lambda invocation in AWS, not `sls invoke local` (which sets IS_LOCAL) nor a test calling the handler. */
+export function inAws(): boolean {
+  return Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && process.env.IS_LOCAL !== 'true';
+}
+
 /**
  * Invokes this function again, asynchronously, with `payload` (a continuation). In AWS only: elsewhere
  * (`sls invoke local`, tests) nothing is invoked and the caller says the operation waits for the next run.
  */
 export async function invokeSelf(region: string, payload: unknown): Promise<boolean> {
-  const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME;
-  if (!functionName) return false;
+  if (!inAws()) return false;
+  const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME!;
   const lambda = new LambdaClient({ region });
   try {
     await lambda.send(
