@@ -74,6 +74,8 @@ export interface StateStore {
       owner: string;
       reason: string;
     },
+    /** Also require that operation, owned by that owner, on the control item (an operation's own flip). */
+    expectedOperation?: { id: string; owner: string },
   ): Promise<ControlState>;
   /**
    * Changes the operation on the control item without a transition (its phase, its lease), only while

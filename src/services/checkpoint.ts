@@ -321,7 +321,7 @@ async function copiesAtOrAfter(
 }
 
 /** The ranges of [from, to) on the primary that hold kdr's copies of standby records (reverse map). */
-async function copiedRangesOf(
+export async function copiedRangesOf(
   counterpart: OffsetMapStore,
   tp: TopicPartition,
   primaryTopicId: string | null,
@@ -485,6 +485,14 @@ export async function runCheckpoint(
         .filter((c) => c.group === group && c.standbyOffset !== null)
         .map((c) => ({ topic: c.topic, partition: c.partition, offset: c.standbyOffset! }));
       if (offsets.length === 0) continue;
+      // Before each commit: a failover that began meanwhile makes the standby's groups live ones.
+      const current = await deps.stateStore.getControl();
+      if (current.epoch !== control.epoch || current.state !== 'MIRRORING') {
+        warnings.push(
+          `pair ${current.pair} moved to ${current.state} (epoch ${current.epoch}) while committing on the standby: the remaining groups were left alone`,
+        );
+        break;
+      }
       try {
         const state = await deps.standbyAdmin.groupState(group);
         if (state !== 'Empty' && state !== 'Dead') {

@@ -10,6 +10,7 @@ import type { ObjectStore } from '../ports/objectStore.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
 import type { StateStore } from '../ports/stateStore.ts';
 import {
+  copiedRangesOf,
   describeGap,
   GapLog,
   type LogStartGap,
@@ -21,6 +22,7 @@ import { type AbortReport, drain, type GroupMove, mirroredPartitions } from './f
 import type { MirrorEngine } from './mirror.ts';
 import {
   advancePhase as advance,
+  currentOperation,
   defaultOwner,
   OperationLease,
   ownerAlive,
@@ -30,6 +32,7 @@ import {
   saveData as save,
   savedData as saved,
 } from './operationLease.ts';
+import { verifiedCopies } from './provenance.ts';
 
 /**
  * Failback: make the old primary active again without losing anything silently.
@@ -68,7 +71,7 @@ export interface FailbackDeps {
   owner?: string;
   leaseMs?: number;
   clock?: () => number;
-  onPhase?: (phase: OperationPhase) => Promise<void> | void;
+  onPhase?: (phase: string) => Promise<void> | void;
 }
 
 export interface ExportedPartition {
@@ -109,8 +112,11 @@ export interface FailbackReport {
    * back with `--read-outage` to place groups before them.
    */
   unread: UnreadRange[];
-  /** Records written to the standby after the failback made the primary active: not copied back. */
-  leftOnStandby: { topic: string; partition: number; from: number; to: number }[];
+  /**
+   * Records written to the standby after the failback's last copy (a writer that kept writing after the
+   * primary became active): standby offsets [from, to), `records` of them, only on the standby.
+   */
+  leftOnStandby: { topic: string; partition: number; from: number; to: number; records: number }[];
   operationId: string;
   mirrorStarted: string[];
   warnings: string[];
@@ -331,9 +337,10 @@ async function acquireFailback(
 }
 
 async function failedFailback(run: FailbackRun, error: unknown): Promise<unknown> {
-  const op = run.lease.operation;
   if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
     return error;
+  const op = await currentOperation(run.deps.stateStore, run.lease.operation);
+  if (op.outcome) return error;
   const wrap = (message: string) =>
     isKdrError(error)
       ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
@@ -503,16 +510,7 @@ async function drainBackPhase(
   for (const gap of [...(earlier?.gaps ?? []), ...result.gaps]) gaps.add(gap);
   for (const gap of result.gaps) run.log.warn(describeGap(gap, deps.standbyAlias), { gap });
   await save(run, 'mirrored-back', { drained: (earlier?.drained ?? 0) + result.drained, gaps: gaps.list() });
-  if (phase === 'late-writes') {
-    const left = result.pending.map((p) => ({
-      topic: p.tp.topic,
-      partition: p.tp.partition,
-      from: (p.lastMirrored ?? -1) + 1,
-      to: p.end,
-    }));
-    await save(run, 'left-on-standby', left);
-    return advance(run);
-  }
+  if (phase === 'late-writes') return 'next';
   if (result.pending.length === 0) return advance(run);
   if (clock() <= opDeadline) return 'paused';
   throw new TimeoutError(
@@ -526,17 +524,16 @@ async function drainBackPhase(
  */
 async function groupsBackPhase(run: FailbackRun): Promise<PhaseResult> {
   const { deps, lease } = run;
-  const exported = (await saved<ExportData>(run, 'export'))!;
-  const outage = new Map(exported.partitions.map((p) => [`${p.topic}\u0000${p.partition}`, p]));
   const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
   const topics = [...new Set(partitions.map((p) => p.topic))];
+  const outage = new OutageRanges(deps);
   const groups: Record<string, GroupMove[]> = {};
   const unread: UnreadRange[] = [];
   const warnings: string[] = [];
   for (const group of (await deps.standbyAdmin.listGroups()).filter(
     (g) => deps.selectGroup(g) && !deps.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
   )) {
-    lease.check();
+    await lease.verify();
     const committed = await deps.standbyAdmin.committedOffsets(group, topics);
     if (committed.length === 0) continue;
     const state = await deps.primaryAdmin.groupState(group);
@@ -550,20 +547,20 @@ async function groupsBackPhase(run: FailbackRun): Promise<PhaseResult> {
     for (const c of committed) {
       const back = await translateBack(deps, c, c.offset);
       let primaryOffset = back.primaryOffset;
-      const o = outage.get(`${c.topic}\u0000${c.partition}`);
-      if (o && primaryOffset > o.lastOffset) {
-        if (lease.operation.readOutage) primaryOffset = o.firstOffset;
-        else
+      // The primary's own records the standby never got, before where the group goes: the outage.
+      const before = await outage.before(c, primaryOffset);
+      if (before.length > 0 && lease.operation.readOutage) primaryOffset = before[0]!.from;
+      else
+        for (const r of before)
           unread.push({
             group,
             topic: c.topic,
             partition: c.partition,
-            from: o.firstOffset,
-            to: o.lastOffset,
-            records: o.records,
+            from: r.from,
+            to: r.to - 1,
+            records: r.to - r.from,
             placedAt: primaryOffset,
           });
-      }
       moves.push({
         topic: c.topic,
         partition: c.partition,
@@ -582,8 +579,44 @@ async function groupsBackPhase(run: FailbackRun): Promise<PhaseResult> {
   return advance(run);
 }
 
+/**
+ * The primary's records after the last forward-mirrored one that are not kdr's copies of the standby's:
+ * the outage records (exported) and whatever applications still wrote to the primary since. Read from
+ * the maps, per partition, once: offset ranges (transaction markers in them are counted as offsets).
+ */
+class OutageRanges {
+  private readonly cache = new Map<string, Promise<{ from: number; to: number }[]>>();
+  constructor(private readonly deps: FailbackDeps) {}
+
+  async before(tp: TopicPartition, position: number): Promise<{ from: number; to: number }[]> {
+    const key = `${tp.topic}\u0000${tp.partition}`;
+    if (!this.cache.has(key)) this.cache.set(key, this.ranges(tp));
+    return (await this.cache.get(key)!)
+      .filter((r) => r.from < position)
+      .map((r) => ({ from: r.from, to: Math.min(r.to, position) }));
+  }
+
+  private async ranges(tp: TopicPartition): Promise<{ from: number; to: number }[]> {
+    const [offsets] = await this.deps.primaryReader.offsets(tp.topic, [tp.partition]);
+    const latest = await this.deps.forwardMap.latest(tp);
+    const from = Math.max(latest ? latest.lastSource + 1 : offsets!.logStart, offsets!.logStart);
+    const end = offsets!.lastStable;
+    if (from >= end) return [];
+    const copies = await copiedRangesOf(this.deps.reverseMap, tp, null, from, end);
+    const own: { from: number; to: number }[] = [];
+    let at = from;
+    for (const c of copies) {
+      if (c.from > at) own.push({ from: at, to: c.from });
+      at = Math.max(at, c.to);
+    }
+    if (at < end) own.push({ from: at, to: end });
+    return own;
+  }
+}
+
 /** The primary is active again; the forward mirror may write. */
 async function flipBackPhase(run: FailbackRun): Promise<PhaseResult> {
+  await run.hold?.('after:flip');
   await run.lease.transition(
     { state: 'MIRRORING', activeCluster: run.deps.primaryAlias, reason: 'failback done' },
     { phase: 'late-writes' },
@@ -598,9 +631,53 @@ async function flipBackPhase(run: FailbackRun): Promise<PhaseResult> {
  * named in the report, never dropped silently.
  */
 async function lateWritesPhase(run: FailbackRun): Promise<PhaseResult> {
-  const result = await drainBackPhase(run, 'late-writes');
-  await run.deps.reverseEngine.close();
-  return result;
+  await drainBackPhase(run, 'late-writes');
+  const { deps } = run;
+  // Fenced: no reverse writer commits after this; what the standby has beyond it stays there.
+  await deps.reverseEngine.close();
+  const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
+  for (const tp of partitions) await deps.reverseEngine.fenceAndRepair(tp);
+  const left: FailbackReport['leftOnStandby'] = [];
+  for (const tp of partitions) {
+    const range = await leftOnStandby(run, tp);
+    if (range) left.push(range);
+  }
+  await save(run, 'left-on-standby', left);
+  return advance(run);
+}
+
+/** Standby records after the last one mirrored back that are the standby's own (not forward copies). */
+async function leftOnStandby(
+  run: FailbackRun,
+  tp: TopicPartition,
+): Promise<FailbackReport['leftOnStandby'][number] | undefined> {
+  const { deps } = run;
+  const [offsets] = await deps.standbyReader.offsets(tp.topic, [tp.partition]);
+  const back = await deps.reverseMap.latest(tp);
+  const forward = await deps.forwardMap.latest(tp);
+  const floor = back ? back.lastSource + 1 : forward ? forward.lastStandby + 1 : offsets!.logStart;
+  const from = Math.max(floor, offsets!.logStart);
+  if (from >= offsets!.lastStable) return undefined;
+  let first: number | undefined;
+  let last = -1;
+  let records = 0;
+  for await (const batch of readFromLogStart(deps.standbyReader, tp, from, offsets!.lastStable, {
+    logStart: offsets!.logStart,
+    onGap: () => {},
+    clock: run.clock,
+  })) {
+    // The forward mirror runs again: its new copies of primary records are not the standby's own.
+    const copies = await verifiedCopies(deps.forwardMap, tp, deps.primaryAlias, batch);
+    for (const r of batch) {
+      if (copies.has(r.offset)) continue;
+      first ??= r.offset;
+      last = r.offset;
+      records++;
+    }
+  }
+  return first === undefined
+    ? undefined
+    : { topic: tp.topic, partition: tp.partition, from: first, to: last + 1, records };
 }
 
 async function startMirrorPhase(run: FailbackRun): Promise<PhaseResult> {
@@ -613,6 +690,7 @@ async function startMirrorPhase(run: FailbackRun): Promise<PhaseResult> {
       })
     : [];
   await save(run, 'report', await failbackReport(run, mirrorStarted, warnings));
+  await run.hold?.('after:start-mirror');
   await lease.patch({ phase: 'done', outcome: 'done', finishedAt: run.clock() });
   return 'next';
 }
@@ -639,7 +717,7 @@ async function failbackReport(
   const unread = groups!.unread;
   if (unread.length > 0)
     notes.push(
-      `${new Set(unread.map((u) => u.group)).size} group(s) were placed after outage records they never read (see unread: primary offsets per group and partition); replay them from there, or fail back with --read-outage`,
+      `${new Set(unread.map((u) => u.group)).size} group(s) were placed after records of ${deps.primaryAlias} the standby never had (see unread: primary offsets per group and partition); replay them from there, or fail back with --read-outage`,
     );
   for (const l of left ?? [])
     notes.push(

@@ -43,6 +43,7 @@ import { caughtUp, type LagDeps, liveLatest } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
 import {
   advancePhase,
+  currentOperation,
   defaultOwner,
   OperationLease,
   ownerAlive,
@@ -94,7 +95,7 @@ export interface FailoverDeps {
   leaseMs?: number;
   clock?: () => number;
   /** Drills: called when a phase begins, after it was persisted (a test kills the process there). */
-  onPhase?: (phase: OperationPhase) => Promise<void> | void;
+  onPhase?: (phase: string) => Promise<void> | void;
 }
 
 export interface PartitionRpo {
@@ -319,11 +320,11 @@ async function moveGroups(
   admin: GroupAdmin,
   moves: Map<string, GroupMove[]>,
   warnings: string[],
-  check: () => void = () => {},
+  verify: () => Promise<void> = async () => {},
 ): Promise<Record<string, GroupMove[]>> {
   const moved: Record<string, GroupMove[]> = {};
   for (const [group, list] of moves) {
-    check();
+    await verify();
     const state = await admin.groupState(group);
     if (state !== 'Empty' && state !== 'Dead') {
       warnings.push(
@@ -397,6 +398,10 @@ interface FailoverPlan {
   truth: RpoTruth;
   gaps: LogStartGap[];
   warnings: string[];
+}
+
+interface Unfenced extends TopicPartition {
+  error: string;
 }
 
 interface FailoverRun extends PhaseRun {
@@ -479,6 +484,11 @@ async function acquireFailover(
     op?.kind === 'failover' &&
     !op.outcome &&
     (control.state === 'FAILING_OVER' || control.state === 'FAILED_OVER');
+  if (op?.kind === 'failback' && !op.outcome)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `failback ${op.id} of pair ${deps.pair} is not finished (phase ${op.phase}): run \`kdr failback\` to finish it before failing over`,
+    );
   if (resumable) {
     const lease = await OperationLease.claim(leaseOptions, control);
     if (options.mode === 'unplanned' && lease.operation.mode === 'planned') await toUnplanned(lease);
@@ -513,9 +523,11 @@ async function toUnplanned(lease: OperationLease): Promise<void> {
 
 /** A failure before the flip aborts back to MIRRORING; after it, the operation waits to be resumed. */
 async function failedFailover(run: FailoverRun, error: unknown): Promise<unknown> {
-  const op = run.lease.operation;
   if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
     return error;
+  // A flip whose write applied but answered an error (a retried request) shows on the control item.
+  const op = await currentOperation(run.deps.stateStore, run.lease.operation);
+  if (op.outcome) return error;
   if (flipped(op)) {
     const message = `failover ${op.id} stopped in phase ${op.phase} after the standby became active: ${describeError(error)}; run \`kdr failover\` again to finish it`;
     return isKdrError(error)
@@ -665,15 +677,21 @@ async function fencePhase(run: FailoverRun): Promise<PhaseResult> {
   await deps.engine.close();
   const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
   const limit = pLimit(8);
+  // One partition that cannot be fenced (its topic deleted meanwhile, standby data lost) is reported and
+  // its groups left alone; it never aborts the failover of the others.
+  const unfenced: Unfenced[] = [];
   await Promise.all(
     partitions.map((tp) =>
       limit(async () => {
         lease.check();
-        await deps.engine.fenceAndRepair(tp);
+        await deps.engine.fenceAndRepair(tp).catch((error) => {
+          unfenced.push({ ...tp, error: describeError(error) });
+          run.log.warn('could not fence a partition', { ...tp, error: describeError(error) });
+        });
       }),
     ),
   );
-  await save(run, 'fence', { partitions, ms: run.clock() - started });
+  await save(run, 'fence', { partitions, unfenced, ms: run.clock() - started });
   return advance(run);
 }
 
@@ -754,7 +772,7 @@ async function translatePhase(run: FailoverRun): Promise<PhaseResult> {
   for (const o of set.observations) gaps.add(o.gap);
   await save(run, 'plan', {
     ...plan,
-    skippedGroups,
+    skippedGroups: [...skippedGroups, ...plan.skippedGroups],
     rpo,
     truth,
     gaps: gaps.list(),
@@ -773,8 +791,18 @@ async function planMoves(
   warnings: string[],
 ): Promise<Pick<FailoverPlan, 'moves' | 'skippedGroups' | 'warnings'>> {
   const moves: Record<string, GroupMove[]> = {};
+  const skippedGroups: FailoverReport['skippedGroups'] = [];
+  const fenced = await saved<{ unfenced?: Unfenced[] }>(run, 'fence');
+  const unfenced = new Map((fenced?.unfenced ?? []).map((u) => [`${u.topic}\u0000${u.partition}`, u.error]));
   const after = new Map<string, Promise<number>>();
   for (const c of checkpoints) {
+    const notFenced = unfenced.get(`${c.topic}\u0000${c.partition}`);
+    if (notFenced !== undefined) {
+      const reason = `${c.topic}-${c.partition} could not be fenced on the standby (${notFenced})`;
+      skippedGroups.push({ group: c.group, topic: c.topic, partition: c.partition, reason });
+      warnings.push(`group ${c.group}: ${reason}; its position there was not moved`);
+      continue;
+    }
     let standbyOffset = c.standbyOffset;
     const exact = standbyOffset !== null;
     if (standbyOffset === null) {
@@ -791,7 +819,7 @@ async function planMoves(
       { topic: c.topic, partition: c.partition, sourceOffset: c.sourceOffset, standbyOffset, exact },
     ];
   }
-  return { moves, skippedGroups: [], warnings };
+  return { moves, skippedGroups, warnings };
 }
 
 /** The standby offset right after the partition's last mirrored record (its end when nothing was). */
@@ -812,7 +840,7 @@ async function groupsPhase(run: FailoverRun): Promise<PhaseResult> {
   const plan = (await saved<FailoverPlan>(run, 'plan'))!;
   const warnings: string[] = [];
   const moved = await moveGroups(run.deps.standbyAdmin, new Map(Object.entries(plan.moves)), warnings, () =>
-    run.lease.check(),
+    run.lease.verify(),
   );
   await save(run, 'groups', { moved, warnings, ms: run.clock() - started });
   return advance(run);
@@ -830,6 +858,7 @@ async function flipPhase(run: FailoverRun): Promise<PhaseResult> {
     const later = await writtenSinceCheckpoint(run, plan.rpo);
     await save(run, 'plan', { ...plan, rpo: later });
   }
+  await run.hold?.('after:flip');
   await lease.transition(
     { state: 'FAILED_OVER', activeCluster: deps.standbyAlias, reason: `${op.mode} failover done` },
     { phase: 'stop-mirror' },
@@ -873,6 +902,7 @@ async function stopMirrorPhase(run: FailoverRun): Promise<PhaseResult> {
   await save(run, 'report', report);
   for (const gap of report.rpo.gaps)
     if (!gap.markersOnly) run.log.warn(describeGap(gap, deps.primaryAlias), { gap });
+  await run.hold?.('after:stop-mirror');
   await lease.patch({ phase: 'done', outcome: 'done', finishedAt: run.clock() });
   return 'next';
 }

@@ -120,6 +120,23 @@ export class OperationLease {
     if (this.lost) throw this.lost;
   }
 
+  /**
+   * Reads the control item and throws LEASE_LOST unless this run still owns the operation: before a side
+   * effect another owner could contradict (a group commit), not only the local flag a heartbeat sets.
+   */
+  async verify(): Promise<void> {
+    this.check();
+    const now = await this.options.stateStore.getControl();
+    const op = now.operation;
+    if (now.epoch !== this.current.epoch || op?.id !== this.operation.id || op.owner !== this.options.owner) {
+      this.lost = new KdrError(
+        'LEASE_LOST',
+        `operation ${this.operation.id} is no longer owned by ${this.options.owner}: the pair is ${now.state} (epoch ${now.epoch})${op ? `, operation ${op.id} phase ${op.phase} owned by ${op.owner}` : ''}`,
+      );
+      throw this.lost;
+    }
+  }
+
   /** Marks the current phase done and persists the next one. */
   async advance(to?: OperationPhase): Promise<Operation> {
     const phase = to ?? nextPhase(this.operation, this.operation.phase);
@@ -136,11 +153,11 @@ export class OperationLease {
     return this.serial(async () => {
       this.check();
       const op = { ...this.operation, ...operation, leaseUntil: this.leaseEnd() };
-      const control = await this.options.stateStore.transition(this.current.epoch, {
-        ...next,
-        operation: op,
-        owner: this.options.owner,
-      });
+      const control = await this.options.stateStore.transition(
+        this.current.epoch,
+        { ...next, operation: op, owner: this.options.owner },
+        { id: op.id, owner: this.options.owner },
+      );
       this.current = { ...control, operation: op };
       return control;
     });
@@ -205,6 +222,8 @@ export type PhaseResult = 'next' | 'paused';
 
 /** What every phase runner gets: the lease, a clock, and when this run must end. */
 export interface PhaseRun {
+  /** Drills: called with `after:<phase>` once a phase did its work, before it is marked done. */
+  hold?: (point: string) => Promise<void> | void;
   lease: OperationLease;
   stateStore: StateStore;
   clock: () => number;
@@ -224,8 +243,9 @@ const ELASTIC_PHASES = new Set<OperationPhase>(['drain', 'redrain', 'export']);
 export async function runPhases<R extends PhaseRun>(
   run: R,
   runners: Partial<Record<OperationPhase, (run: R) => Promise<PhaseResult>>>,
-  onPhase?: (phase: OperationPhase) => Promise<void> | void,
+  onPhase?: (phase: string) => Promise<void> | void,
 ): Promise<'done' | 'paused'> {
+  if (onPhase) run.hold = onPhase;
   for (;;) {
     run.lease.check();
     const phase = run.lease.operation.phase;
@@ -239,8 +259,8 @@ export async function runPhases<R extends PhaseRun>(
   }
 }
 
-export function saveData(run: PhaseRun, key: string, value: unknown): Promise<void> {
-  run.lease.check();
+export async function saveData(run: PhaseRun, key: string, value: unknown): Promise<void> {
+  await run.lease.verify();
   return run.stateStore.putOperationData(run.lease.operation.id, key, value);
 }
 
@@ -249,6 +269,13 @@ export function savedData<T>(run: PhaseRun, key: string): Promise<T | undefined>
 }
 
 export async function advancePhase(run: PhaseRun): Promise<PhaseResult> {
+  await run.hold?.(`after:${run.lease.operation.phase}`);
   await run.lease.advance();
   return 'next';
+}
+
+/** The operation as the control item has it now (when it is still this one), else as this run last saw it. */
+export async function currentOperation(stateStore: StateStore, op: Operation): Promise<Operation> {
+  const now = await stateStore.getControl().catch(() => undefined);
+  return now?.operation?.id === op.id ? now.operation : op;
 }

@@ -54,24 +54,34 @@ async function primaryWithGroup(prefix: string) {
   return d;
 }
 
+/** Each phase as it begins, and as it ends: its work done, not yet marked done (`after:<phase>`). */
+const killPoints = (phases: readonly string[]) => [
+  ...phases.filter((p) => p !== 'done'),
+  ...phases.filter((p) => p !== 'done').map((p) => `after:${p}`),
+];
+
 describe('a failover killed in any phase', () => {
   const phases = FAILOVER_PHASES.planned.filter((p) => p !== 'done');
 
-  it.each(phases)('planned, killed in %s: the same command again completes it exactly', async (phase) => {
-    const d = await primaryWithGroup(`kill-fo-${phase}`);
-    await killAtPhase(['failover', '--planned', '--timeout', '60'], phase, d.env);
-    const status = await kdrJson(['status'], d.env);
-    expect(status.json.operation).toMatchObject({ kind: 'failover', phase, outcome: 'in-progress' });
-    expect(status.json.control.state).toBe(phase === 'stop-mirror' ? 'FAILED_OVER' : 'FAILING_OVER');
+  it.each(killPoints(phases))(
+    'planned, killed at %s: the same command again completes it exactly',
+    async (point) => {
+      const phase = point.replace('after:', '');
+      const d = await primaryWithGroup(`kill-fo-${phase}`);
+      await killAtPhase(['failover', '--planned', '--timeout', '60'], point, d.env);
+      const status = await kdrJson(['status'], d.env);
+      expect(status.json.operation).toMatchObject({ kind: 'failover', phase, outcome: 'in-progress' });
+      expect(status.json.control.state).toBe(phase === 'stop-mirror' ? 'FAILED_OVER' : 'FAILING_OVER');
 
-    const again = await kdrJson(['failover', '--planned', '--timeout', '60'], d.env);
-    expect(again.exitCode, again.stderr.slice(-2000)).toBe(0);
-    expect(again.json.operationId).toBe(status.json.operation.id);
-    expect(again.json.rpo).toMatchObject({ records: 0, known: true });
-    expect((await kdrJson(['status'], d.env)).json.control.state).toBe('FAILED_OVER');
-    await expectMirroredOnce(d.topic, PER_PARTITION);
-    await expectGroupExact(d.topic, d.group);
-  });
+      const again = await kdrJson(['failover', '--planned', '--timeout', '60'], d.env);
+      expect(again.exitCode, again.stderr.slice(-2000)).toBe(0);
+      expect(again.json.operationId).toBe(status.json.operation.id);
+      expect(again.json.rpo).toMatchObject({ records: 0, known: true });
+      expect((await kdrJson(['status'], d.env)).json.control.state).toBe('FAILED_OVER');
+      await expectMirroredOnce(d.topic, PER_PARTITION);
+      await expectGroupExact(d.topic, d.group);
+    },
+  );
 
   it.each(phases.filter((p) => p !== 'stop-mirror'))(
     'planned, killed in %s: --abort returns the pair to MIRRORING, and a new failover is exact',
@@ -127,9 +137,10 @@ describe('a failover killed in any phase', () => {
 });
 
 describe('a failback killed in any phase', () => {
-  it.each(FAILBACK_PHASES.filter((p) => p !== 'done'))(
-    'killed in %s: the same command again completes it; every standby record reaches the primary once',
-    async (phase) => {
+  it.each(killPoints(FAILBACK_PHASES))(
+    'killed at %s: the same command again completes it; every standby record reaches the primary once',
+    async (point) => {
+      const phase = point.replace('after:', '');
       const d = await primaryWithGroup(`kill-fb-${phase}`);
       const fo = await kdrJson(['failover', '--planned', '--timeout', '60'], d.env);
       expect(fo.exitCode, fo.stderr.slice(-2000)).toBe(0);
@@ -139,7 +150,7 @@ describe('a failback killed in any phase', () => {
         (await copiesOn('standby', d.topic, partition)).filter((c) => c.src === null).map((c) => c.offset);
       const tenth = await Promise.all([0, 1].map(async (p) => (await originalsOf(p))[10]!));
       await commitGroupOffsets('standby', d.group, d.topic, tenth);
-      await killAtPhase(['failback', '--timeout', '60'], phase, d.env);
+      await killAtPhase(['failback', '--timeout', '60'], point, d.env);
       const status = await kdrJson(['status'], d.env);
       expect(status.json.operation).toMatchObject({ kind: 'failback', phase, outcome: 'in-progress' });
 

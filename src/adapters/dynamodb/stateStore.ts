@@ -81,6 +81,7 @@ export class DynamoDBStateStore implements StateStore {
       owner: string;
       reason: string;
     },
+    expectedOperation?: { id: string; owner: string },
   ): Promise<ControlState> {
     const current = await this.getControl();
     const now = Date.now();
@@ -122,9 +123,17 @@ export class DynamoDBStateStore implements StateStore {
                 TableName: this.table,
                 Item: item,
                 // Epoch 0 is the implicit initial state: no item yet.
-                ConditionExpression:
-                  expectedEpoch === 0 ? 'attribute_not_exists(pk) OR epoch = :e' : 'epoch = :e',
-                ExpressionAttributeValues: { ':e': { N: String(expectedEpoch) } },
+                ConditionExpression: expectedOperation
+                  ? 'epoch = :e AND opId = :id AND opOwner = :owner'
+                  : expectedEpoch === 0
+                    ? 'attribute_not_exists(pk) OR epoch = :e'
+                    : 'epoch = :e',
+                ExpressionAttributeValues: {
+                  ':e': { N: String(expectedEpoch) },
+                  ...(expectedOperation
+                    ? { ':id': { S: expectedOperation.id }, ':owner': { S: expectedOperation.owner } }
+                    : {}),
+                },
               },
             },
             {
