@@ -29,6 +29,7 @@ export async function handler(
   try {
     if (request.abort) return { status: 'aborted', ...(await abortFailback(deps)) };
     const budget = invocationBudget(context, request.timeoutSeconds * 1000);
+    for (const warning of budget.warnings) logger.warn(warning);
     const handOver = inAws() && !request.wait && !request.operationId;
     const outcome = await runFailback(deps, {
       timeoutMs: request.timeoutSeconds * 1000,

@@ -29,6 +29,7 @@ export async function handler(
   const deps = failoverDeps(runtime, context?.awsRequestId ? `lambda/${context.awsRequestId}` : undefined);
   if (request.abort) return { status: 'aborted', ...(await abortFailover(deps)) };
   const budget = invocationBudget(context, request.timeoutSeconds * 1000);
+  for (const warning of budget.warnings) logger.warn(warning);
   const handOver = inAws() && !request.wait && !request.operationId;
   try {
     const outcome = await runFailover(deps, {
@@ -50,6 +51,8 @@ export async function handler(
         FailoverRtoMs: { value: report.rtoMs, unit: 'Milliseconds' },
         FailoverRpoRecords: { value: report.rpo.records, unit: 'Count' },
         FailoverRpoSeconds: { value: report.rpo.seconds, unit: 'Seconds' },
+        // 0: the two figures above are lower bounds (an unplanned failover, or producer clocks skewed).
+        FailoverRpoKnown: { value: report.rpo.known && report.rpo.secondsKnown ? 1 : 0, unit: 'Count' },
       },
     );
     return { ...report, status: 'done', warnings: [...budget.warnings, ...report.warnings] };

@@ -102,7 +102,10 @@ export interface PartitionRpo {
   topic: string;
   partition: number;
   records: number;
+  /** From producer timestamps; a lower bound when `secondsKnown` is false. */
   seconds: number;
+  /** False when records are missing but producer timestamps cannot say since when (clock skew, none). */
+  secondsKnown: boolean;
   primaryEndOffset: number;
   lastMirrored: number | null;
   observedAt: number;
@@ -146,8 +149,10 @@ export interface FailoverReport {
    * in `records`: they are gone from both clusters; each gap's count bounds the records it held.
    */
   rpo: {
+    /** Exact when `known`; otherwise a lower bound. */
     records: number;
     seconds: number;
+    secondsKnown: boolean;
     partitions: PartitionRpo[];
     gaps: LogStartGap[];
   } & RpoTruth;
@@ -359,15 +364,17 @@ function rpoFrom(
     )
       next = Math.max(next, o.markersOnlyTo);
     const records = Math.max(0, o.endOffset - next);
-    const seconds =
-      records > 0 && o.firstUnmirroredTimestamp !== null
-        ? Math.max(0, (o.observedAt - o.firstUnmirroredTimestamp) / 1000)
-        : 0;
+    // Producer time against kdr's: a producer clock ahead of kdr's (or no timestamp seen) leaves the
+    // seconds unknown; they are never reported as 0 for records that are missing.
+    const age =
+      o.firstUnmirroredTimestamp === null ? null : (o.observedAt - o.firstUnmirroredTimestamp) / 1000;
+    const secondsKnown = records === 0 || (age !== null && age > 0);
     return {
       topic: o.topic,
       partition: o.partition,
       records,
-      seconds,
+      seconds: records > 0 && age !== null ? Math.max(0, age) : 0,
+      secondsKnown,
       primaryEndOffset: o.endOffset,
       lastMirrored: mirrored,
       observedAt: o.observedAt,
@@ -871,22 +878,44 @@ async function flipPhase(run: FailoverRun): Promise<PhaseResult> {
 async function writtenSinceCheckpoint(run: FailoverRun, rpo: PartitionRpo[]): Promise<PartitionRpo[]> {
   const byTopic = new Map<string, PartitionRpo[]>();
   for (const p of rpo) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
+  const now = run.clock();
   const out: PartitionRpo[] = [];
   for (const [topic, parts] of byTopic) {
-    const ends = new Map(
-      (
-        await run.deps.primaryReader.offsets(
-          topic,
-          parts.map((p) => p.partition),
-        )
-      ).map((o) => [o.partition, o.lastStable]),
+    const offsets = await run.deps.primaryReader.offsets(
+      topic,
+      parts.map((p) => p.partition),
     );
+    const ends = new Map(offsets.map((o) => [o.partition, o.lastStable]));
     for (const p of parts) {
       const end = ends.get(p.partition) ?? p.primaryEndOffset;
-      out.push({ ...p, records: p.records + Math.max(0, end - p.primaryEndOffset), primaryEndOffset: end });
+      const later = Math.max(0, end - p.primaryEndOffset);
+      if (later === 0) {
+        out.push(p);
+        continue;
+      }
+      // The first record written after the checkpoint: since when the standby misses records.
+      const first = await firstTimestamp(run.deps.primaryReader, p, p.primaryEndOffset, end);
+      const age = first === null ? null : (now - first) / 1000;
+      out.push({
+        ...p,
+        records: p.records + later,
+        primaryEndOffset: end,
+        seconds: Math.max(p.seconds, age ?? 0),
+        secondsKnown: (p.records === 0 || p.secondsKnown) && age !== null && age > 0,
+      });
     }
   }
   return out;
+}
+
+async function firstTimestamp(
+  reader: PartitionReader,
+  tp: TopicPartition,
+  from: number,
+  end: number,
+): Promise<number | null> {
+  for await (const records of reader.readRange(tp, from, end)) if (records[0]) return records[0].timestamp;
+  return null;
 }
 
 async function stopMirrorPhase(run: FailoverRun): Promise<PhaseResult> {
@@ -923,8 +952,12 @@ async function buildReport(
   const finished = run.clock();
   const records = plan!.rpo.reduce((n, p) => n + p.records, 0);
   const seconds = Math.max(0, ...plan!.rpo.map((p) => p.seconds));
+  const secondsKnown = plan!.rpo.every((p) => p.secondsKnown !== false);
   const truth = { ...plan!.truth };
-  if (truth.known) truth.statement = `RPO ${records} records, ${seconds.toFixed(1)} s`;
+  if (truth.known)
+    truth.statement = secondsKnown
+      ? `RPO ${records} records, ${seconds.toFixed(1)} s`
+      : `RPO ${records} records; seconds unknown (producer timestamps are not before kdr's clock), at least ${seconds.toFixed(1)} s`;
   return {
     pair: deps.pair,
     operationId: op.id,
@@ -935,7 +968,7 @@ async function buildReport(
     startedAt: new Date(op.startedAt).toISOString(),
     finishedAt: new Date(finished).toISOString(),
     rtoMs: finished - op.startedAt,
-    rpo: { records, seconds, partitions: plan!.rpo, gaps: plan!.gaps, ...truth },
+    rpo: { records, seconds, secondsKnown, partitions: plan!.rpo, gaps: plan!.gaps, ...truth },
     groups: groups!.moved,
     skippedGroups: plan!.skippedGroups,
     mirrorStopped,

@@ -19,7 +19,7 @@ export function positiveSeconds(value: string): number {
 export function formatFailover(report: FailoverReport): string {
   const lines = [
     `pair ${report.pair} failed over ${report.from} -> ${report.to} (${report.mode}), epoch ${report.epoch}`,
-    `operation ${report.operationId}; RTO ${report.rtoMs} ms; ${report.rpo.known === false ? report.rpo.statement : `RPO ${report.rpo.records} records, ${report.rpo.seconds.toFixed(1)} s`}`,
+    `operation ${report.operationId}; RTO ${report.rtoMs} ms; ${report.rpo.statement || `RPO ${report.rpo.records} records, ${report.rpo.seconds.toFixed(1)} s`}`,
     ...report.rpo.gaps.map((g) => `gap: ${describeGap(g, report.from)}`),
   ];
   const rows: (string | number)[][] = [['GROUP', 'TOPIC', 'PARTITION', 'SOURCE OFFSET', 'STANDBY OFFSET']];
