@@ -1,9 +1,9 @@
 import { describeConflict } from '../core/control.ts';
 import { firstAtOrAfterStandby, translateCommitted } from '../core/offsetMap.ts';
-import { abortDecision, flipped, type OperationPhase } from '../core/operation.ts';
+import type { OperationPhase } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { encodeSegment } from '../core/segment.ts';
-import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
+import { describeError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin } from '../ports/kafka.ts';
 import type { ObjectStore } from '../ports/objectStore.ts';
@@ -18,17 +18,20 @@ import {
   readFromLogStart,
   withProof,
 } from './checkpoint.ts';
-import { type AbortReport, drain, type GroupMove, mirroredPartitions } from './failover.ts';
+import { drain, type GroupMove, mirroredPartitions } from './failover.ts';
 import type { MirrorEngine } from './mirror.ts';
 import {
+  type AbortReport,
+  abortOperation,
   advancePhase as advance,
-  currentOperation,
-  defaultOwner,
+  failedOperation,
+  leaseOptionsOf,
+  namedOperation,
   OperationLease,
-  ownerAlive,
   type PhaseResult,
   type PhaseRun,
   runPhases,
+  type StableState,
   saveData as save,
   savedData as saved,
 } from './operationLease.ts';
@@ -272,7 +275,7 @@ export async function runFailback(deps: FailbackDeps, options: FailbackOptions):
     return { status: 'done', operationId: lease.operation.id, report: report! };
   } catch (error) {
     await lease.release();
-    throw await failedFailback(run, error);
+    throw await failedOperation(run, deps, stableOf(deps), error);
   }
 }
 
@@ -288,41 +291,18 @@ async function acquireFailback(
   options: FailbackOptions,
   log: Logger,
 ): Promise<OperationLease | FailbackOutcome> {
-  const leaseOptions = {
-    stateStore: deps.stateStore,
-    owner: deps.owner ?? defaultOwner(),
-    leaseMs: deps.leaseMs ?? 30_000,
-    logger: log,
-    ...(deps.clock ? { clock: deps.clock } : {}),
-  };
   const control = await deps.stateStore.getControl();
+  const done = await namedOperation<FailbackReport>(deps, control, 'failback', options.operationId);
+  if (done) return done;
   const op = control.operation;
-  if (options.operationId !== undefined) {
-    if (op?.id !== options.operationId)
-      throw new StateError(
-        'STATE_CONFLICT',
-        `operation ${options.operationId} is not pair ${deps.pair}'s current operation (${op ? `${op.kind} ${op.id}` : 'none'})`,
-      );
-    if (op.outcome === 'done') {
-      const report = await deps.stateStore.getOperationData<FailbackReport>(op.id, 'report');
-      return { status: 'done', operationId: op.id, report: report! };
-    }
-    if (op.outcome === 'aborted')
-      throw new StateError('STATE_CONFLICT', `failback ${op.id} was aborted: ${control.reason ?? ''}`);
-  }
-  if (
-    op?.kind === 'failback' &&
-    !op.outcome &&
-    (control.state === 'FAILING_BACK' || control.state === 'MIRRORING')
-  )
-    return OperationLease.claim(leaseOptions, control);
+  if (op?.kind === 'failback' && !op.outcome) return OperationLease.claim(leaseOptionsOf(deps, log), control);
   if (control.state !== 'FAILED_OVER' || control.activeCluster !== deps.standbyAlias) {
     throw new StateError('STATE_CONFLICT', describeConflict(control, 'FAILING_BACK'), {
       details: { pair: deps.pair, epoch: control.epoch, state: control.state },
     });
   }
   const lease = await OperationLease.begin(
-    leaseOptions,
+    leaseOptionsOf(deps, log),
     control,
     { state: 'FAILING_BACK', activeCluster: deps.standbyAlias, reason: 'failback' },
     {
@@ -336,74 +316,16 @@ async function acquireFailback(
   return lease;
 }
 
-async function failedFailback(run: FailbackRun, error: unknown): Promise<unknown> {
-  if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
-    return error;
-  const op = await currentOperation(run.deps.stateStore, run.lease.operation);
-  if (op.outcome) return error;
-  const wrap = (message: string) =>
-    isKdrError(error)
-      ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
-      : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
-  if (flipped(op))
-    return wrap(
-      `failback ${op.id} stopped in phase ${op.phase} after the primary became active: ${describeError(error)}; run \`kdr failback\` again to finish it`,
-    );
-  let back = `pair ${run.deps.pair} is back to FAILED_OVER`;
-  try {
-    await endFailback(run.deps, run.lease.control, `failback aborted: ${describeError(error)}`);
-  } catch (abortError) {
-    run.log.error('could not return the pair to FAILED_OVER', { error: describeError(abortError) });
-    back = `pair ${run.deps.pair} could not be returned to FAILED_OVER (${describeError(abortError)}); run \`kdr failback --abort\``;
-  }
-  return wrap(`failback aborted, ${back}: ${describeError(error)}`);
-}
-
-async function endFailback(
-  deps: Pick<FailbackDeps, 'stateStore' | 'standbyAlias' | 'owner'>,
-  control: { epoch: number; operation?: import('../core/operation.ts').Operation },
-  reason: string,
-) {
-  const owner = deps.owner ?? defaultOwner();
-  return deps.stateStore.transition(control.epoch, {
-    state: 'FAILED_OVER',
-    activeCluster: deps.standbyAlias,
-    operation: { ...control.operation!, outcome: 'aborted', finishedAt: Date.now(), leaseUntil: 0, owner },
-    owner,
-    reason,
-  });
-}
+const stableOf = (deps: Pick<FailbackDeps, 'standbyAlias'>): StableState => ({
+  state: 'FAILED_OVER',
+  activeCluster: deps.standbyAlias,
+});
 
 /** `kdr failback --abort`: back to FAILED_OVER while the primary is not yet active again. */
-export async function abortFailback(
+export function abortFailback(
   deps: Pick<FailbackDeps, 'stateStore' | 'standbyAlias' | 'pair' | 'owner' | 'logger'>,
 ): Promise<AbortReport> {
-  const control = await deps.stateStore.getControl();
-  const op = control.operation;
-  if (op?.kind !== 'failback' || op.outcome)
-    throw new StateError(
-      'STATE_CONFLICT',
-      `pair ${deps.pair} has no failback in progress to abort (${control.state}, epoch ${control.epoch})`,
-    );
-  const decision = abortDecision(op);
-  if (decision.kind === 'unsafe') throw new StateError('STATE_CONFLICT', `cannot abort: ${decision.why}`);
-  const notes = [...decision.notes];
-  if (op.leaseUntil > Date.now() && ownerAlive(op.owner) !== false)
-    notes.push(`${op.owner} still held the lease; its next step finds the pair moved and stops`);
-  const next = await endFailback(
-    deps,
-    control,
-    `failback ${op.id} aborted by ${deps.owner ?? defaultOwner()}`,
-  );
-  deps.logger.warn('failback aborted', { operationId: op.id, phase: op.phase });
-  return {
-    pair: deps.pair,
-    operationId: op.id,
-    phase: op.phase,
-    state: next.state,
-    epoch: next.epoch,
-    notes,
-  };
+  return abortOperation(deps, 'failback', stableOf(deps));
 }
 
 const FAILBACK_PHASE_RUNNERS = {

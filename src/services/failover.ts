@@ -1,22 +1,9 @@
 import pLimit from 'p-limit';
 import { describeConflict } from '../core/control.ts';
-import {
-  abortDecision,
-  flipped,
-  type Operation,
-  type OperationPhase,
-  phaseReached,
-} from '../core/operation.ts';
+import { type OperationPhase, phaseReached } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
-import {
-  describeError,
-  isKdrError,
-  KdrError,
-  ProducerFencedError,
-  StateError,
-  TimeoutError,
-} from '../errors.ts';
+import { describeError, KdrError, ProducerFencedError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupAdmin, PartitionReader, TopicAdmin, TransactionalWriterFactory } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
@@ -42,14 +29,18 @@ import { liveGeneration } from './generations.ts';
 import { caughtUp, type LagDeps, liveLatest } from './lag.ts';
 import type { MirrorEngine } from './mirror.ts';
 import {
+  type AbortReport,
+  abortOperation,
   advancePhase,
-  currentOperation,
   defaultOwner,
+  failedOperation,
+  leaseOptionsOf,
+  namedOperation,
   OperationLease,
-  ownerAlive,
   type PhaseResult,
   type PhaseRun,
   runPhases,
+  type StableState,
   saveData,
   savedData,
 } from './operationLease.ts';
@@ -166,7 +157,7 @@ export interface FailoverReport {
   warnings: string[];
 }
 
-export { defaultOwner };
+export { type AbortReport, defaultOwner };
 
 /** Partitions of the mirrored topics, from a cluster's metadata. */
 export async function mirroredPartitions(
@@ -440,7 +431,7 @@ export async function runFailover(deps: FailoverDeps, options: FailoverOptions):
     return { status: 'done', operationId: lease.operation.id, report: report! };
   } catch (error) {
     await lease.release();
-    throw await failedFailover(run, error);
+    throw await failedOperation(run, deps, stableOf(deps), error);
   }
 }
 
@@ -465,39 +456,12 @@ async function acquireFailover(
   options: FailoverOptions,
   log: Logger,
 ): Promise<OperationLease | FailoverOutcome> {
-  const leaseOptions = {
-    stateStore: deps.stateStore,
-    owner: deps.owner ?? defaultOwner(),
-    leaseMs: deps.leaseMs ?? 30_000,
-    logger: log,
-    ...(deps.clock ? { clock: deps.clock } : {}),
-  };
   const control = await deps.stateStore.getControl();
+  const done = await namedOperation<FailoverReport>(deps, control, 'failover', options.operationId);
+  if (done) return done;
   const op = control.operation;
-  if (options.operationId !== undefined) {
-    if (op?.id !== options.operationId)
-      throw new StateError(
-        'STATE_CONFLICT',
-        `operation ${options.operationId} is not pair ${deps.pair}'s current operation (${op ? `${op.kind} ${op.id}` : 'none'})`,
-      );
-    if (op.outcome === 'done') {
-      const report = await deps.stateStore.getOperationData<FailoverReport>(op.id, 'report');
-      return { status: 'done', operationId: op.id, report: report! };
-    }
-    if (op.outcome === 'aborted')
-      throw new StateError('STATE_CONFLICT', `failover ${op.id} was aborted: ${control.reason ?? ''}`);
-  }
-  const resumable =
-    op?.kind === 'failover' &&
-    !op.outcome &&
-    (control.state === 'FAILING_OVER' || control.state === 'FAILED_OVER');
-  if (op?.kind === 'failback' && !op.outcome)
-    throw new StateError(
-      'STATE_CONFLICT',
-      `failback ${op.id} of pair ${deps.pair} is not finished (phase ${op.phase}): run \`kdr failback\` to finish it before failing over`,
-    );
-  if (resumable) {
-    const lease = await OperationLease.claim(leaseOptions, control);
+  if (op?.kind === 'failover' && !op.outcome) {
+    const lease = await OperationLease.claim(leaseOptionsOf(deps, log), control);
     if (options.mode === 'unplanned' && lease.operation.mode === 'planned') await toUnplanned(lease);
     return lease;
   }
@@ -508,7 +472,7 @@ async function acquireFailover(
   }
   const mode = options.mode ?? 'planned';
   const lease = await OperationLease.begin(
-    leaseOptions,
+    leaseOptionsOf(deps, log),
     control,
     { state: 'FAILING_OVER', activeCluster: deps.primaryAlias, reason: `${mode} failover` },
     { kind: 'failover', mode, phase: mode === 'planned' ? 'drain' : 'fence', timeoutMs: options.timeoutMs },
@@ -528,87 +492,16 @@ async function toUnplanned(lease: OperationLease): Promise<void> {
   await lease.patch({ mode: 'unplanned', phase: 'fence' });
 }
 
-/** A failure before the flip aborts back to MIRRORING; after it, the operation waits to be resumed. */
-async function failedFailover(run: FailoverRun, error: unknown): Promise<unknown> {
-  if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
-    return error;
-  // A flip whose write applied but answered an error (a retried request) shows on the control item.
-  const op = await currentOperation(run.deps.stateStore, run.lease.operation);
-  if (op.outcome) return error;
-  if (flipped(op)) {
-    const message = `failover ${op.id} stopped in phase ${op.phase} after the standby became active: ${describeError(error)}; run \`kdr failover\` again to finish it`;
-    return isKdrError(error)
-      ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
-      : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
-  }
-  let back = `pair ${run.deps.pair} is back to MIRRORING`;
-  try {
-    await endFailover(run.deps, run.lease.control, `failover aborted: ${describeError(error)}`);
-  } catch (abortError) {
-    run.log.error('could not return the pair to MIRRORING', { error: describeError(abortError) });
-    back = `pair ${run.deps.pair} could not be returned to MIRRORING (${describeError(abortError)}); run \`kdr failover --abort\``;
-  }
-  const message = `failover aborted, ${back}: ${describeError(error)}`;
-  return isKdrError(error)
-    ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
-    : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
-}
-
-/** FAILING_OVER → MIRRORING, conditional on the epoch: whoever still runs the operation stops. */
-async function endFailover(
-  deps: Pick<FailoverDeps, 'stateStore' | 'primaryAlias' | 'owner'>,
-  control: { epoch: number; operation?: Operation },
-  reason: string,
-) {
-  const owner = deps.owner ?? defaultOwner();
-  return deps.stateStore.transition(control.epoch, {
-    state: 'MIRRORING',
-    activeCluster: deps.primaryAlias,
-    operation: { ...control.operation!, outcome: 'aborted', finishedAt: Date.now(), leaseUntil: 0, owner },
-    owner,
-    reason,
-  });
-}
-
-export interface AbortReport {
-  pair: string;
-  operationId: string;
-  phase: OperationPhase;
-  state: string;
-  epoch: number;
-  notes: string[];
-}
+const stableOf = (deps: Pick<FailoverDeps, 'primaryAlias'>): StableState => ({
+  state: 'MIRRORING',
+  activeCluster: deps.primaryAlias,
+});
 
 /** `kdr failover --abort`: back to MIRRORING while that is safe (before the standby became active). */
-export async function abortFailover(
+export function abortFailover(
   deps: Pick<FailoverDeps, 'stateStore' | 'primaryAlias' | 'pair' | 'owner' | 'logger'>,
 ): Promise<AbortReport> {
-  const control = await deps.stateStore.getControl();
-  const op = control.operation;
-  if (op?.kind !== 'failover' || op.outcome)
-    throw new StateError(
-      'STATE_CONFLICT',
-      `pair ${deps.pair} has no failover in progress to abort (${control.state}, epoch ${control.epoch})`,
-    );
-  const decision = abortDecision(op);
-  if (decision.kind === 'unsafe') throw new StateError('STATE_CONFLICT', `cannot abort: ${decision.why}`);
-  const notes = [...decision.notes];
-  if (op.leaseUntil > Date.now() && ownerAlive(op.owner) !== false)
-    notes.push(`${op.owner} still held the lease; its next step finds the pair moved and stops`);
-  const next = await endFailover(
-    deps,
-    control,
-    `failover ${op.id} aborted by ${deps.owner ?? defaultOwner()}`,
-  );
-  deps.logger.warn('failover aborted', { operationId: op.id, phase: op.phase });
-  return {
-    pair: deps.pair,
-    operationId: op.id,
-    phase: op.phase,
-    state: next.state,
-    epoch: next.epoch,
-    notes,
-  };
+  return abortOperation(deps, 'failover', stableOf(deps));
 }
 
 const FAILOVER_PHASE_RUNNERS = {

@@ -2,13 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ControlState, PairState } from '../core/control.ts';
 import {
+  abortDecision,
+  flipped,
   leaseDecision,
   nextPhase,
   type Operation,
+  type OperationKind,
   type OperationPhase,
   operationId,
 } from '../core/operation.ts';
-import { KdrError, StateError } from '../errors.ts';
+import { describeError, isKdrError, KdrError, StateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { StateStore } from '../ports/stateStore.ts';
 
@@ -278,4 +281,149 @@ export async function advancePhase(run: PhaseRun): Promise<PhaseResult> {
 export async function currentOperation(stateStore: StateStore, op: Operation): Promise<Operation> {
   const now = await stateStore.getControl().catch(() => undefined);
   return now?.operation?.id === op.id ? now.operation : op;
+}
+
+/** What the operation helpers below need of a failover's or failback's dependencies. */
+export interface OperationContext {
+  pair: string;
+  stateStore: StateStore;
+  owner?: string;
+  leaseMs?: number;
+  clock?: () => number;
+  logger: Logger;
+}
+
+/** Where an operation returns when aborted before its flip. */
+export interface StableState {
+  state: PairState;
+  activeCluster: string;
+}
+
+export interface AbortReport {
+  pair: string;
+  operationId: string;
+  phase: OperationPhase;
+  state: string;
+  epoch: number;
+  notes: string[];
+}
+
+const VERB = { failover: 'failing over', failback: 'failing back' } as const;
+
+export function leaseOptionsOf(ctx: OperationContext, logger: Logger): LeaseOptions {
+  return {
+    stateStore: ctx.stateStore,
+    owner: ctx.owner ?? defaultOwner(),
+    leaseMs: ctx.leaseMs ?? 30_000,
+    logger,
+    ...(ctx.clock ? { clock: ctx.clock } : {}),
+  };
+}
+
+/**
+ * A request naming an operation (a continuation, a retried invocation) only resumes or reports it:
+ * its report when it finished, an error when it is not the pair's current one or was aborted, and
+ * undefined when it is to be resumed. Any request: refused while the other kind is unfinished.
+ */
+export async function namedOperation<R>(
+  ctx: OperationContext,
+  control: ControlState,
+  kind: OperationKind,
+  operationId: string | undefined,
+): Promise<{ status: 'done'; operationId: string; report: R } | undefined> {
+  const op = control.operation;
+  const other = kind === 'failover' ? 'failback' : 'failover';
+  if (op?.kind === other && !op.outcome)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `${other} ${op.id} of pair ${ctx.pair} is not finished (phase ${op.phase}): run \`kdr ${other}\` to finish it before ${VERB[kind]}`,
+    );
+  if (operationId === undefined) return undefined;
+  if (op?.id !== operationId)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `operation ${operationId} is not pair ${ctx.pair}'s current operation (${op ? `${op.kind} ${op.id}` : 'none'})`,
+    );
+  if (op.outcome === 'aborted')
+    throw new StateError('STATE_CONFLICT', `${kind} ${op.id} was aborted: ${control.reason ?? ''}`);
+  if (op.outcome !== 'done') return undefined;
+  const report = await ctx.stateStore.getOperationData<R>(op.id, 'report');
+  return { status: 'done', operationId: op.id, report: report! };
+}
+
+/** Back to the stable state, conditional on the epoch only: whoever still runs the operation stops. */
+export function returnToStable(
+  ctx: OperationContext,
+  control: { epoch: number; operation?: Operation },
+  stable: StableState,
+  reason: string,
+): Promise<ControlState> {
+  const owner = ctx.owner ?? defaultOwner();
+  return ctx.stateStore.transition(control.epoch, {
+    ...stable,
+    operation: { ...control.operation!, outcome: 'aborted', finishedAt: Date.now(), leaseUntil: 0, owner },
+    owner,
+    reason,
+  });
+}
+
+/** `--abort`: back to the stable state while that is safe (before the other cluster became active). */
+export async function abortOperation(
+  ctx: OperationContext,
+  kind: OperationKind,
+  stable: StableState,
+): Promise<AbortReport> {
+  const control = await ctx.stateStore.getControl();
+  const op = control.operation;
+  if (op?.kind !== kind || op.outcome)
+    throw new StateError(
+      'STATE_CONFLICT',
+      `pair ${ctx.pair} has no ${kind} in progress to abort (${control.state}, epoch ${control.epoch})`,
+    );
+  const decision = abortDecision(op);
+  if (decision.kind === 'unsafe') throw new StateError('STATE_CONFLICT', `cannot abort: ${decision.why}`);
+  const notes = [...decision.notes];
+  if (op.leaseUntil > Date.now() && ownerAlive(op.owner) !== false)
+    notes.push(`${op.owner} still held the lease; its next step finds the pair moved and stops`);
+  const next = await returnToStable(
+    ctx,
+    control,
+    stable,
+    `${kind} ${op.id} aborted by ${ctx.owner ?? defaultOwner()}`,
+  );
+  ctx.logger.warn(`${kind} aborted`, { operationId: op.id, phase: op.phase });
+  return { pair: ctx.pair, operationId: op.id, phase: op.phase, state: next.state, epoch: next.epoch, notes };
+}
+
+/**
+ * A run that failed: before the flip it returns the pair to the stable state (nothing applications use
+ * has changed); after it the operation stays, to be resumed. The error says which.
+ */
+export async function failedOperation(
+  run: PhaseRun,
+  ctx: OperationContext,
+  stable: StableState,
+  error: unknown,
+): Promise<unknown> {
+  if (isKdrError(error) && (error.code === 'LEASE_LOST' || error.code === 'OPERATION_IN_PROGRESS'))
+    return error;
+  // A flip whose write applied but answered an error (a retried request) shows on the control item.
+  const op = await currentOperation(ctx.stateStore, run.lease.operation);
+  if (op.outcome) return error;
+  const wrap = (message: string) =>
+    isKdrError(error)
+      ? new KdrError(error.code, message, { cause: error, details: { ...error.details, operationId: op.id } })
+      : new KdrError('KAFKA_REQUEST_FAILED', message, { cause: error });
+  if (flipped(op))
+    return wrap(
+      `${op.kind} ${op.id} stopped in phase ${op.phase} after the ${op.kind === 'failover' ? 'standby' : 'primary'} became active: ${describeError(error)}; run \`kdr ${op.kind}\` again to finish it`,
+    );
+  let back = `pair ${ctx.pair} is back to ${stable.state}`;
+  try {
+    await returnToStable(ctx, run.lease.control, stable, `${op.kind} aborted: ${describeError(error)}`);
+  } catch (abortError) {
+    run.log.error(`could not return the pair to ${stable.state}`, { error: describeError(abortError) });
+    back = `pair ${ctx.pair} could not be returned to ${stable.state} (${describeError(abortError)}); run \`kdr ${op.kind} --abort\``;
+  }
+  return wrap(`${op.kind} aborted, ${back}: ${describeError(error)}`);
 }
