@@ -12,6 +12,7 @@ import {
 import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import kafkajs from 'kafkajs';
 import pLimit from 'p-limit';
@@ -367,13 +368,17 @@ export class Lab {
     const log = path.join(this.paths.logs, 'moto.log');
     const port = motoPort(this.portOffset);
     this.log(`starting moto on ${this.awsEndpoint}`);
-    // Through python -c so that the lab's marker is on moto's command line too (the venv may be shared).
+    // Through python -c so that the lab's marker is on moto's command line too (the venv may be shared),
+    // with the lab's patches applied first (moto_patches.py says why).
     const python = path.join(path.dirname(motoServer), 'python');
     const launch =
-      'import sys; from moto.server import main; sys.argv = ["moto_server"] + sys.argv[2:]; main()';
-    const pid = spawnDetached(python, ['-c', launch, this.marker, '-H', LAB_HOST, '-p', String(port)], {
-      log,
-    });
+      'import sys; exec(open(sys.argv[2]).read()); from moto.server import main; sys.argv = ["moto_server"] + sys.argv[3:]; main()';
+    const patches = path.join(path.dirname(fileURLToPath(import.meta.url)), 'moto_patches.py');
+    const pid = spawnDetached(
+      python,
+      ['-c', launch, this.marker, patches, '-H', LAB_HOST, '-p', String(port)],
+      { log },
+    );
     state.processes.push({ name: 'moto', role: 'moto', pid, port, log });
     this.writeState(state);
   }
