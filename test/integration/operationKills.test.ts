@@ -1,6 +1,8 @@
+import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
+import { createAwsClients, destroyAwsClients } from '../../src/adapters/aws/clients.ts';
 import { FAILBACK_PHASES, FAILOVER_PHASES } from '../../src/core/operation.ts';
-import { commitGroupOffsets, createTopics, kafkaFor } from '../helpers/lab.ts';
+import { commitGroupOffsets, config, createTopics, kafkaFor } from '../helpers/lab.ts';
 import { copiesOn, describeGroup, kdrJson, killAtPhase, ownDrillPair } from '../helpers/operations.ts';
 
 /**
@@ -193,5 +195,54 @@ describe('a failback killed in any phase', () => {
       const back = (await copiesOn('primary', d.topic, partition)).filter((c) => c.src !== null);
       expect(back).toHaveLength(5);
     }
+  });
+});
+
+describe('a pair left FAILING_OVER by kdr before operations had phases', () => {
+  /** The control item as the previous kdr wrote it when its failover process died in the drain. */
+  async function wedge(pair: string) {
+    const aws = createAwsClients(config);
+    try {
+      await aws.dynamodb.send(
+        new PutItemCommand({
+          TableName: config.stateTable,
+          Item: {
+            pk: { S: `pair#${pair}` },
+            sk: { S: 'control' },
+            state: { S: 'FAILING_OVER' },
+            active: { S: config.primary.alias },
+            epoch: { N: '1' },
+            updatedAt: { N: String(Date.now()) },
+            reason: { S: 'planned failover' },
+            operation: {
+              S: JSON.stringify({
+                kind: 'failover',
+                mode: 'planned',
+                startedAt: Date.now(),
+                owner: 'elsewhere/1',
+              }),
+            },
+          },
+        }),
+      );
+    } finally {
+      destroyAwsClients(aws);
+    }
+  }
+
+  it('is completed by running the failover again, or returned to MIRRORING by --abort', async () => {
+    const d = await primaryWithGroup('legacy');
+    await wedge(d.env.KDR_PAIR);
+    const again = await kdrJson(['failover', '--planned', '--timeout', '60'], d.env);
+    expect(again.exitCode, again.stderr.slice(-2000)).toBe(0);
+    expect(again.json.operationId).toMatch(/^legacy-/);
+    await expectMirroredOnce(d.topic, PER_PARTITION);
+    await expectGroupExact(d.topic, d.group);
+
+    const other = await primaryWithGroup('legacy-abort');
+    await wedge(other.env.KDR_PAIR);
+    const abort = await kdrJson(['failover', '--abort'], other.env);
+    expect(abort.exitCode, abort.stderr).toBe(0);
+    expect(abort.json).toMatchObject({ state: 'MIRRORING', epoch: 2 });
   });
 });

@@ -175,7 +175,11 @@ export class DynamoDBStateStore implements StateStore {
       ':owner': { S: expected.owner },
     };
     let condition = 'epoch = :e AND opId = :id AND opOwner = :owner';
-    if (expected.leaseUntil !== undefined) {
+    // An operation written by kdr before operations had ids (a pair left FAILING_OVER by it) has none of
+    // the attributes: it is taken over on the epoch alone.
+    if (expected.id.startsWith('legacy-')) {
+      condition = 'epoch = :e AND (attribute_not_exists(opId) OR (opId = :id AND opOwner = :owner))';
+    } else if (expected.leaseUntil !== undefined) {
       condition += ' AND opLease = :lease';
       values[':lease'] = { N: String(expected.leaseUntil) };
     }
