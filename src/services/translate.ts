@@ -43,7 +43,9 @@ export async function translateOffset(
   const { generation } = await liveGeneration(deps.offsetMap, tp, liveId);
   const entry =
     generation === null ? undefined : await deps.offsetMap.covering({ ...tp, generation }, sourceOffset);
-  const copies = deps.counterpartMap;
+  // The reverse map's head (cached) says whether a failback ever copied anything back here: without
+  // one there is nothing to look up, and a translation stays one Query.
+  const copies = (await deps.counterpartMap?.head(tp, { cached: true })) ? deps.counterpartMap : undefined;
   const copyGen = copies ? await copyGeneration(copies, tp, liveId) : null;
   const copy =
     copies && copyGen !== null
