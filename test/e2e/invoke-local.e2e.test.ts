@@ -40,6 +40,9 @@ it('sls invoke local --stage local -f failover --data {"mode":"planned"} fails t
   const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
   expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
   await commitGroupOffsets('primary', group, topic, [20, 50]);
+  // The standby may have just been restarted by an earlier test: wait until its group coordinator
+  // answers, so that this drill measures the function, not a broker still loading its offsets.
+  await commitGroupOffsets('standby', uniqueName('invoke-ready'), topic, [0, 0]);
 
   const shellEnv = { ...process.env };
   for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete shellEnv[key];
