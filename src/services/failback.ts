@@ -24,13 +24,14 @@ import {
   type AbortReport,
   abortOperation,
   advancePhase as advance,
-  failedOperation,
   leaseOptionsOf,
   namedOperation,
   OperationLease,
+  type OperationOutcome,
   type PhaseResult,
   type PhaseRun,
-  runPhases,
+  reportOf,
+  runOperation,
   type StableState,
   saveData as save,
   savedData as saved,
@@ -217,9 +218,7 @@ async function exportUnmirrored(
   return exported;
 }
 
-export type FailbackOutcome =
-  | { status: 'done'; operationId: string; report: FailbackReport }
-  | { status: 'in-progress'; operationId: string; phase: OperationPhase; message: string };
+export type FailbackOutcome = OperationOutcome<FailbackReport>;
 
 export interface FailbackOptions {
   timeoutMs: number;
@@ -263,27 +262,12 @@ export async function runFailback(deps: FailbackDeps, options: FailbackOptions):
     runDeadline: options.runDeadline,
     stateStore: deps.stateStore,
   };
-  try {
-    if ((await runPhases(run, FAILBACK_PHASE_RUNNERS, deps.onPhase)) === 'paused') {
-      const op = lease.operation;
-      await lease.release();
-      const message = `failback ${op.id} paused in phase ${op.phase} at this run's deadline; it continues in the next run`;
-      return { status: 'in-progress', operationId: op.id, phase: op.phase, message };
-    }
-    const report = await deps.stateStore.getOperationData<FailbackReport>(lease.operation.id, 'report');
-    await lease.release();
-    return { status: 'done', operationId: lease.operation.id, report: report! };
-  } catch (error) {
-    await lease.release();
-    throw await failedOperation(run, deps, stableOf(deps), error);
-  }
+  return runOperation<FailbackReport, FailbackRun>(run, FAILBACK_PHASE_RUNNERS, deps, stableOf(deps));
 }
 
 /** The report of a failback run to its end (the CLI, tests). */
 export async function failback(deps: FailbackDeps, options: FailbackOptions): Promise<FailbackReport> {
-  const outcome = await runFailback(deps, options);
-  if (outcome.status === 'done') return outcome.report;
-  throw new TimeoutError(outcome.message, { details: { operationId: outcome.operationId } });
+  return reportOf(await runFailback(deps, options));
 }
 
 async function acquireFailback(

@@ -33,13 +33,14 @@ import {
   abortOperation,
   advancePhase,
   defaultOwner,
-  failedOperation,
   leaseOptionsOf,
   namedOperation,
   OperationLease,
+  type OperationOutcome,
   type PhaseResult,
   type PhaseRun,
-  runPhases,
+  reportOf,
+  runOperation,
   type StableState,
   saveData,
   savedData,
@@ -373,9 +374,7 @@ function rpoFrom(
   });
 }
 
-export type FailoverOutcome =
-  | { status: 'done'; operationId: string; report: FailoverReport }
-  | { status: 'in-progress'; operationId: string; phase: OperationPhase; message: string };
+export type FailoverOutcome = OperationOutcome<FailoverReport>;
 
 export interface FailoverOptions {
   /** Absent when resuming: the operation's own mode (an explicit 'unplanned' may take over a planned one). */
@@ -424,30 +423,12 @@ export async function runFailover(deps: FailoverDeps, options: FailoverOptions):
     runDeadline: options.runDeadline,
     stateStore: deps.stateStore,
   };
-  try {
-    if ((await runPhases(run, FAILOVER_PHASE_RUNNERS, deps.onPhase)) === 'paused') return await pause(run);
-    const report = await deps.stateStore.getOperationData<FailoverReport>(lease.operation.id, 'report');
-    await lease.release();
-    return { status: 'done', operationId: lease.operation.id, report: report! };
-  } catch (error) {
-    await lease.release();
-    throw await failedOperation(run, deps, stableOf(deps), error);
-  }
+  return runOperation<FailoverReport, FailoverRun>(run, FAILOVER_PHASE_RUNNERS, deps, stableOf(deps));
 }
 
 /** The report of a failover run to its end (the CLI without a deadline, tests). */
 export async function failover(deps: FailoverDeps, options: FailoverOptions): Promise<FailoverReport> {
-  const outcome = await runFailover(deps, options);
-  if (outcome.status === 'done') return outcome.report;
-  throw new TimeoutError(outcome.message, { details: { operationId: outcome.operationId } });
-}
-
-async function pause(run: FailoverRun): Promise<FailoverOutcome> {
-  const op = run.lease.operation;
-  await run.lease.release();
-  const message = `failover ${op.id} paused in phase ${op.phase} at this run's deadline; it continues in the next run`;
-  run.log.info(message, { operationId: op.id, phase: op.phase });
-  return { status: 'in-progress', operationId: op.id, phase: op.phase, message };
+  return reportOf(await runFailover(deps, options));
 }
 
 /** Begins a new failover, or claims the one in progress; a finished one asked for by id: its outcome. */

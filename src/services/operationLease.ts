@@ -11,7 +11,7 @@ import {
   type OperationPhase,
   operationId,
 } from '../core/operation.ts';
-import { describeError, isKdrError, KdrError, StateError } from '../errors.ts';
+import { describeError, isKdrError, KdrError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { StateStore } from '../ports/stateStore.ts';
 
@@ -426,4 +426,42 @@ export async function failedOperation(
     back = `pair ${ctx.pair} could not be returned to ${stable.state} (${describeError(abortError)}); run \`kdr ${op.kind} --abort\``;
   }
   return wrap(`${op.kind} aborted, ${back}: ${describeError(error)}`);
+}
+
+export type OperationOutcome<R> =
+  | { status: 'done'; operationId: string; report: R }
+  | { status: 'in-progress'; operationId: string; phase: OperationPhase; message: string };
+
+/**
+ * Runs a claimed operation's phases to 'done' (its saved report) or to this run's deadline (in-progress);
+ * always releases the lease; a failure goes through failedOperation.
+ */
+export async function runOperation<R, Run extends PhaseRun>(
+  run: Run,
+  runners: Partial<Record<OperationPhase, (run: Run) => Promise<PhaseResult>>>,
+  ctx: OperationContext & { onPhase?: (phase: string) => Promise<void> | void },
+  stable: StableState,
+): Promise<OperationOutcome<R>> {
+  const { lease } = run;
+  try {
+    const ended = await runPhases(run, runners, ctx.onPhase);
+    const op = lease.operation;
+    await lease.release();
+    if (ended === 'paused') {
+      const message = `${op.kind} ${op.id} paused in phase ${op.phase} at this run's deadline; it continues in the next run`;
+      run.log.info(message, { operationId: op.id, phase: op.phase });
+      return { status: 'in-progress', operationId: op.id, phase: op.phase, message };
+    }
+    const report = await ctx.stateStore.getOperationData<R>(op.id, 'report');
+    return { status: 'done', operationId: op.id, report: report! };
+  } catch (error) {
+    await lease.release();
+    throw await failedOperation(run, ctx, stable, error);
+  }
+}
+
+/** The report of an operation run without a deadline (the CLI, tests); in-progress is a TimeoutError. */
+export function reportOf<R>(outcome: OperationOutcome<R>): R {
+  if (outcome.status === 'done') return outcome.report;
+  throw new TimeoutError(outcome.message, { details: { operationId: outcome.operationId } });
 }
