@@ -5,7 +5,7 @@ import { restoreRequestSchema } from '../src/events/restoreRequest.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
 import { emitMetrics } from '../src/metrics.ts';
-import { restoreDeps, restoreServiceRequest } from '../src/operations.ts';
+import { checkRestoreTargetAllowed, restoreDeps, restoreServiceRequest } from '../src/operations.ts';
 import { runRestore } from '../src/services/restore.ts';
 
 /**
@@ -23,6 +23,7 @@ const MARGIN_MS = 15_000;
 
 export async function handler(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
   const request = parseRequest(restoreRequestSchema, event, config.pair, 'restore');
+  checkRestoreTargetAllowed(config, request.target);
   const { deps, close } = restoreDeps(await credentials(), logger, request.target);
   try {
     const remaining = context?.getRemainingTimeInMillis?.();

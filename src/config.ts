@@ -105,6 +105,11 @@ export interface KdrConfig {
   metricsPort: number;
   /** The mirror Lambda function whose event sources failover disables (unset outside AWS). */
   mirrorFunctionName?: string;
+  /**
+   * Brokers outside the pair that the restore function may write to (KDR_RESTORE_ALLOWED_BROKERS): in
+   * Lambda a restore targets only the pair's clusters unless every broker of its target is listed.
+   */
+  restoreAllowedBrokers: string[];
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The lab's endpoints under the configured port offset (what the defaults point at). */
   lab: ReturnType<typeof labEndpoints> & { portOffset: number };
@@ -281,6 +286,7 @@ const envSchema = z.object({
     .pipe(z.number().max(65535, { error: (issue) => `expected a port up to 65535, got ${issue.input}` }))
     .optional(),
   KDR_MIRROR_FUNCTION_NAME: z.string().min(1).optional(),
+  KDR_RESTORE_ALLOWED_BROKERS: brokerList.optional(),
   KDR_MIRROR_GROUP_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,200}$/, {
@@ -426,6 +432,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
     // Prometheus' usual exporter port, shifted with the lab's ports so that two labs do not collide.
     metricsPort: e.KDR_METRICS_PORT ?? 9464 + e.KDR_LAB_PORT_OFFSET,
     ...(e.KDR_MIRROR_FUNCTION_NAME ? { mirrorFunctionName: e.KDR_MIRROR_FUNCTION_NAME } : {}),
+    restoreAllowedBrokers: e.KDR_RESTORE_ALLOWED_BROKERS ?? [],
     logLevel: e.KDR_LOG_LEVEL,
     lab: { ...lab, portOffset: e.KDR_LAB_PORT_OFFSET },
     inLambda,

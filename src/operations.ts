@@ -143,6 +143,21 @@ export function restoreTargetCluster(config: KdrConfig, target: string): Cluster
   return { alias: `restore-target-${hash}`, brokers, ssl: false };
 }
 
+/**
+ * The restore function writes only to the pair's clusters, or to brokers the deployment allowed
+ * (KDR_RESTORE_ALLOWED_BROKERS): whoever may invoke it must not be able to stream every snapshot to a
+ * host of their choosing.
+ */
+export function checkRestoreTargetAllowed(config: KdrConfig, target: string): void {
+  const cluster = restoreTargetCluster(config, target);
+  if (target === 'primary' || target === 'standby') return;
+  const refused = cluster.brokers.filter((b) => !config.restoreAllowedBrokers.includes(b));
+  if (refused.length > 0)
+    throw new InputError(
+      `restore target ${target} is outside the pair: the restore function writes to primary, standby or brokers listed in KDR_RESTORE_ALLOWED_BROKERS (${config.restoreAllowedBrokers.join(',') || 'none'}); not allowed: ${refused.join(',')}`,
+    );
+}
+
 /** The restore's dependencies against one target cluster; `close` disconnects everything it opened. */
 export function restoreDeps(
   config: KdrConfig,

@@ -118,3 +118,18 @@ it('rejects a malformed request before reading anything', async () => {
   );
   await expect(handler('{not json')).rejects.toThrow('malformed restore request: not JSON');
 });
+
+it('writes only to the pair, or to brokers the deployment allowed (KDR_RESTORE_ALLOWED_BROKERS)', async () => {
+  const { handler } = await import('../../../functions/restore.ts');
+  // Refused before any snapshot is read or any broker is contacted (10.255.255.1 would not answer).
+  await expect(handler({ snapshotId: '20261124T193000Z-3fa9', target: '10.255.255.1:9092' })).rejects.toThrow(
+    'restore target 10.255.255.1:9092 is outside the pair: the restore function writes to primary, standby or brokers listed in KDR_RESTORE_ALLOWED_BROKERS (none); not allowed: 10.255.255.1:9092',
+  );
+  const { checkRestoreTargetAllowed } = await import('../../../src/operations.ts');
+  const allowing = { ...loadConfig(), restoreAllowedBrokers: ['dr-1.internal:9092', 'dr-2.internal:9092'] };
+  expect(() => checkRestoreTargetAllowed(allowing, 'dr-1.internal:9092,dr-2.internal:9092')).not.toThrow();
+  expect(() => checkRestoreTargetAllowed(allowing, 'standby')).not.toThrow();
+  expect(() => checkRestoreTargetAllowed(allowing, 'dr-1.internal:9092,evil.example:9092')).toThrow(
+    'not allowed: evil.example:9092',
+  );
+});
