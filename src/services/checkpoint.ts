@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import type { ControlState } from '../core/control.ts';
+import { isMirrorGroup } from '../core/groups.ts';
 import {
   copiedRanges,
   type OffsetMapEntry,
@@ -402,7 +403,7 @@ export async function runCheckpoint(
   );
   const notOnStandby = onStandby ? selected.filter((t) => !onStandby.has(t)) : [];
   const groups = (await deps.primaryAdmin.listGroups()).filter(
-    (g) => deps.selectGroup(g) && !options.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
+    (g) => deps.selectGroup(g) && !isMirrorGroup(g, options.mirrorGroups),
   );
   // Groups, translations and partitions in parallel (bounded): a failover's RTO includes this.
   const limit = pLimit(16);

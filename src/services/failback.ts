@@ -1,4 +1,5 @@
 import { describeConflict } from '../core/control.ts';
+import { isMirrorGroup } from '../core/groups.ts';
 import { firstAtOrAfterStandby, translateCommitted } from '../core/offsetMap.ts';
 import type { OperationPhase } from '../core/operation.ts';
 import type { SourceRecord, TopicPartition } from '../core/records.ts';
@@ -437,7 +438,7 @@ async function groupsBackPhase(run: FailbackRun): Promise<PhaseResult> {
   const unread: UnreadRange[] = [];
   const warnings: string[] = [];
   for (const group of (await deps.standbyAdmin.listGroups()).filter(
-    (g) => deps.selectGroup(g) && !deps.mirrorGroups.includes(g) && !g.startsWith('kdr-mirror-'),
+    (g) => deps.selectGroup(g) && !isMirrorGroup(g, deps.mirrorGroups),
   )) {
     await lease.verify();
     const committed = await deps.standbyAdmin.committedOffsets(group, topics);
