@@ -9,7 +9,170 @@ const list = (value) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+// Lambda's own needs, each from its AWS documentation page:
+// - functions in a VPC: https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
+// - a self-managed Kafka event source in a VPC: https://docs.aws.amazon.com/lambda/latest/dg/with-kafka-permissions.html
+// - an MSK event source (cluster, VPC, IAM access control): https://docs.aws.amazon.com/lambda/latest/dg/with-msk-permissions.html
+// - secrets encrypted with a customer managed key: https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+const VPC_FUNCTION_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+];
+const VPC_EVENT_SOURCE_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeVpcs',
+  'ec2:DeleteNetworkInterface',
+  'ec2:DescribeSubnets',
+  'ec2:DescribeSecurityGroups',
+];
+const NETWORK_INTERFACES_SKIP = {
+  id: 'CKV_AWS_111',
+  comment:
+    'Lambda creates and deletes the network interfaces of the brokers VPC itself; EC2 names no interface before it exists, so AWS documents Resource "*" for these actions',
+};
+
+/** The Secrets Manager secrets kdr's functions read (and the event source's). */
+async function kafkaSecretArns(get) {
+  // The event source's secret where it authenticates with one, its private CA, and the secrets kdr's own
+  // clients read (KDR_*_SASL_SECRET_ARN): an overridden primarySaslSecretArn must be readable too.
+  const msk = (await get('sourceType')) === 'msk';
+  const eventSourceUsesSecret = msk
+    ? (await get('mskAuthType')) === 'saslScram512'
+    : (await get('primaryAuthType')) !== 'none';
+  const arns = [
+    eventSourceUsesSecret ? await get('primarySecretArn') : '',
+    await get('primaryRootCaSecretArn'),
+    await get('primarySaslSecretArn'),
+    await get('standbySecretArn'),
+  ];
+  return [...new Set(arns.filter((arn) => arn && arn !== NONE))];
+}
+
+async function deploymentPolicyDocuments(resolveVariable) {
+  const get = (name) => param(resolveVariable, name);
+  const inVpc = list(await get('vpcSubnets')).length > 0;
+  const msk = (await get('sourceType')) === 'msk';
+  const documents = {};
+  if (inVpc) {
+    documents.KdrVpcAccessPolicy = {
+      description: 'kdr functions run in the brokers VPC: their network interfaces',
+      statements: [
+        { Sid: 'FunctionNetworkInterfaces', Effect: 'Allow', Action: VPC_FUNCTION_ACTIONS, Resource: '*' },
+      ],
+      checkovSkips: [NETWORK_INTERFACES_SKIP],
+    };
+  }
+  const eventSource = [];
+  if (inVpc || msk)
+    eventSource.push({
+      Sid: 'EventSourceNetwork',
+      Effect: 'Allow',
+      Action: VPC_EVENT_SOURCE_ACTIONS,
+      Resource: '*',
+    });
+  if (msk) {
+    const cluster = await get('mskClusterArn');
+    eventSource.push(
+      { Sid: 'EventSourceCluster', Effect: 'Allow', Action: ['kafka:DescribeClusterV2'], Resource: cluster },
+      // GetBootstrapBrokers has no resource-level permissions.
+      { Sid: 'EventSourceBrokers', Effect: 'Allow', Action: ['kafka:GetBootstrapBrokers'], Resource: '*' },
+    );
+    if ((await get('mskAuthType')) === 'iam') {
+      const under = (kind, name) => `${cluster.replace(':cluster/', `:${kind}/`)}/${name}`;
+      const topics = list(await get('topics'));
+      const groupPrefix = await get('mirrorConsumerGroupId');
+      eventSource.push(
+        {
+          Sid: 'EventSourceIamConnect',
+          Effect: 'Allow',
+          Action: ['kafka-cluster:Connect', 'kafka-cluster:DescribeClusterDynamicConfiguration'],
+          Resource: cluster,
+        },
+        {
+          Sid: 'EventSourceIamTopics',
+          Effect: 'Allow',
+          Action: ['kafka-cluster:DescribeTopic', 'kafka-cluster:ReadData'],
+          Resource: topics.map((t) => under('topic', t)),
+        },
+        {
+          Sid: 'EventSourceIamGroups',
+          Effect: 'Allow',
+          Action: ['kafka-cluster:DescribeGroup', 'kafka-cluster:AlterGroup'],
+          Resource: topics.map((t) => under('group', `${groupPrefix}-${t}`)),
+        },
+      );
+    }
+  }
+  if (eventSource.length > 0) {
+    documents.MirrorEventSourcePolicy = {
+      description: 'The mirror function Kafka event source: network interfaces in the VPC, the MSK cluster',
+      statements: eventSource,
+      checkovSkips: [NETWORK_INTERFACES_SKIP],
+    };
+  }
+  const secrets = await kafkaSecretArns(get);
+  const secretKeys = list(await get('secretsKmsKeyArns'));
+  if (secrets.length > 0) {
+    documents.KdrKafkaSecretsPolicy = {
+      description:
+        'Reads the Kafka credentials (and CA) secrets, decrypting them with their own key if given',
+      statements: [
+        {
+          Sid: 'KafkaCredentials',
+          Effect: 'Allow',
+          Action: ['secretsmanager:GetSecretValue'],
+          Resource: secrets,
+        },
+        // MSK SASL/SCRAM requires a secret under a customer managed key.
+        ...(secretKeys.length > 0
+          ? [
+              {
+                Sid: 'SecretKeys',
+                Effect: 'Allow',
+                Action: ['kms:Decrypt'],
+                Resource: secretKeys,
+                Condition: {
+                  StringEquals: {
+                    // biome-ignore lint/suspicious/noTemplateCurlyInString: a CloudFormation Fn::Sub
+                    'kms:ViaService': { 'Fn::Sub': 'secretsmanager.${AWS::Region}.amazonaws.com' },
+                  },
+                },
+              },
+            ]
+          : []),
+      ],
+      checkovSkips: [],
+    };
+  }
+  return documents;
+}
+
+// A param that cannot be given empty on the command line (`--param=x=` is refused) says "none".
+const NONE = 'none';
+
 module.exports = {
+  /** The SASL secrets kdr's own clients read, '' for none (KDR_*_SASL_SECRET_ARN). */
+  clientSecrets: async ({ resolveVariable }) => {
+    const arn = async (name) => {
+      const value = await param(resolveVariable, name);
+      return value === NONE ? '' : value;
+    };
+    const primary = await arn('primarySaslSecretArn');
+    const standby = await arn('standbySecretArn');
+    // No secret, no mechanism: kdr refuses a SASL mechanism without credentials.
+    const mechanism = async (name, secret) => (secret ? arn(name) : '');
+    return {
+      primary,
+      standby,
+      primaryMechanism: await mechanism('primarySaslMechanism', primary),
+      standbyMechanism: await mechanism('standbySaslMechanism', standby),
+    };
+  },
   /** provider.vpc: the functions run in the brokers' VPC when subnets are given. */
   vpc: async ({ resolveVariable }) => {
     const subnetIds = list(await param(resolveVariable, 'vpcSubnets'));
@@ -19,27 +182,46 @@ module.exports = {
     if (securityGroupIds.length === 0) throw new Error('param vpcSubnets needs vpcSecurityGroups too');
     return { subnetIds, securityGroupIds };
   },
-  /** Managed policies of the mirror's role: VPC network interfaces, and MSK when the source is MSK. */
-  mirrorManagedPolicies: async ({ resolveVariable }) => {
-    const arns = [];
-    if (list(await param(resolveVariable, 'vpcSubnets')).length > 0)
-      arns.push('arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole');
-    if ((await param(resolveVariable, 'sourceType')) === 'msk')
-      arns.push('arn:aws:iam::aws:policy/service-role/AWSLambdaMSKExecutionRole');
-    return arns;
-  },
-  /** Managed policies of the other roles: VPC network interfaces only. */
+  /** Managed policies of the mirror's role: its functions' VPC access, its event source's, secret keys. */
+  mirrorManagedPolicies: async ({ resolveVariable }) =>
+    Object.keys(await deploymentPolicyDocuments(resolveVariable)).map((id) => ({ Ref: id })),
+  /** Managed policies of the other roles: VPC network interfaces and secret keys only. */
   managedPolicies: async ({ resolveVariable }) =>
-    list(await param(resolveVariable, 'vpcSubnets')).length > 0
-      ? ['arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole']
-      : [],
-  /** The Secrets Manager secrets holding kdr's SASL credentials (and the event source's). */
-  kafkaSecrets: async ({ resolveVariable }) => {
-    const arns = [
-      await param(resolveVariable, 'primarySecretArn'),
-      await param(resolveVariable, 'standbySecretArn'),
-    ];
-    return [...new Set(arns.filter(Boolean))];
+    Object.keys(await deploymentPolicyDocuments(resolveVariable))
+      .filter((id) => id !== 'MirrorEventSourcePolicy')
+      .map((id) => ({ Ref: id })),
+  /** The customer-managed policies that apply to this deployment (VPC, MSK, secret keys), as resources. */
+  deploymentPolicies: async ({ resolveVariable }) => {
+    const documents = await deploymentPolicyDocuments(resolveVariable);
+    const Resources = {};
+    for (const [id, { description, statements, checkovSkips }] of Object.entries(documents)) {
+      Resources[id] = {
+        Type: 'AWS::IAM::ManagedPolicy',
+        Properties: {
+          Description: description,
+          PolicyDocument: { Version: '2012-10-17', Statement: statements },
+        },
+        ...(checkovSkips.length > 0 ? { Metadata: { checkov: { skip: checkovSkips } } } : {}),
+      };
+    }
+    return { Resources };
+  },
+  /**
+   * Reserved concurrency per function, or none at all with reserveConcurrency=false: an account whose
+   * concurrency quota is still the new-account 10 cannot reserve any (Lambda keeps 10 unreserved).
+   */
+  reservedConcurrency: async ({ resolveVariable }) => {
+    const reserve = await param(resolveVariable, 'reserveConcurrency');
+    if (reserve !== 'true' && reserve !== 'false')
+      throw new Error(`param reserveConcurrency must be true or false, got ${JSON.stringify(reserve)}`);
+    const mirror = Number(await param(resolveVariable, 'mirrorReservedConcurrency'));
+    if (!Number.isInteger(mirror) || mirror < 1)
+      throw new Error(`param mirrorReservedConcurrency must be a positive integer, got ${mirror}`);
+    // Checkpoint, snapshot and restore: one at a time. Failover, failback, status: two (a continuation
+    // and an abort or status call; the operation's lease serialises the runs).
+    const counts = { mirror, checkpoint: 1, snapshot: 1, restore: 1, failover: 2, failback: 2, status: 2 };
+    const none = { Ref: 'AWS::NoValue' };
+    return Object.fromEntries(Object.entries(counts).map(([fn, n]) => [fn, reserve === 'true' ? n : none]));
   },
   /** An e-mail subscription to the alarm topic, when an address is given. */
   alarmEmail: async ({ resolveVariable }) => {
@@ -89,6 +271,8 @@ module.exports.state = async ({ resolveVariable }) => {
       });
       resources[id] = {
         Type: 'AWS::DynamoDB::GlobalTable',
+        DeletionPolicy: resources[id].DeletionPolicy,
+        UpdateReplacePolicy: resources[id].UpdateReplacePolicy,
         Properties: {
           TableName: p.TableName,
           BillingMode: p.BillingMode,
@@ -103,6 +287,13 @@ module.exports.state = async ({ resolveVariable }) => {
     }
   }
   if (replicaBucketArn) {
+    // S3 re-encrypts each replica with a customer managed key of the destination region, named by its
+    // ARN; the replication role encrypts with it (https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html).
+    const replicaKmsKeyArn = await param(resolveVariable, 'replicaKmsKeyArn');
+    if (!/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]+$/.test(replicaKmsKeyArn))
+      throw new Error(
+        `param replicaBucketArn needs replicaKmsKeyArn, the ARN of a KMS key in the replica bucket's region (arn:aws:kms:<region>:<account>:key/<id>), got ${JSON.stringify(replicaKmsKeyArn)}`,
+      );
     // The role names the bucket by its name, not Fn::GetAtt: the bucket already refers to the role.
     const name = await resolveVariable('self:custom.names.bucket');
     const arn = (suffix) =>
@@ -121,8 +312,7 @@ module.exports.state = async ({ resolveVariable }) => {
           SourceSelectionCriteria: { SseKmsEncryptedObjects: { Status: 'Enabled' } },
           Destination: {
             Bucket: replicaBucketArn,
-            // Objects are re-encrypted in the destination region with S3's managed key there.
-            EncryptionConfiguration: { ReplicaKmsKeyID: 'alias/aws/s3' },
+            EncryptionConfiguration: { ReplicaKmsKeyID: replicaKmsKeyArn },
           },
         },
       ],
@@ -169,6 +359,12 @@ module.exports.state = async ({ resolveVariable }) => {
                   Effect: 'Allow',
                   Action: ['kms:Decrypt'],
                   Resource: { 'Fn::GetAtt': ['KdrKey', 'Arn'] },
+                },
+                {
+                  Sid: 'EncryptReplicas',
+                  Effect: 'Allow',
+                  Action: ['kms:Encrypt'],
+                  Resource: replicaKmsKeyArn,
                 },
               ],
             },

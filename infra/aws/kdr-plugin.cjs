@@ -1,0 +1,61 @@
+'use strict';
+
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+
+/**
+ * kdr's local Serverless plugin.
+ *
+ * 1. Bundles the handlers (infra/build.ts, esbuild) inside the packaging lifecycle, so that `sls package`
+ *    and `sls deploy` work on a fresh clone without `npm run build` first. A small local hook rather
+ *    than serverless-esbuild: the bundle needs kdr's own settings (CommonJS banner for import.meta.url,
+ *    the zstd WASM binary next to it, a package.json per function) that infra/build.ts already owns and
+ *    the tests build the same way.
+ * 2. Completes the event source mappings where osls cannot: an on-failure destination for Kafka takes
+ *    only a literal ARN there (the queue's is known only once deployed) and MSK takes none.
+ */
+class KdrPlugin {
+  constructor(serverless, options) {
+    this.serverless = serverless;
+    this.options = options;
+    this.hooks = {
+      // `sls package` and `sls deploy` (which packages first).
+      'before:package:createDeploymentArtifacts': () => this.build([]),
+      // `sls deploy function -f <name>` packages one function.
+      'before:package:function:package': () =>
+        this.build(this.options.function ? [this.options.function] : []),
+      'after:package:compileEvents': () => this.completeEventSources(),
+    };
+  }
+
+  build(names) {
+    // Tests that package several variants build once and set this; a deploy never does.
+    if (process.env.KDR_PACKAGE_PREBUILT === '1') return;
+    const root = this.serverless.serviceDir;
+    this.serverless.cli?.log?.(
+      `kdr: bundling ${names.length ? names.join(', ') : 'every function'} (infra/build.ts)`,
+    );
+    // A child process: infra/build.ts is TypeScript, run by tsx as `npm run build` does.
+    execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'infra', 'build.ts'), ...names], {
+      cwd: root,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+  }
+
+  /**
+   * A batch the event source gives up on (its records left the log before they were mirrored) leaves a
+   * record in the dead-letter queue instead of vanishing:
+   * https://docs.aws.amazon.com/lambda/latest/dg/kafka-on-failure.html
+   */
+  completeEventSources() {
+    const resources = this.serverless.service.provider.compiledCloudFormationTemplate.Resources;
+    for (const resource of Object.values(resources)) {
+      if (resource.Type !== 'AWS::Lambda::EventSourceMapping') continue;
+      resource.Properties.DestinationConfig = {
+        OnFailure: { Destination: { 'Fn::GetAtt': ['DeadLetterQueue', 'Arn'] } },
+      };
+    }
+  }
+}
+
+module.exports = KdrPlugin;

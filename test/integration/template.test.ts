@@ -1,0 +1,230 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { checkLambdaRules, RULES } from '../../infra/aws/lambdaRules.ts';
+import { loadStack, type Stack } from '../../infra/aws/stackIam.ts';
+import { buildFunctions } from '../../infra/build.ts';
+import { REPO_ROOT } from '../../infra/local/paths.ts';
+
+/**
+ * The packaged stack of every deployment variant (infra/aws/variants.json), offline and without AWS
+ * credentials, checked for what Lambda itself needs (infra/aws/lambdaRules.ts: dead-letter queues,
+ * event sources, VPC, logs, self-invocation, replication keys, retained state) with an IAM policy
+ * simulator, not by string matching.
+ */
+
+const variants = JSON.parse(readFileSync(path.join(REPO_ROOT, 'infra/aws/variants.json'), 'utf8')) as Record<
+  string,
+  string[]
+>;
+const names = Object.keys(variants).filter((k) => !k.startsWith('_'));
+const templates: Record<string, string> = {};
+
+beforeAll(async () => {
+  await buildFunctions();
+  const root = mkdtempSync(path.join(os.tmpdir(), 'kdr-variants-'));
+  const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
+  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE', 'AWS_SESSION_TOKEN'])
+    delete env[key];
+  for (const name of names) {
+    const dir = path.join(root, name);
+    await execa('npx', ['sls', 'package', '--package', dir, ...variants[name]!.map((p) => `--param=${p}`)], {
+      cwd: REPO_ROOT,
+      env,
+      extendEnv: false,
+    });
+    templates[name] = path.join(dir, 'cloudformation-template-update-stack.json');
+  }
+}, 300_000);
+
+describe.each(names)('variant %s', (name) => {
+  it('gives Lambda everything it needs: zero findings', async () => {
+    const findings = await checkLambdaRules(loadStack(templates[name]!));
+    expect(findings.map((f) => f.message)).toEqual([]);
+  });
+});
+
+/** A copy of a template with one action removed from one statement of one role's (or policy's) document. */
+function without(template: string, holder: string, sid: string, action: string): Stack {
+  const doc = JSON.parse(readFileSync(template, 'utf8'));
+  const props = doc.Resources[holder].Properties;
+  const statements = [
+    ...(props.Policies ?? []).flatMap(
+      (p: { PolicyDocument: { Statement: unknown[] } }) => p.PolicyDocument.Statement,
+    ),
+    ...(props.PolicyDocument?.Statement ?? []),
+  ] as { Sid?: string; Action: string | string[] }[];
+  const statement = statements.find((s) => s.Sid === sid);
+  if (!statement) throw new Error(`no statement ${sid} in ${holder}`);
+  const actions = [statement.Action].flat().filter((a) => a !== action);
+  if (actions.length === [statement.Action].flat().length) throw new Error(`${sid} has no ${action}`);
+  statement.Action = actions.length > 0 ? actions : ['sts:GetCallerIdentity'];
+  const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-mutated-')), 'template.json');
+  writeFileSync(copy, JSON.stringify(doc));
+  return loadStack(copy);
+}
+
+describe('the rules can fail: one permission removed from a copy is named', () => {
+  it.each([
+    [
+      'default',
+      'FailoverRole',
+      'DeadLetters',
+      'sqs:SendMessage',
+      'deadLetterQueues',
+      'FailoverLambdaFunction (role FailoverRole) is not allowed sqs:SendMessage',
+    ],
+    [
+      'default',
+      'FailbackRole',
+      'Key',
+      'kms:GenerateDataKey',
+      'deadLetterQueues',
+      'FailbackLambdaFunction (role FailbackRole) is not allowed kms:GenerateDataKey',
+    ],
+    [
+      'default',
+      'MirrorRole',
+      'DeadLetters',
+      'sqs:SendMessage',
+      'eventSources',
+      'MirrorLambdaFunction (role MirrorRole) is not allowed sqs:SendMessage',
+    ],
+    [
+      'default',
+      'KdrKafkaSecretsPolicy',
+      'KafkaCredentials',
+      'secretsmanager:GetSecretValue',
+      'eventSources',
+      'is not allowed secretsmanager:GetSecretValue',
+    ],
+    [
+      'vpc-two-topics',
+      'MirrorEventSourcePolicy',
+      'EventSourceNetwork',
+      'ec2:DescribeVpcs',
+      'eventSources',
+      'is not allowed ec2:DescribeVpcs',
+    ],
+    [
+      'vpc-two-topics',
+      'KdrVpcAccessPolicy',
+      'FunctionNetworkInterfaces',
+      'ec2:CreateNetworkInterface',
+      'functionBasics',
+      'is not allowed ec2:CreateNetworkInterface',
+    ],
+    [
+      'msk-iam',
+      'MirrorEventSourcePolicy',
+      'EventSourceIamGroups',
+      'kafka-cluster:AlterGroup',
+      'eventSources',
+      'is not allowed kafka-cluster:AlterGroup',
+    ],
+    [
+      'msk-iam',
+      'MirrorEventSourcePolicy',
+      'EventSourceBrokers',
+      'kafka:GetBootstrapBrokers',
+      'eventSources',
+      'is not allowed kafka:GetBootstrapBrokers',
+    ],
+    [
+      'default',
+      'RestoreRole',
+      'ContinueItself',
+      'lambda:InvokeFunction',
+      'selfInvocation',
+      'RestoreLambdaFunction (role RestoreRole) is not allowed lambda:InvokeFunction',
+    ],
+    [
+      'default',
+      'StatusRole',
+      'OwnLogs',
+      'logs:PutLogEvents',
+      'functionBasics',
+      'StatusLambdaFunction (role StatusRole) is not allowed logs:PutLogEvents',
+    ],
+    [
+      'cross-region',
+      'SnapshotReplicationRole',
+      'EncryptReplicas',
+      'kms:Encrypt',
+      'replication',
+      'SnapshotReplicationRole is not allowed kms:Encrypt',
+    ],
+  ])('%s: %s without %s %s', async (variant, holder, sid, action, rule, message) => {
+    const stack = without(templates[variant]!, holder, sid, action);
+    const findings = await RULES[rule]!(stack);
+    expect(findings.map((f) => f.message).join('\n')).toContain(message);
+  });
+
+  it('two event sources sharing a consumer group, a missing RecursiveLoop and async retries are named', async () => {
+    const doc = JSON.parse(readFileSync(templates['vpc-two-topics']!, 'utf8'));
+    const mappings = Object.values(doc.Resources).filter(
+      (r) => (r as { Type: string }).Type === 'AWS::Lambda::EventSourceMapping',
+    ) as { Properties: { SelfManagedKafkaEventSourceConfig: { ConsumerGroupId: string } } }[];
+    expect(mappings.length).toBe(2);
+    mappings[1]!.Properties.SelfManagedKafkaEventSourceConfig.ConsumerGroupId =
+      mappings[0]!.Properties.SelfManagedKafkaEventSourceConfig.ConsumerGroupId;
+    delete doc.Resources.FailoverLambdaFunction.Properties.RecursiveLoop;
+    delete doc.Resources.FailbackLambdaEvConf.Properties.MaximumRetryAttempts;
+    delete doc.Resources.OffsetTable.DeletionPolicy;
+    const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-mutated-')), 'template.json');
+    writeFileSync(copy, JSON.stringify(doc));
+    const messages = (await checkLambdaRules(loadStack(copy))).map((f) => f.message).join('\n');
+    expect(messages).toContain('share consumer group kdr-mirror-primary-standby-lambda-orders');
+    expect(messages).toContain('FailoverLambdaFunction invokes itself but RecursiveLoop is unset');
+    expect(messages).toContain('FailbackLambdaFunction would be retried by Lambda');
+    expect(messages).toContain('OffsetTable is not kept on stack deletion');
+  });
+});
+
+describe('deployment settings in the packaged template', () => {
+  it('each topic has its own event source group, distinct from the container mirror group', () => {
+    const stack = loadStack(templates['vpc-two-topics']!);
+    const groups = Object.values(stack.resources)
+      .filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping')
+      .map(
+        (r) =>
+          (r.Properties as { SelfManagedKafkaEventSourceConfig: { ConsumerGroupId: string } })
+            .SelfManagedKafkaEventSourceConfig.ConsumerGroupId,
+      )
+      .sort();
+    expect(groups).toEqual([
+      'kdr-mirror-primary-standby-lambda-orders',
+      'kdr-mirror-primary-standby-lambda-payments',
+    ]);
+    const env = (
+      stack.resources.CheckpointLambdaFunction!.Properties as {
+        Environment: { Variables: Record<string, string> };
+      }
+    ).Environment.Variables;
+    expect(env.KDR_MIRROR_GROUP_ID).toBe('kdr-mirror-primary-standby-lambda');
+  });
+
+  it('reserves no concurrency by default (a new account has none to spare); reserveConcurrency=true does', () => {
+    const reserved = (name: string) =>
+      Object.values(loadStack(templates[name]!).resources)
+        .filter((r) => r.Type === 'AWS::Lambda::Function')
+        .map((r) => (r.Properties as { ReservedConcurrentExecutions?: number }).ReservedConcurrentExecutions);
+    expect(reserved('default').every((n) => n === undefined)).toBe(true);
+    expect(reserved('vpc-two-topics').reduce((a, n) => (a ?? 0) + (n ?? 0), 0)).toBe(59);
+  });
+
+  it('no SASL at all: kdr clients get no secret and no mechanism, and no role reads a secret', () => {
+    const stack = loadStack(templates.unauthenticated!);
+    const env = (
+      stack.resources.MirrorLambdaFunction!.Properties as {
+        Environment: { Variables: Record<string, string> };
+      }
+    ).Environment.Variables;
+    expect(env.KDR_PRIMARY_SASL_SECRET_ARN).toBe('');
+    expect(env.KDR_PRIMARY_SASL_MECHANISM).toBe('');
+    expect(stack.resources.KdrKafkaSecretsPolicy).toBeUndefined();
+    expect(env.KDR_RESTORE_ALLOWED_BROKERS).toBe('dr-1.example.internal:9096');
+  });
+});
