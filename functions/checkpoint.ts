@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
 import { createLogger } from '../src/logger.ts';
@@ -13,7 +14,7 @@ const logger = createLogger(config.logLevel, { function: 'checkpoint', pair: con
 const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
-export async function handler() {
+async function handle() {
   runtime ??= createRuntime(await credentials(), logger);
   const result = await runCheckpoint(
     { ...checkpointDeps(runtime), counterpartMap: runtime.counterpartMap },
@@ -48,3 +49,6 @@ export async function handler() {
     warnings: result.warnings,
   };
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the checkpoint function's role. */
+export const handler = inFunction('checkpoint', handle);

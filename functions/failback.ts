@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { failbackRequestSchema, parseRequest } from '../src/events/operations.ts';
 import { inAws, invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
@@ -16,7 +17,7 @@ const config = loadConfig();
 const logger = createLogger(config.logLevel, { function: 'failback', pair: config.pair });
 const credentials = lambdaCredentials(config);
 
-export async function handler(
+async function handle(
   event: unknown,
   context?: { awsRequestId?: string; getRemainingTimeInMillis?: () => number },
 ) {
@@ -48,3 +49,6 @@ export async function handler(
     await runtime.close();
   }
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the failback function's role. */
+export const handler = inFunction('failback', handle);

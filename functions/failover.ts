@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { failoverRequestSchema, parseRequest } from '../src/events/operations.ts';
 import { inAws, invocationBudget, invokeSelf, lambdaCredentials } from '../src/lambda.ts';
@@ -20,7 +21,7 @@ const logger = createLogger(config.logLevel, { function: 'failover', pair: confi
 const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
-export async function handler(
+async function handle(
   event: unknown,
   context?: { awsRequestId?: string; getRemainingTimeInMillis?: () => number },
 ) {
@@ -62,3 +63,6 @@ export async function handler(
     runtime = undefined;
   }
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the failover function's role. */
+export const handler = inFunction('failover', handle);

@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { parseKafkaEvent } from '../src/events/kafkaEvent.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
@@ -17,7 +18,7 @@ const logger = createLogger(config.logLevel, { function: 'mirror', pair: config.
 const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
-export async function handler(event: unknown) {
+async function handle(event: unknown) {
   const batches = parseKafkaEvent(event);
   runtime ??= createRuntime(await credentials(), logger);
   const result = await mirrorEvent(runtime, batches, {
@@ -55,3 +56,6 @@ export async function handler(event: unknown) {
     skippedTopics: result.skippedTopics,
   };
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the mirror function's role. */
+export const handler = inFunction('mirror', handle);

@@ -1,4 +1,5 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { inFunction, recordAwsCalls } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { parseRequest } from '../src/events/operations.ts';
 import { restoreRequestSchema } from '../src/events/restoreRequest.ts';
@@ -21,7 +22,7 @@ const credentials = lambdaCredentials(config);
 /** Time kept in hand to save progress, re-invoke and return. */
 const MARGIN_MS = 15_000;
 
-export async function handler(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
+async function handle(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
   const request = parseRequest(restoreRequestSchema, event, config.pair, 'restore');
   checkRestoreTargetAllowed(config, request.target);
   const { deps, close } = restoreDeps(await credentials(), logger, request.target);
@@ -40,7 +41,7 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
           ...(result.verifiedSegments !== undefined ? { verifiedSegments: result.verifiedSegments } : {}),
           ...(result.verification !== undefined ? { verification: result.verification } : {}),
         };
-        const lambda = new LambdaClient({ region: config.aws.region });
+        const lambda = recordAwsCalls(new LambdaClient({ region: config.aws.region }));
         try {
           await lambda.send(
             new InvokeCommand({
@@ -69,3 +70,6 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
     await close();
   }
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the restore function's role. */
+export const handler = inFunction('restore', handle);

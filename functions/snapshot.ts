@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { EventError } from '../src/errors.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
@@ -20,7 +21,7 @@ let runtime: Runtime | undefined;
 /** Time kept in hand to save progress and return. */
 const MARGIN_MS = 10_000;
 
-export async function handler(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
+async function handle(event: unknown, context?: { getRemainingTimeInMillis?: () => number }) {
   const requested = (event as { cluster?: unknown } | null)?.cluster;
   if (requested !== undefined && requested !== 'primary' && requested !== 'standby') {
     throw new EventError(
@@ -65,3 +66,6 @@ export async function handler(event: unknown, context?: { getRemainingTimeInMill
     );
   return result;
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the snapshot function's role. */
+export const handler = inFunction('snapshot', handle);

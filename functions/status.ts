@@ -1,3 +1,4 @@
+import { inFunction } from '../src/adapters/aws/callLog.ts';
 import { loadConfig } from '../src/config.ts';
 import { emptyRequestSchema, parseRequest } from '../src/events/operations.ts';
 import { lambdaCredentials } from '../src/lambda.ts';
@@ -15,8 +16,11 @@ const logger = createLogger(config.logLevel, { function: 'status', pair: config.
 const credentials = lambdaCredentials(config);
 let runtime: Runtime | undefined;
 
-export async function handler(event: unknown) {
+async function handle(event: unknown) {
   parseRequest(emptyRequestSchema, event, config.pair, 'status');
   runtime ??= createRuntime(await credentials(), logger);
   return pairStatus(runtime);
 }
+
+/** The Lambda entry point: the AWS calls it makes are attributed to the status function's role. */
+export const handler = inFunction('status', handle);

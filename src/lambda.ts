@@ -1,4 +1,5 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { recordAwsCalls } from './adapters/aws/callLog.ts';
 import { SecretsManagerSource } from './adapters/aws/secretsManager.ts';
 import type { KdrConfig } from './config.ts';
 import { credentialsOnce } from './secrets.ts';
@@ -47,7 +48,7 @@ export function inAws(): boolean {
 export async function invokeSelf(region: string, payload: unknown): Promise<boolean> {
   if (!inAws()) return false;
   const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME!;
-  const lambda = new LambdaClient({ region });
+  const lambda = recordAwsCalls(new LambdaClient({ region }));
   try {
     await lambda.send(
       new InvokeCommand({

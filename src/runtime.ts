@@ -1,4 +1,5 @@
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import { recordAwsCalls } from './adapters/aws/callLog.ts';
 import { createAwsClients, destroyAwsClients } from './adapters/aws/clients.ts';
 import { EventSourceSwitch } from './adapters/aws/eventSources.ts';
 import { DynamoDBOffsetMapStore } from './adapters/dynamodb/offsetMapStore.ts';
@@ -147,7 +148,10 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
     selectGroup: topicSelector(config.groups),
     /** Stops (or starts) the Lambda event sources feeding the mirror; a no-op outside AWS. */
     mirrorSwitch: config.mirrorFunctionName
-      ? new EventSourceSwitch(new LambdaClient({ region: config.aws.region }), config.mirrorFunctionName)
+      ? new EventSourceSwitch(
+          recordAwsCalls(new LambdaClient({ region: config.aws.region })),
+          config.mirrorFunctionName,
+        )
       : undefined,
     async close(): Promise<void> {
       await engine.close();

@@ -214,7 +214,23 @@ const functionBasics: Check = async (stack) => {
       FunctionName: string;
       KmsKeyArn?: string;
       VpcConfig?: { SubnetIds?: string[] };
+      Environment?: { Variables?: Record<string, string> };
     }>(r);
+    // The SASL credentials kdr's own clients read (src/lambda.ts, at the first invocation).
+    for (const name of ['KDR_PRIMARY_SASL_SECRET_ARN', 'KDR_STANDBY_SASL_SECRET_ARN']) {
+      const arn = p.Environment?.Variables?.[name];
+      if (arn)
+        findings.push(
+          ...(await requireAllowed(
+            stack,
+            'client-secret',
+            fn,
+            'secretsmanager:GetSecretValue',
+            arn,
+            `${name} names it`,
+          )),
+        );
+    }
     const logGroup = `arn:aws:logs:${stack.region}:${stack.accountId}:log-group:/aws/lambda/${p.FunctionName}:log-stream:x`;
     for (const action of ['logs:CreateLogStream', 'logs:PutLogEvents'])
       findings.push(...(await requireAllowed(stack, 'logs', fn, action, logGroup, DOCS.logs)));

@@ -264,7 +264,7 @@ export async function evaluate(
         action,
         principal: `arn:${PARTITION}:iam::${stack.accountId}:role/${roleId}`,
         resource: {
-          accountId: target === '*' ? stack.accountId : (target.split(':')[4] ?? stack.accountId),
+          accountId: target === '*' ? stack.accountId : target.split(':')[4] || stack.accountId,
           resource: target,
         },
         contextVariables: context,

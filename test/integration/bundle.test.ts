@@ -51,7 +51,8 @@ async function invoke(name: string, event: unknown, env: Record<string, string> 
     timeout: 120_000,
     env: {
       PATH: process.env.PATH,
-      AWS_LAMBDA_FUNCTION_NAME: name,
+      // The deployed name (stage local): a continuation invokes exactly this function.
+      AWS_LAMBDA_FUNCTION_NAME: `kdr-local-${name}`,
       AWS_REGION: config.aws.region,
       AWS_ENDPOINT_URL: config.aws.endpoint!,
       AWS_ACCESS_KEY_ID: 'testing',

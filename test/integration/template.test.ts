@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { deniedCalls } from '../../infra/aws/awsCalls.ts';
 import { checkLambdaRules, RULES } from '../../infra/aws/lambdaRules.ts';
-import { loadStack, type Stack } from '../../infra/aws/stackIam.ts';
+import { functionRoles, loadStack, type Stack } from '../../infra/aws/stackIam.ts';
 import { buildFunctions } from '../../infra/build.ts';
 import { REPO_ROOT } from '../../infra/local/paths.ts';
 
@@ -37,6 +38,14 @@ beforeAll(async () => {
     });
     templates[name] = path.join(dir, 'cloudformation-template-update-stack.json');
   }
+  // Stage local: the lab's names, which the suite's recorded calls are evaluated against.
+  const local = path.join(root, 'local');
+  await execa('npx', ['sls', 'package', '--stage', 'local', '--package', local], {
+    cwd: REPO_ROOT,
+    env,
+    extendEnv: false,
+  });
+  templates.local = path.join(local, 'cloudformation-template-update-stack.json');
 }, 300_000);
 
 describe.each(names)('variant %s', (name) => {
@@ -226,5 +235,60 @@ describe('deployment settings in the packaged template', () => {
     expect(env.KDR_PRIMARY_SASL_MECHANISM).toBe('');
     expect(stack.resources.KdrKafkaSecretsPolicy).toBeUndefined();
     expect(env.KDR_RESTORE_ALLOWED_BROKERS).toBe('dr-1.example.internal:9096');
+  });
+});
+
+describe("the suite's recorded calls are evaluated against the roles (test/helpers/globalSetup.ts)", () => {
+  const calls = [
+    {
+      function: 'failover',
+      client: 'DynamoDBClient',
+      command: 'TransactWriteItemsCommand',
+      input: { TransactItems: [{ Put: 'kdr-local-state' }, { ConditionCheck: 'kdr-local-state' }] },
+    },
+    {
+      function: 'snapshot',
+      client: 'S3Client',
+      command: 'PutObjectCommand',
+      input: { Bucket: 'kdr-local', Key: 'snapshots/x' },
+    },
+    {
+      function: 'failback',
+      client: 'S3Client',
+      command: 'PutObjectCommand',
+      input: { Bucket: 'kdr-local', Key: 'snapshots/x' },
+    },
+    {
+      function: null,
+      client: 'S3Client',
+      command: 'DeleteObjectsCommand',
+      input: { Bucket: 'kdr-local', DeleteKeys: ['a'] },
+    },
+  ];
+  const roleOf = (stack: Stack) => (fn: string) =>
+    functionRoles(stack)[`${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`];
+
+  it('allows what the roles grant, denies what they do not, and skips calls made outside a function', async () => {
+    const stack = loadStack(templates.local!, '123456789012');
+    const { denied, evaluated } = await deniedCalls(calls, stack, roleOf(stack));
+    // failover: PutItem + ConditionCheckItem; snapshot: PutObject + GenerateDataKey; failback: the same two.
+    expect(evaluated).toBe(6);
+    // Failback may write only under failback/: a snapshot key is refused.
+    expect(denied.map((d) => `${d.function} ${d.action} ${d.resource}`)).toEqual([
+      'failback s3:PutObject arn:aws:s3:::kdr-local/snapshots/x',
+    ]);
+  });
+
+  it('names the function, action and resource once a permission is removed from a copy', async () => {
+    const stack = without(
+      templates.local!,
+      'FailoverRole',
+      'ControlStateAndCheckpoints',
+      'dynamodb:ConditionCheckItem',
+    );
+    const { denied } = await deniedCalls(calls.slice(0, 1), stack, roleOf(stack));
+    expect(denied.map((d) => `${d.function} (role ${d.role}) ${d.action} ${d.resource}`)).toEqual([
+      'failover (role FailoverRole) dynamodb:ConditionCheckItem arn:aws:dynamodb:us-east-1:000000000000:table/kdr-local-state',
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { KdrConfig } from '../../config.ts';
+import { recordAwsCalls } from './callLog.ts';
 
 export interface AwsClients {
   dynamodb: DynamoDBClient;
@@ -17,9 +18,9 @@ export function createAwsClients(config: Pick<KdrConfig, 'aws'>): AwsClients {
     maxAttempts: 5,
   };
   return {
-    dynamodb: new DynamoDBClient(common),
+    dynamodb: recordAwsCalls(new DynamoDBClient(common)),
     // An endpoint on 127.0.0.1 cannot take bucket names as subdomains.
-    s3: new S3Client({ ...common, forcePathStyle: Boolean(config.aws.endpoint) }),
+    s3: recordAwsCalls(new S3Client({ ...common, forcePathStyle: Boolean(config.aws.endpoint) })),
   };
 }
 

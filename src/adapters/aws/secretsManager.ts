@@ -2,6 +2,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import type { KdrConfig } from '../../config.ts';
 import { ConfigError, StoreError } from '../../errors.ts';
 import type { SecretSource } from '../../ports/secrets.ts';
+import { recordAwsCalls } from './callLog.ts';
 
 /** Secrets Manager (moto in the lab): the SASL credentials of the clusters. */
 export class SecretsManagerSource implements SecretSource {
@@ -9,12 +10,14 @@ export class SecretsManagerSource implements SecretSource {
 
   static fromConfig(config: Pick<KdrConfig, 'aws'>): SecretsManagerSource {
     return new SecretsManagerSource(
-      new SecretsManagerClient({
-        region: config.aws.region,
-        ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),
-        ...(config.aws.credentials ? { credentials: config.aws.credentials } : {}),
-        maxAttempts: 5,
-      }),
+      recordAwsCalls(
+        new SecretsManagerClient({
+          region: config.aws.region,
+          ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),
+          ...(config.aws.credentials ? { credentials: config.aws.credentials } : {}),
+          maxAttempts: 5,
+        }),
+      ),
     );
   }
 
