@@ -25,7 +25,25 @@ class KdrPlugin {
       'before:package:function:package': () =>
         this.build(this.options.function ? [this.options.function] : []),
       'after:package:compileEvents': () => this.completeEventSources(),
+      'before:package:finalize': () => this.dropImpliedDependencies(),
     };
+  }
+
+  /**
+   * osls writes an explicit DependsOn on each function's role next to the Fn::GetAtt of the same role.
+   * CloudFormation already orders a resource after what it references, and template validators (cfn-lint
+   * W3005, moto's create-stack) reject the duplicate; keep only dependencies nothing references.
+   */
+  dropImpliedDependencies() {
+    const resources = this.serverless.service.provider.compiledCloudFormationTemplate.Resources;
+    for (const resource of Object.values(resources)) {
+      if (!resource.DependsOn) continue;
+      const referenced = new Set();
+      collectReferences(resource.Properties, referenced);
+      const kept = [resource.DependsOn].flat().filter((id) => !referenced.has(id));
+      if (kept.length === 0) delete resource.DependsOn;
+      else resource.DependsOn = kept;
+    }
   }
 
   build(names) {
@@ -55,6 +73,24 @@ class KdrPlugin {
         OnFailure: { Destination: { 'Fn::GetAtt': ['DeadLetterQueue', 'Arn'] } },
       };
     }
+  }
+}
+
+/** The logical ids a value refers to through Ref, Fn::GetAtt or Fn::Sub. */
+function collectReferences(value, into) {
+  if (Array.isArray(value)) {
+    for (const v of value) collectReferences(v, into);
+    return;
+  }
+  if (!value || typeof value !== 'object') return;
+  for (const [key, v] of Object.entries(value)) {
+    if (key === 'Ref' && typeof v === 'string') into.add(v);
+    else if (key === 'Fn::GetAtt') into.add(Array.isArray(v) ? v[0] : String(v).split('.')[0]);
+    else if (key === 'Fn::Sub') {
+      const text = Array.isArray(v) ? v[0] : v;
+      for (const m of String(text).matchAll(/\$\{([A-Za-z0-9]+)[.}]/g)) into.add(m[1]);
+      if (Array.isArray(v)) collectReferences(v[1], into);
+    } else collectReferences(v, into);
   }
 }
 
