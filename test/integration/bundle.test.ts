@@ -60,6 +60,8 @@ async function invoke(name: string, event: unknown, env: Record<string, string> 
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       KDR_PRIMARY_BROKERS: config.primary.brokers.join(','),
       KDR_STANDBY_BROKERS: config.standby.brokers.join(','),
+      // The packaged functions' AWS calls count in the suite's IAM check too.
+      ...(process.env.KDR_AWS_CALL_LOG ? { KDR_AWS_CALL_LOG: process.env.KDR_AWS_CALL_LOG } : {}),
       ...env,
     },
     extendEnv: false,
@@ -131,6 +133,7 @@ describe('the packaged stack with cross-region state', () => {
         packaged,
         '--param=replicaRegions=eu-central-1,us-west-2',
         '--param=replicaBucketArn=arn:aws:s3:::kdr-dr-replica',
+        '--param=replicaKmsKeyArn=arn:aws:kms:us-west-2:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
       ],
       { cwd: REPO_ROOT, env, extendEnv: false },
     );
@@ -149,6 +152,10 @@ describe('the packaged stack with cross-region state', () => {
     expect(t.Resources.OffsetTable.Properties.GlobalSecondaryIndexes[0].IndexName).toBe('byStandbyOffset');
     const rule = t.Resources.SnapshotBucket.Properties.ReplicationConfiguration.Rules[0];
     expect(rule.Destination.Bucket).toBe('arn:aws:s3:::kdr-dr-replica');
+    // Replicas are encrypted with the key named for the destination region, not a bare alias.
+    expect(rule.Destination.EncryptionConfiguration.ReplicaKmsKeyID).toBe(
+      'arn:aws:kms:us-west-2:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
+    );
     expect(t.Resources.SnapshotReplicationRole.Type).toBe('AWS::IAM::Role');
   });
 });

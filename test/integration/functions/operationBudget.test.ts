@@ -1,5 +1,5 @@
 import { afterAll, expect, it } from 'vitest';
-import { createTopics, kafkaFor, uniqueName } from '../../helpers/lab.ts';
+import { commitGroupOffsets, createTopics, kafkaFor, uniqueName } from '../../helpers/lab.ts';
 import { copiesOn, describeGroup } from '../../helpers/operations.ts';
 
 /**
@@ -62,6 +62,8 @@ it('failover and failback functions clamp a timeout longer than their own, and r
   const { handler: failback } = (await import('../../../functions/failback.ts')) as { handler: Handler };
   await createTopics('primary', [{ topic, numPartitions: 1 }]);
   await produce('primary', 'p');
+  // An application group that had read 700 records: it must land exactly, through both operations.
+  await commitGroupOffsets('primary', group, topic, [700]);
 
   const over = await untilDone(failover, { mode: 'planned', timeoutSeconds: 900 });
   expect(over[0].status).toBe('in-progress');
@@ -80,6 +82,9 @@ it('failover and failback functions clamp a timeout longer than their own, and r
   });
   const forward = await copiesOn('standby', topic, 0);
   expect(forward.map((c) => c.src)).toEqual(Array.from({ length: RECORDS }, (_, i) => i));
+  // Kafka's own tool: the group's next record on the standby is the copy of primary offset 700.
+  const copyOf700 = forward.find((c) => c.src === 700)!.offset;
+  expect((await describeGroup('standby', group, topic)).get(0)).toBe(copyOf700);
 
   await produce('standby', 's');
   const back = await untilDone(failback, { timeoutSeconds: 900 });
@@ -90,5 +95,6 @@ it('failover and failback functions clamp a timeout longer than their own, and r
   const onPrimary = await copiesOn('primary', topic, 0);
   const originals = (await copiesOn('standby', topic, 0)).filter((c) => c.src === null).map((c) => c.offset);
   expect(onPrimary.filter((c) => c.src !== null).map((c) => c.src)).toEqual(originals);
-  expect(await describeGroup('primary', group, topic)).toBeDefined();
+  // Back on the primary, the group is where it was before the failover: its next record is offset 700.
+  expect((await describeGroup('primary', group, topic)).get(0)).toBe(700);
 });
