@@ -41,7 +41,7 @@ export async function checkRecordedCalls(logPath: string, accountId = '123456789
     result.byFunction,
   )
     .map(([f, n]) => `${f} ${n}`)
-    .join(', ')}), ${result.denied.length} denied`;
+    .join(', ')}), ${result.denied.length} denied (${logPath}.report.json)`;
   if (result.denied.length > 0)
     throw new Error(
       `${summary}:\n${result.denied.map((d) => `  ${d.function} (role ${d.role}) is not allowed ${d.action} on ${d.resource} (${d.call}; ${d.detail})`).join('\n')}`,

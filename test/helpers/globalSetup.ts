@@ -19,7 +19,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.env.KDR_AWS_CALL_LOG = callLog;
   return async () => {
     try {
-      process.stderr.write(`${await checkRecordedCalls(callLog)} (${callLog}.report.json)\n`);
+      process.stderr.write(`${await checkRecordedCalls(callLog)}\n`);
     } finally {
       if (!wasUp) await lab.down();
     }
