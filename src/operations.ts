@@ -62,8 +62,9 @@ export function failoverDeps(rt: Runtime, owner?: string): FailoverDeps {
 }
 
 /**
- * Drills: `KDR_DRILL_HOLD_PHASE=<phase>` makes a failover, failback or restore stop (for ever) when that
- * phase begins, after it was persisted, so a test can kill the process exactly there.
+ * Drills: `KDR_DRILL_HOLD_PHASE=<phase>` (or `after:<phase>`) makes a failover or failback stop (for ever) when
+ * that phase begins, after it was persisted, so a test can kill the process exactly there. Restore is not
+ * wired to it: its kill drill (restoreResume.test) fires on the phase's log line.
  */
 const HOLD_PHASE = process.env.KDR_DRILL_HOLD_PHASE;
 export async function drillHold(phase: string): Promise<void> {
