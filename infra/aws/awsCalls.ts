@@ -39,6 +39,14 @@ function bucketKey(stack: Stack, bucket: string): string | undefined {
   return undefined;
 }
 
+/** The function the stack's event source mappings invoke (kdr has one: the mirror). */
+function mappedFunction(stack: Stack): string {
+  const mapping = Object.values(stack.resources).find((r) => r.Type === 'AWS::Lambda::EventSourceMapping');
+  const target = (mapping?.Properties as { FunctionName?: string } | undefined)?.FunctionName;
+  const mirror = stack.resources.MirrorLambdaFunction?.Properties as { FunctionName?: string } | undefined;
+  return target ?? mirror?.FunctionName ?? 'unknown-function';
+}
+
 /** What IAM authorizes for one recorded call (several requests for batches, transactions and KMS). */
 export function iamRequestsOf(call: RecordedCall, stack: Stack): IamRequest[] {
   const { accountId: a, region: r } = stack;
@@ -105,7 +113,8 @@ export function iamRequestsOf(call: RecordedCall, stack: Stack): IamRequest[] {
       }
     }
     case 'LambdaClient': {
-      const fn = input.FunctionName as string;
+      // UpdateEventSourceMapping names only the mapping: its function is the one the stack's mappings feed.
+      const fn = (input.FunctionName as string | undefined) ?? mappedFunction(stack);
       const arn = fn.startsWith('arn:') ? fn : `arn:aws:lambda:${r}:${a}:function:${fn}`;
       if (command === 'Invoke') return [{ action: 'lambda:InvokeFunction', resource: arn }];
       if (command === 'ListEventSourceMappings')

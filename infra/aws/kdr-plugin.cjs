@@ -11,8 +11,7 @@ const path = require('node:path');
  *    than serverless-esbuild: the bundle needs kdr's own settings (CommonJS banner for import.meta.url,
  *    the zstd WASM binary next to it, a package.json per function) that infra/build.ts already owns and
  *    the tests build the same way.
- * 2. Completes the event source mappings where osls cannot: an on-failure destination for Kafka takes
- *    only a literal ARN there (the queue's is known only once deployed) and MSK takes none.
+ * 2. Drops the DependsOn osls duplicates next to a Fn::GetAtt of the same resource.
  */
 class KdrPlugin {
   constructor(serverless, options) {
@@ -24,7 +23,6 @@ class KdrPlugin {
       // `sls deploy function -f <name>` packages one function.
       'before:package:function:package': () =>
         this.build(this.options.function ? [this.options.function] : []),
-      'after:package:compileEvents': () => this.completeEventSources(),
       'before:package:finalize': () => this.dropImpliedDependencies(),
     };
   }
@@ -58,21 +56,6 @@ class KdrPlugin {
       cwd: root,
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-  }
-
-  /**
-   * A batch the event source gives up on (its records left the log before they were mirrored) leaves a
-   * record in the dead-letter queue instead of vanishing:
-   * https://docs.aws.amazon.com/lambda/latest/dg/kafka-on-failure.html
-   */
-  completeEventSources() {
-    const resources = this.serverless.service.provider.compiledCloudFormationTemplate.Resources;
-    for (const resource of Object.values(resources)) {
-      if (resource.Type !== 'AWS::Lambda::EventSourceMapping') continue;
-      resource.Properties.DestinationConfig = {
-        OnFailure: { Destination: { 'Fn::GetAtt': ['DeadLetterQueue', 'Arn'] } },
-      };
-    }
   }
 }
 

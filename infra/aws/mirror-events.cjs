@@ -21,9 +21,10 @@ const MSK_AUTH = ['saslScram512', 'iam', 'none'];
  */
 function consumerGroupIdOf(prefix, topic) {
   const id = `${prefix}-${topic}`;
-  if (id.length > 200 || !/^[a-zA-Z0-9\-/*:_+=.@]+$/.test(id))
+  // Letters, digits, . _ -: what AWS allows for the group id and what kdr's KDR_MIRROR_GROUP_ID takes.
+  if (id.length > 200 || !/^[A-Za-z0-9._-]+$/.test(prefix) || !/^[A-Za-z0-9._-]+$/.test(id))
     throw new Error(
-      `param mirrorConsumerGroupId gives the consumer group id ${JSON.stringify(id)} for topic ${topic}: expected at most 200 characters of [a-zA-Z0-9-/*:_+=.@]`,
+      `param mirrorConsumerGroupId gives the consumer group id ${JSON.stringify(id)} for topic ${topic}: expected at most 200 characters of letters, digits, '.', '_', '-'`,
     );
   return id;
 }

@@ -117,6 +117,10 @@ async function deploymentPolicyDocuments(resolveVariable) {
   }
   const secrets = await kafkaSecretArns(get);
   const secretKeys = list(await get('secretsKmsKeyArns'));
+  if (msk && (await get('mskAuthType')) === 'saslScram512' && secretKeys.length === 0)
+    throw new Error(
+      'param mskAuthType=saslScram512 needs secretsKmsKeyArns: MSK takes SCRAM secrets only under a customer managed KMS key, which the roles must be allowed to decrypt with',
+    );
   if (secrets.length > 0) {
     documents.KdrKafkaSecretsPolicy = {
       description:
@@ -164,13 +168,36 @@ module.exports = {
     };
     const primary = await arn('primarySaslSecretArn');
     const standby = await arn('standbySecretArn');
+    const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
+    const authType = await param(resolveVariable, msk ? 'mskAuthType' : 'primaryAuthType');
+    const sharesEventSourceSecret = primary === (await param(resolveVariable, 'primarySecretArn'));
+    // kdr's own clients speak SASL (or nothing): they cannot present the event source's certificate.
+    if (authType === 'clientCertificateTlsAuth' && sharesEventSourceSecret)
+      throw new Error(
+        "param primaryAuthType=clientCertificateTlsAuth: kdr's own clients cannot use mTLS; give them SASL credentials (primarySaslSecretArn, primarySaslMechanism) or primarySaslSecretArn=none",
+      );
+    const derived = {
+      saslScram512Auth: 'scram-sha-512',
+      saslScram256Auth: 'scram-sha-256',
+      saslPlainAuth: 'plain',
+      saslScram512: 'scram-sha-512',
+    };
+    const primaryMechanism = async () => {
+      const given = await arn('primarySaslMechanism');
+      if (given !== 'auto') return given;
+      const mechanism = derived[authType];
+      if (!mechanism)
+        throw new Error(
+          `param primarySaslMechanism=auto cannot follow ${msk ? 'mskAuthType' : 'primaryAuthType'}=${authType}: set it (scram-sha-512, scram-sha-256 or plain)`,
+        );
+      return mechanism;
+    };
     // No secret, no mechanism: kdr refuses a SASL mechanism without credentials.
-    const mechanism = async (name, secret) => (secret ? arn(name) : '');
     return {
       primary,
       standby,
-      primaryMechanism: await mechanism('primarySaslMechanism', primary),
-      standbyMechanism: await mechanism('standbySaslMechanism', standby),
+      primaryMechanism: primary ? await primaryMechanism() : '',
+      standbyMechanism: standby ? await arn('standbySaslMechanism') : '',
     };
   },
   /** provider.vpc: the functions run in the brokers' VPC when subnets are given. */

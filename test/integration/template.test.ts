@@ -95,14 +95,6 @@ describe('the rules can fail: one permission removed from a copy is named', () =
     ],
     [
       'default',
-      'MirrorRole',
-      'DeadLetters',
-      'sqs:SendMessage',
-      'eventSources',
-      'MirrorLambdaFunction (role MirrorRole) is not allowed sqs:SendMessage',
-    ],
-    [
-      'default',
       'KdrKafkaSecretsPolicy',
       'KafkaCredentials',
       'secretsmanager:GetSecretValue',
@@ -179,13 +171,19 @@ describe('the rules can fail: one permission removed from a copy is named', () =
     expect(mappings.length).toBe(2);
     mappings[1]!.Properties.SelfManagedKafkaEventSourceConfig.ConsumerGroupId =
       mappings[0]!.Properties.SelfManagedKafkaEventSourceConfig.ConsumerGroupId;
+    (mappings[0] as { Properties: Record<string, unknown> }).Properties.DestinationConfig = {
+      OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:somewhere' },
+    };
     delete doc.Resources.FailoverLambdaFunction.Properties.RecursiveLoop;
     delete doc.Resources.FailbackLambdaEvConf.Properties.MaximumRetryAttempts;
     delete doc.Resources.OffsetTable.DeletionPolicy;
     const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-mutated-')), 'template.json');
     writeFileSync(copy, JSON.stringify(doc));
     const messages = (await checkLambdaRules(loadStack(copy))).map((f) => f.message).join('\n');
-    expect(messages).toContain('share consumer group kdr-mirror-primary-standby-lambda-orders');
+    expect(messages).toContain('share consumer group kdr-mirror-primary-standby-dev-orders');
+    expect(messages).toContain(
+      'has an on-failure destination: Lambda would then retry a failing batch at most 10 times',
+    );
     expect(messages).toContain('FailoverLambdaFunction invokes itself but RecursiveLoop is unset');
     expect(messages).toContain('FailbackLambdaFunction would be retried by Lambda');
     expect(messages).toContain('OffsetTable is not kept on stack deletion');
@@ -204,15 +202,17 @@ describe('deployment settings in the packaged template', () => {
       )
       .sort();
     expect(groups).toEqual([
-      'kdr-mirror-primary-standby-lambda-orders',
-      'kdr-mirror-primary-standby-lambda-payments',
+      'kdr-mirror-primary-standby-dev-orders',
+      'kdr-mirror-primary-standby-dev-payments',
     ]);
     const env = (
       stack.resources.CheckpointLambdaFunction!.Properties as {
         Environment: { Variables: Record<string, string> };
       }
     ).Environment.Variables;
-    expect(env.KDR_MIRROR_GROUP_ID).toBe('kdr-mirror-primary-standby-lambda');
+    expect(env.KDR_MIRROR_GROUP_ID).toBe('kdr-mirror-primary-standby-dev');
+    // kdr's clients take the mechanism of the event source's authentication (primarySaslMechanism=auto).
+    expect(env.KDR_PRIMARY_SASL_MECHANISM).toBe('scram-sha-512');
   });
 
   it('reserves no concurrency by default (a new account has none to spare); reserveConcurrency=true does', () => {
@@ -290,5 +290,55 @@ describe("the suite's recorded calls are evaluated against the roles (test/helpe
     expect(denied.map((d) => `${d.function} (role ${d.role}) ${d.action} ${d.resource}`)).toEqual([
       'failover (role FailoverRole) dynamodb:ConditionCheckItem arn:aws:dynamodb:us-east-1:000000000000:table/kdr-local-state',
     ]);
+  });
+});
+
+describe('deployment settings refused at package time', () => {
+  const refusals: [string[], string][] = [
+    [
+      ['primaryAuthType=clientCertificateTlsAuth'],
+      "param primaryAuthType=clientCertificateTlsAuth: kdr's own clients cannot use mTLS",
+    ],
+    [
+      ['sourceType=msk', 'mskAuthType=saslScram512'],
+      'param mskAuthType=saslScram512 needs secretsKmsKeyArns',
+    ],
+    [['mirrorConsumerGroupId=dr/esm'], 'expected at most 200 characters of letters, digits'],
+    [['replicaBucketArn=arn:aws:s3:::replica'], 'param replicaBucketArn needs replicaKmsKeyArn'],
+  ];
+  it.each(refusals)('%j', async (params, message) => {
+    const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-refused-'));
+    const result = await execa(
+      'npx',
+      ['sls', 'package', '--package', dir, ...params.map((p) => `--param=${p}`)],
+      {
+        cwd: REPO_ROOT,
+        env,
+        extendEnv: false,
+        reject: false,
+      },
+    );
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stdout + result.stderr).toContain(message);
+  });
+
+  it('primaryAuthType saslScram256Auth gives kdr clients scram-sha-256', async () => {
+    const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-scram256-'));
+    await execa('npx', ['sls', 'package', '--package', dir, '--param=primaryAuthType=saslScram256Auth'], {
+      cwd: REPO_ROOT,
+      env,
+      extendEnv: false,
+    });
+    const stack = loadStack(path.join(dir, 'cloudformation-template-update-stack.json'));
+    const vars = (
+      stack.resources.FailoverLambdaFunction!.Properties as {
+        Environment: { Variables: Record<string, string> };
+      }
+    ).Environment.Variables;
+    expect(vars.KDR_PRIMARY_SASL_MECHANISM).toBe('scram-sha-256');
   });
 });
