@@ -1,11 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { execa } from 'execa';
+import { writeFileSync } from 'node:fs';
 import { buildFunctions } from '../build.ts';
-import { REPO_ROOT } from '../local/paths.ts';
 import { deniedCalls, readCallLog } from './awsCalls.ts';
-import { functionRoles, loadStack } from './stackIam.ts';
+import { packageStack } from './packageStack.ts';
+import { loadStack, roleOfFunction } from './stackIam.ts';
 
 /**
  * The suite's IAM check: every AWS call the functions made while the suite ran (KDR_AWS_CALL_LOG),
@@ -17,25 +14,9 @@ export async function checkRecordedCalls(logPath: string, accountId = '123456789
   const calls = readCallLog(logPath);
   if (!calls.some((c) => c.function)) return 'IAM check: no function made an AWS call in this run';
   await buildFunctions();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-iam-'));
-  const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
-  for (const key of [
-    'AWS_ACCESS_KEY_ID',
-    'AWS_SECRET_ACCESS_KEY',
-    'AWS_PROFILE',
-    'AWS_SESSION_TOKEN',
-    'KDR_AWS_CALL_LOG',
-  ])
-    delete env[key];
-  await execa('npx', ['sls', 'package', '--stage', 'local', '--package', dir], {
-    cwd: REPO_ROOT,
-    env,
-    extendEnv: false,
-  });
-  const stack = loadStack(path.join(dir, 'cloudformation-template-update-stack.json'), accountId);
-  const roles = functionRoles(stack);
-  const roleOf = (fn: string) => roles[`${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`];
-  const result = await deniedCalls(calls, stack, roleOf);
+  const { templatePath } = await packageStack({ stage: 'local', prebuilt: true, prefix: 'kdr-iam-' });
+  const stack = loadStack(templatePath, accountId);
+  const result = await deniedCalls(calls, stack, (fn) => roleOfFunction(stack, fn));
   writeFileSync(`${logPath}.report.json`, `${JSON.stringify(result, null, 2)}\n`);
   const summary = `IAM check: ${result.evaluated} distinct requests by ${Object.keys(result.byFunction).length} functions (${Object.entries(
     result.byFunction,

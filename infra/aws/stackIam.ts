@@ -191,6 +191,11 @@ export function functionRoles(stack: Stack): Record<string, string> {
   return roles;
 }
 
+/** The role of a function named as its handler names itself (`failover`: FailoverLambdaFunction's role). */
+export function roleOfFunction(stack: Stack, shortName: string): string | undefined {
+  return functionRoles(stack)[`${shortName[0]!.toUpperCase()}${shortName.slice(1)}LambdaFunction`];
+}
+
 /** Every identity policy of a role: inline, and the stack's own managed policies it attaches. */
 export function rolePolicies(stack: Stack, roleId: string): { name: string; policy: PolicyDocument }[] {
   const role = stack.resources[roleId];

@@ -1,6 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { ListStackResourcesCommand, type StackResourceSummary } from '@aws-sdk/client-cloudformation';
 import {
   DescribeContinuousBackupsCommand,
@@ -10,11 +7,10 @@ import {
 import { GetRoleCommand, IAMClient, ListAttachedRolePoliciesCommand } from '@aws-sdk/client-iam';
 import { GetFunctionConfigurationCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { GetBucketEncryptionCommand, GetBucketVersioningCommand } from '@aws-sdk/client-s3';
-import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { packageStack } from '../../infra/aws/packageStack.ts';
 import { buildFunctions } from '../../infra/build.ts';
 import { deployToMoto, type MotoDeployment, motoClients } from '../../infra/local/deployToMoto.ts';
-import { REPO_ROOT } from '../../infra/local/paths.ts';
 import { config, uniqueName } from '../helpers/lab.ts';
 
 /**
@@ -38,25 +34,12 @@ let resources: StackResourceSummary[];
 
 beforeAll(async () => {
   await buildFunctions();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-moto-deploy-'));
-  const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
-  for (const key of [
-    'AWS_ACCESS_KEY_ID',
-    'AWS_SECRET_ACCESS_KEY',
-    'AWS_PROFILE',
-    'AWS_SESSION_TOKEN',
-    'KDR_AWS_CALL_LOG',
-  ])
-    delete env[key];
-  await execa(
-    'npx',
-    ['sls', 'package', '--stage', stage, '--package', dir, '--param=topics=orders,payments'],
-    {
-      cwd: REPO_ROOT,
-      env,
-      extendEnv: false,
-    },
-  );
+  const { dir } = await packageStack({
+    stage,
+    params: ['topics=orders,payments'],
+    prebuilt: true,
+    prefix: 'kdr-moto-deploy-',
+  });
   deployment = await deployToMoto(clients, dir, `kdr-${stage}`);
   resources = (
     await clients.cloudformation.send(new ListStackResourcesCommand({ StackName: deployment.stackName }))

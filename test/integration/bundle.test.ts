@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { packageStack } from '../../infra/aws/packageStack.ts';
 import { buildFunctions } from '../../infra/build.ts';
-import { REPO_ROOT } from '../../infra/local/paths.ts';
 import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
 import { config, createTopics, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
 
@@ -23,14 +23,8 @@ let template: { Resources: Record<string, { Type: string; Properties: any }> };
  */
 beforeAll(async () => {
   await buildFunctions();
-  const packaged = mkdtempSync(path.join(os.tmpdir(), 'kdr-package-'));
-  const env = { ...process.env };
-  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE', 'AWS_SESSION_TOKEN'])
-    delete env[key];
-  await execa('npx', ['sls', 'package', '--package', packaged], { cwd: REPO_ROOT, env, extendEnv: false });
-  template = JSON.parse(
-    readFileSync(path.join(packaged, 'cloudformation-template-update-stack.json'), 'utf8'),
-  );
+  const { dir: packaged, templatePath } = await packageStack();
+  template = JSON.parse(readFileSync(templatePath, 'utf8'));
   bundles = mkdtempSync(path.join(os.tmpdir(), 'kdr-bundle-'));
   for (const zip of readdirSync(packaged).filter((f) => f.endsWith('.zip'))) {
     const name = zip.replace(/\.zip$/, '');
@@ -121,25 +115,15 @@ describe('the packaged stack', () => {
 
 describe('the packaged stack with cross-region state', () => {
   it('makes the tables global tables and replicates the snapshot bucket when the params ask for it', async () => {
-    const packaged = mkdtempSync(path.join(os.tmpdir(), 'kdr-package-xr-'));
-    const env = { ...process.env };
-    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
-    await execa(
-      'npx',
-      [
-        'sls',
-        'package',
-        '--package',
-        packaged,
-        '--param=replicaRegions=eu-central-1,us-west-2',
-        '--param=replicaBucketArn=arn:aws:s3:::kdr-dr-replica',
-        '--param=replicaKmsKeyArn=arn:aws:kms:us-west-2:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
+    const { templatePath } = await packageStack({
+      params: [
+        'replicaRegions=eu-central-1,us-west-2',
+        'replicaBucketArn=arn:aws:s3:::kdr-dr-replica',
+        'replicaKmsKeyArn=arn:aws:kms:us-west-2:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
       ],
-      { cwd: REPO_ROOT, env, extendEnv: false },
-    );
-    const t = JSON.parse(
-      readFileSync(path.join(packaged, 'cloudformation-template-update-stack.json'), 'utf8'),
-    );
+      prefix: 'kdr-package-xr-',
+    });
+    const t = JSON.parse(readFileSync(templatePath, 'utf8'));
     for (const table of ['OffsetTable', 'StateTable']) {
       expect(t.Resources[table].Type).toBe('AWS::DynamoDB::GlobalTable');
       expect(t.Resources[table].Properties.Replicas.map((r: { Region: unknown }) => r.Region)).toEqual([

@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { deniedCalls } from '../../infra/aws/awsCalls.ts';
 import { checkLambdaRules, RULES } from '../../infra/aws/lambdaRules.ts';
-import { functionRoles, loadStack, type Stack } from '../../infra/aws/stackIam.ts';
+import { packageStack, tryPackageStack } from '../../infra/aws/packageStack.ts';
+import { loadStack, resolveStack, roleOfFunction, type Stack } from '../../infra/aws/stackIam.ts';
 import { buildFunctions } from '../../infra/build.ts';
 import { REPO_ROOT } from '../../infra/local/paths.ts';
 
@@ -25,27 +24,15 @@ const templates: Record<string, string> = {};
 
 beforeAll(async () => {
   await buildFunctions();
-  const root = mkdtempSync(path.join(os.tmpdir(), 'kdr-variants-'));
-  const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
-  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE', 'AWS_SESSION_TOKEN'])
-    delete env[key];
   for (const name of names) {
-    const dir = path.join(root, name);
-    await execa('npx', ['sls', 'package', '--package', dir, ...variants[name]!.map((p) => `--param=${p}`)], {
-      cwd: REPO_ROOT,
-      env,
-      extendEnv: false,
-    });
-    templates[name] = path.join(dir, 'cloudformation-template-update-stack.json');
+    templates[name] = (
+      await packageStack({ params: variants[name], prebuilt: true, prefix: 'kdr-variant-' })
+    ).templatePath;
   }
   // Stage local: the lab's names, which the suite's recorded calls are evaluated against.
-  const local = path.join(root, 'local');
-  await execa('npx', ['sls', 'package', '--stage', 'local', '--package', local], {
-    cwd: REPO_ROOT,
-    env,
-    extendEnv: false,
-  });
-  templates.local = path.join(local, 'cloudformation-template-update-stack.json');
+  templates.local = (
+    await packageStack({ stage: 'local', prebuilt: true, prefix: 'kdr-local-' })
+  ).templatePath;
 }, 300_000);
 
 describe.each(names)('variant %s', (name) => {
@@ -54,6 +41,10 @@ describe.each(names)('variant %s', (name) => {
     expect(findings.map((f) => f.message)).toEqual([]);
   });
 });
+
+// What loadStack resolves a template for by default.
+const ACCOUNT = '000000000000';
+const REGION = 'us-east-1';
 
 /** A copy of a template with one action removed from one statement of one role's (or policy's) document. */
 function without(template: string, holder: string, sid: string, action: string): Stack {
@@ -70,9 +61,7 @@ function without(template: string, holder: string, sid: string, action: string):
   const actions = [statement.Action].flat().filter((a) => a !== action);
   if (actions.length === [statement.Action].flat().length) throw new Error(`${sid} has no ${action}`);
   statement.Action = actions.length > 0 ? actions : ['sts:GetCallerIdentity'];
-  const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-mutated-')), 'template.json');
-  writeFileSync(copy, JSON.stringify(doc));
-  return loadStack(copy);
+  return resolveStack(doc, ACCOUNT, REGION);
 }
 
 describe('the rules can fail: one permission removed from a copy is named', () => {
@@ -177,9 +166,9 @@ describe('the rules can fail: one permission removed from a copy is named', () =
     delete doc.Resources.FailoverLambdaFunction.Properties.RecursiveLoop;
     delete doc.Resources.FailbackLambdaEvConf.Properties.MaximumRetryAttempts;
     delete doc.Resources.OffsetTable.DeletionPolicy;
-    const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-mutated-')), 'template.json');
-    writeFileSync(copy, JSON.stringify(doc));
-    const messages = (await checkLambdaRules(loadStack(copy))).map((f) => f.message).join('\n');
+    const messages = (await checkLambdaRules(resolveStack(doc, ACCOUNT, REGION)))
+      .map((f) => f.message)
+      .join('\n');
     expect(messages).toContain('share consumer group kdr-mirror-primary-standby-dev-orders');
     expect(messages).toContain(
       'has an on-failure destination: Lambda would then retry a failing batch at most 10 times',
@@ -265,8 +254,7 @@ describe("the suite's recorded calls are evaluated against the roles (test/helpe
       input: { Bucket: 'kdr-local', DeleteKeys: ['a'] },
     },
   ];
-  const roleOf = (stack: Stack) => (fn: string) =>
-    functionRoles(stack)[`${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`];
+  const roleOf = (stack: Stack) => (fn: string) => roleOfFunction(stack, fn);
 
   it('allows what the roles grant, denies what they do not, and skips calls made outside a function', async () => {
     const stack = loadStack(templates.local!, '123456789012');
@@ -307,33 +295,18 @@ describe('deployment settings refused at package time', () => {
     [['replicaBucketArn=arn:aws:s3:::replica'], 'param replicaBucketArn needs replicaKmsKeyArn'],
   ];
   it.each(refusals)('%j', async (params, message) => {
-    const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
-    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-refused-'));
-    const result = await execa(
-      'npx',
-      ['sls', 'package', '--package', dir, ...params.map((p) => `--param=${p}`)],
-      {
-        cwd: REPO_ROOT,
-        env,
-        extendEnv: false,
-        reject: false,
-      },
-    );
+    const result = await tryPackageStack({ params, prebuilt: true, prefix: 'kdr-refused-' });
     expect(result.exitCode).not.toBe(0);
-    expect(result.stdout + result.stderr).toContain(message);
+    expect(result.output).toContain(message);
   });
 
   it('primaryAuthType saslScram256Auth gives kdr clients scram-sha-256', async () => {
-    const env: Record<string, string | undefined> = { ...process.env, KDR_PACKAGE_PREBUILT: '1' };
-    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete env[key];
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-scram256-'));
-    await execa('npx', ['sls', 'package', '--package', dir, '--param=primaryAuthType=saslScram256Auth'], {
-      cwd: REPO_ROOT,
-      env,
-      extendEnv: false,
+    const { templatePath } = await packageStack({
+      params: ['primaryAuthType=saslScram256Auth'],
+      prebuilt: true,
+      prefix: 'kdr-scram256-',
     });
-    const stack = loadStack(path.join(dir, 'cloudformation-template-update-stack.json'));
+    const stack = loadStack(templatePath);
     const vars = (
       stack.resources.FailoverLambdaFunction!.Properties as {
         Environment: { Variables: Record<string, string> };
