@@ -32,6 +32,7 @@ import {
   tail,
 } from './processes.ts';
 import { provisionState } from './provision.ts';
+import { ensureLabPki, LAB_TLS_PASSWORD, pkiFiles } from './tls.ts';
 import {
   BROKER_COUNTS,
   type BrokerCount,
@@ -43,6 +44,7 @@ import {
   type LabCluster,
   type LabNode,
   labClusters,
+  MTLS_PORT_OFFSET,
   motoPort,
   nodeName,
 } from './topology.ts';
@@ -56,6 +58,8 @@ export interface LabState {
   brokers: BrokerCount;
   /** Brokers take SCRAM (LAB_SASL) instead of plaintext. */
   sasl?: boolean;
+  /** Brokers listen with TLS (the lab CA, infra/local/tls.ts) instead of plaintext. */
+  tls?: boolean;
   /** Brokers of a cluster advertise their port plus this (tests put a TCP proxy there). */
   advertiseShift?: Partial<Record<ClusterName, number>>;
   startedAt: string;
@@ -72,6 +76,13 @@ export interface LabStatus {
   up: boolean;
   brokers: BrokerCount | null;
   sasl: boolean;
+  /** A TLS lab: the CA to trust, the client certificate the mTLS listeners require, their bootstraps. */
+  tls: null | {
+    caPem: string;
+    clientChainPem: string;
+    clientKeyPem: string;
+    mtls: { name: ClusterName; bootstrap: string }[];
+  };
   startedAt: string | null;
   kafkaVersion: string;
   clusters: { name: ClusterName; bootstrap: string }[];
@@ -136,27 +147,34 @@ export class Lab {
   /** Starts the lab, or confirms it already runs with the same shape (idempotent). */
   async up(
     brokers: BrokerCount = 1,
-    options: { sasl?: boolean; advertiseShift?: Partial<Record<ClusterName, number>> } = {},
+    options: { sasl?: boolean; tls?: boolean; advertiseShift?: Partial<Record<ClusterName, number>> } = {},
   ): Promise<LabStatus> {
     const sasl = Boolean(options.sasl);
+    const tls = Boolean(options.tls);
     if (!BROKER_COUNTS.includes(brokers)) {
       throw new LabError(
         'LAB_STATE_CONFLICT',
         `--brokers must be one of ${BROKER_COUNTS.join(', ')}, got ${brokers}`,
       );
     }
+    if (sasl && tls)
+      throw new LabError('LAB_STATE_CONFLICT', '--sasl and --tls cannot be combined (yet): choose one');
     mkdirSync(this.paths.root, { recursive: true });
     return this.withLock(async () => {
       const existing = this.readState();
       if (existing) {
         const alive = existing.processes.filter((p) => isAlive(p.pid) && this.ours(p));
         if (alive.length === existing.processes.length) {
-          if (existing.brokers !== brokers || Boolean(existing.sasl) !== sasl) {
-            const shape = (n: number, s: boolean | undefined) =>
-              `${n} broker(s) per cluster${s ? ' with SASL' : ''}`;
+          if (
+            existing.brokers !== brokers ||
+            Boolean(existing.sasl) !== sasl ||
+            Boolean(existing.tls) !== tls
+          ) {
+            const shape = (n: number, s: boolean | undefined, t: boolean | undefined) =>
+              `${n} broker(s) per cluster${s ? ' with SASL' : ''}${t ? ' with TLS' : ''}`;
             throw new LabError(
               'LAB_STATE_CONFLICT',
-              `the lab is already up with ${shape(existing.brokers, existing.sasl)}, not ${shape(brokers, sasl)}; run \`kdr lab down\` first`,
+              `the lab is already up with ${shape(existing.brokers, existing.sasl, existing.tls)}, not ${shape(brokers, sasl, tls)}; run \`kdr lab down\` first`,
             );
           }
           this.log('lab already up; checking that every process answers');
@@ -169,12 +187,14 @@ export class Lab {
         await this.stopAll(existing);
       }
       await checkPrerequisites(this.paths);
-      await this.checkPorts(brokers);
+      await this.checkPorts(brokers, tls);
       const kafka = await ensureKafka(this.paths, this.log);
       const motoServer = await ensureMoto(this.paths, this.log);
+      if (tls) await ensureLabPki(this.tlsDir, this.log);
       const state: LabState = {
         brokers,
         ...(sasl ? { sasl } : {}),
+        ...(tls ? { tls } : {}),
         ...(options.advertiseShift ? { advertiseShift: options.advertiseShift } : {}),
         startedAt: new Date().toISOString(),
         kafka,
@@ -216,6 +236,7 @@ export class Lab {
       up: false,
       brokers: state?.brokers ?? null,
       sasl: Boolean(state?.sasl),
+      tls: state?.tls ? this.tlsStatus(brokers) : null,
       startedAt: state?.startedAt ?? null,
       kafkaVersion: KAFKA_VERSION,
       clusters: labClusters(brokers, this.portOffset).map((c) => ({ name: c.name, bootstrap: c.bootstrap })),
@@ -225,6 +246,21 @@ export class Lab {
         running: isAlive(p.pid) && this.ours(p),
         answering: false,
       })),
+    };
+  }
+
+  /** Where a TLS lab keeps its CA and certificates (kept across `lab up`s, removed by nothing). */
+  get tlsDir(): string {
+    return path.join(this.paths.root, 'tls');
+  }
+
+  private tlsStatus(brokers: BrokerCount): NonNullable<LabStatus['tls']> {
+    const files = pkiFiles(this.tlsDir);
+    return {
+      caPem: files.caPem,
+      clientChainPem: files.clientChainPem,
+      clientKeyPem: files.clientKeyPem,
+      mtls: labClusters(brokers, this.portOffset).map((c) => ({ name: c.name, bootstrap: c.mtlsBootstrap })),
     };
   }
 
@@ -318,7 +354,7 @@ export class Lab {
     }
   }
 
-  private async checkPorts(brokers: BrokerCount): Promise<void> {
+  private async checkPorts(brokers: BrokerCount, tls: boolean): Promise<void> {
     const wanted: { port: number; role: string }[] = [
       { port: motoPort(this.portOffset), role: 'moto (S3, DynamoDB)' },
     ];
@@ -326,6 +362,8 @@ export class Lab {
       for (const node of cluster.nodes) {
         wanted.push({ port: node.brokerPort, role: `${nodeName(node)} broker listener` });
         wanted.push({ port: node.controllerPort, role: `${nodeName(node)} controller listener` });
+        if (tls)
+          wanted.push({ port: node.brokerPort + MTLS_PORT_OFFSET, role: `${nodeName(node)} mTLS listener` });
       }
     }
     const busy: string[] = [];
@@ -403,6 +441,15 @@ export class Lab {
       files.properties,
       brokerProperties(cluster, node, files.dataDir, {
         sasl: Boolean(state.sasl),
+        ...(state.tls
+          ? {
+              tls: {
+                keystore: pkiFiles(this.tlsDir).brokerKeystore,
+                truststore: pkiFiles(this.tlsDir).truststore,
+                password: LAB_TLS_PASSWORD,
+              },
+            }
+          : {}),
         advertiseShift: state.advertiseShift?.[cluster.name] ?? 0,
       }),
     );
@@ -504,7 +551,8 @@ export class Lab {
     if (p.role === 'moto') {
       return httpProblem(`http://${LAB_HOST}:${p.port}/moto-api/`);
     }
-    return brokerReadiness(`${LAB_HOST}:${p.port}`, state.brokers, Boolean(state.sasl));
+    const tls = state.tls ? { ca: [readFileSync(pkiFiles(this.tlsDir).caPem, 'utf8')] } : undefined;
+    return brokerReadiness(`${LAB_HOST}:${p.port}`, state.brokers, Boolean(state.sasl), tls);
   }
 
   private async stopAll(state: LabState): Promise<string[]> {
@@ -539,9 +587,15 @@ function httpProblem(url: string): Promise<string | undefined> {
 }
 
 /** A metadata request to one broker; ready when it answers and sees every broker of its cluster. */
-async function brokerReadiness(broker: string, expected: number, sasl: boolean): Promise<string | undefined> {
+async function brokerReadiness(
+  broker: string,
+  expected: number,
+  sasl: boolean,
+  tls?: { ca: string[] },
+): Promise<string | undefined> {
   const kafka = new Kafka({
     brokers: [broker],
+    ...(tls ? { ssl: tls } : {}),
     ...(sasl
       ? {
           sasl: {

@@ -23,6 +23,8 @@ export interface LabCluster {
   name: ClusterName;
   nodes: LabNode[];
   bootstrap: string;
+  /** The listeners that require a client certificate (a lab started with --tls). */
+  mtlsBootstrap: string;
 }
 
 const BASE_PORT: Record<ClusterName, number> = {
@@ -31,6 +33,8 @@ const BASE_PORT: Record<ClusterName, number> = {
 };
 /** Controllers listen 100 ports above their broker: 19192-19194 and 29192-29194. */
 const CONTROLLER_OFFSET = 100;
+/** With --tls, a second TLS listener that requires a client certificate listens 50 above: 19142-19144. */
+export const MTLS_PORT_OFFSET = 50;
 
 export function motoPort(portOffset = 0): number {
   return LAB_DEFAULTS.motoPort + portOffset;
@@ -44,7 +48,8 @@ export function labClusters(brokers: BrokerCount, portOffset = 0): LabCluster[] 
       brokerPort: BASE_PORT[name] + portOffset + i,
       controllerPort: BASE_PORT[name] + portOffset + CONTROLLER_OFFSET + i,
     }));
-    return { name, nodes, bootstrap: nodes.map((n) => `${LAB_HOST}:${n.brokerPort}`).join(',') };
+    const at = (offset: number) => nodes.map((n) => `${LAB_HOST}:${n.brokerPort + offset}`).join(',');
+    return { name, nodes, bootstrap: at(0), mtlsBootstrap: at(MTLS_PORT_OFFSET) };
   });
 }
 
@@ -71,11 +76,10 @@ export function brokerProperties(
   cluster: LabCluster,
   node: LabNode,
   logDir: string,
-  options: { sasl?: boolean; advertiseShift?: number } = {},
+  options: { sasl?: boolean; tls?: LabTlsStores; advertiseShift?: number } = {},
 ): string {
-  const size = cluster.nodes.length;
-  const minIsr = size >= 3 ? 2 : 1;
-  const voters = cluster.nodes.map((n) => `${n.nodeId}@${LAB_HOST}:${n.controllerPort}`).join(',');
+  const shift = options.advertiseShift ?? 0;
+  if (options.tls) return tlsBrokerProperties(cluster, node, logDir, options.tls, shift);
   // With --sasl the broker listener takes SCRAM-SHA-256/512 and PLAIN (the mechanisms kdr supports);
   // the controller listener stays on loopback in plaintext (it is not what clients reach).
   const listener = options.sasl ? 'SASL_PLAINTEXT' : 'PLAINTEXT';
@@ -94,17 +98,79 @@ export function brokerProperties(
         'listener.name.sasl_plaintext.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required username="${LAB_SASL.admin.username}" password="${LAB_SASL.admin.password}" ${[LAB_SASL.admin, LAB_SASL.client].map((u) => `user_${u.username}="${u.password}"`).join(' ')};`,
       }
     : {};
+  return render(
+    {
+      listeners: `${listener}://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
+      // A shift makes clients reach the broker through a port of the tests' choosing (a TCP proxy).
+      'advertised.listeners': `${listener}://${LAB_HOST}:${node.brokerPort + shift}`,
+      'inter.broker.listener.name': listener,
+      'listener.security.protocol.map': `${listener}:${listener},CONTROLLER:PLAINTEXT`,
+      ...security,
+    },
+    cluster,
+    node,
+    logDir,
+  );
+}
+
+/** The PKCS12 stores a TLS lab's brokers read (infra/local/tls.ts makes them). */
+export interface LabTlsStores {
+  keystore: string;
+  truststore: string;
+  password: string;
+}
+
+/**
+ * Two TLS listeners: SSL (server certificate only) on the broker port, and MTLS, which requires a client
+ * certificate signed by the lab CA, 50 ports above. Kafka answers metadata with the addresses of the
+ * listener a request came in on, so a client stays on the listener it bootstrapped from.
+ */
+function tlsBrokerProperties(
+  cluster: LabCluster,
+  node: LabNode,
+  logDir: string,
+  stores: LabTlsStores,
+  shift: number,
+): string {
+  const mtls = node.brokerPort + MTLS_PORT_OFFSET;
+  return render(
+    {
+      listeners: `SSL://${LAB_HOST}:${node.brokerPort},MTLS://${LAB_HOST}:${mtls},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
+      'advertised.listeners': `SSL://${LAB_HOST}:${node.brokerPort + shift},MTLS://${LAB_HOST}:${mtls + shift}`,
+      'inter.broker.listener.name': 'SSL',
+      'listener.security.protocol.map': 'SSL:SSL,MTLS:SSL,CONTROLLER:PLAINTEXT',
+      'ssl.keystore.type': 'PKCS12',
+      'ssl.keystore.location': stores.keystore,
+      'ssl.keystore.password': stores.password,
+      'ssl.key.password': stores.password,
+      'ssl.truststore.type': 'PKCS12',
+      'ssl.truststore.location': stores.truststore,
+      'ssl.truststore.password': stores.password,
+      'ssl.client.auth': 'none',
+      'listener.name.mtls.ssl.client.auth': 'required',
+    },
+    cluster,
+    node,
+    logDir,
+  );
+}
+
+function render(
+  listeners: Record<string, string | number>,
+  cluster: LabCluster,
+  node: LabNode,
+  logDir: string,
+): string {
+  const size = cluster.nodes.length;
+  const minIsr = size >= 3 ? 2 : 1;
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': node.nodeId,
-    'controller.quorum.voters': voters,
-    listeners: `${listener}://${LAB_HOST}:${node.brokerPort},CONTROLLER://${LAB_HOST}:${node.controllerPort}`,
-    // A shift makes clients reach the broker through a port of the tests' choosing (a TCP proxy).
-    'advertised.listeners': `${listener}://${LAB_HOST}:${node.brokerPort + (options.advertiseShift ?? 0)}`,
+    'controller.quorum.voters': cluster.nodes
+      .map((n) => `${n.nodeId}@${LAB_HOST}:${n.controllerPort}`)
+      .join(','),
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': listener,
-    'listener.security.protocol.map': `${listener}:${listener},CONTROLLER:PLAINTEXT`,
-    ...security,
+    ...listeners,
     'log.dirs': logDir,
     'num.partitions': 1,
     'default.replication.factor': size,

@@ -17,6 +17,15 @@ export function formatLabStatus(status: LabStatus): string {
           `  sasl     ${LAB_SASL.mechanism}, user ${LAB_SASL.client.username}: set KDR_PRIMARY_SASL_MECHANISM, KDR_PRIMARY_SASL_USERNAME, KDR_PRIMARY_SASL_PASSWORD (and STANDBY)`,
         ]
       : []),
+    ...(status.tls
+      ? [
+          `  tls      CA ${status.tls.caPem}: set KDR_PRIMARY_TLS_CA_FILE and KDR_STANDBY_TLS_CA_FILE to it`,
+          ...status.tls.mtls.map(
+            (c) =>
+              `  mtls     ${c.name.padEnd(8)} bootstrap ${c.bootstrap} (client certificate ${status.tls!.clientChainPem}, key ${status.tls!.clientKeyPem})`,
+          ),
+        ]
+      : []),
     `  aws      endpoint  ${status.awsEndpoint} (moto: S3, DynamoDB, Secrets Manager)`,
     '',
   ];
@@ -53,10 +62,14 @@ export function registerLab(program: Command): void {
       '--sasl',
       `brokers take SASL/SCRAM (user ${LAB_SASL.client.username}, password ${LAB_SASL.client.password}) instead of plaintext`,
     )
+    .option(
+      '--tls',
+      'brokers listen with TLS signed by a private CA the lab makes (keytool), and with mTLS 50 ports above',
+    )
     .option('--json', 'print the lab status as JSON')
-    .action(async (options: { brokers: BrokerCount; sasl?: boolean; json?: boolean }) => {
+    .action(async (options: { brokers: BrokerCount; sasl?: boolean; tls?: boolean; json?: boolean }) => {
       const lab = new Lab({ log: note });
-      await lab.up(options.brokers, { sasl: Boolean(options.sasl) });
+      await lab.up(options.brokers, { sasl: Boolean(options.sasl), tls: Boolean(options.tls) });
       const status = await lab.probe();
       emit(Boolean(options.json), status, () => formatLabStatus(status));
     });

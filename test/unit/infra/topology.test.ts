@@ -49,4 +49,21 @@ describe('lab topology', () => {
     expect(props['min.insync.replicas']).toBe('1');
     expect(props['auto.create.topics.enable']).toBe('false');
   });
+
+  it('with TLS: a server-certificate listener, an mTLS one 50 above, brokers talking over TLS', () => {
+    const cluster = labClusters(1, 3200)[0]!;
+    const stores = { keystore: '/t/broker.p12', truststore: '/t/trust.p12', password: 'pw' };
+    const props = parse(
+      brokerProperties(cluster, cluster.nodes[0]!, '/d', { tls: stores, advertiseShift: 7 }),
+    );
+    expect(props.listeners).toBe('SSL://127.0.0.1:22292,MTLS://127.0.0.1:22342,CONTROLLER://127.0.0.1:22392');
+    expect(props['advertised.listeners']).toBe('SSL://127.0.0.1:22299,MTLS://127.0.0.1:22349');
+    expect(props['listener.security.protocol.map']).toBe('SSL:SSL,MTLS:SSL,CONTROLLER:PLAINTEXT');
+    expect(props['inter.broker.listener.name']).toBe('SSL');
+    expect(props['ssl.client.auth']).toBe('none');
+    expect(props['listener.name.mtls.ssl.client.auth']).toBe('required');
+    expect(props['ssl.keystore.location']).toBe('/t/broker.p12');
+    expect(props['ssl.truststore.location']).toBe('/t/trust.p12');
+    expect(cluster.mtlsBootstrap).toBe('127.0.0.1:22342');
+  });
 });
