@@ -42,10 +42,26 @@ export interface SaslConfig {
   password: string;
 }
 
+/** What kdr's clients use for TLS beyond the system's public CAs: a private CA, a client certificate. */
+export interface TlsMaterial {
+  /** PEM certificates trusted instead of Node's public CAs. */
+  ca?: string;
+  /** Client certificate chain (PEM, the client's first) and its private key, for mTLS. */
+  cert?: string;
+  key?: string;
+  passphrase?: string;
+}
+
 export interface ClusterConfig {
   alias: string;
   brokers: string[];
   ssl: boolean;
+  tls?: TlsMaterial;
+  /**
+   * TLS material kept in Secrets Manager in the formats the Lambda Kafka event source reads (its
+   * SERVER_ROOT_CA_CERTIFICATE and CLIENT_CERTIFICATE_TLS_AUTH secrets), read by resolveCredentials.
+   */
+  tlsSecrets?: { caSecretArn?: string; clientSecretArn?: string };
   sasl?: SaslConfig;
   /**
    * Where the SASL credentials are when they are not in the environment: a Secrets Manager secret
@@ -197,20 +213,25 @@ const url = z.string().refine(
   { error: (issue) => `expected an http(s) URL, got ${JSON.stringify(issue.input)}` },
 );
 
+const secretArn = z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, {
+  error: (issue) => `expected a Secrets Manager secret ARN, got ${JSON.stringify(issue.input)}`,
+});
+
 const clusterVars = (prefix: 'PRIMARY' | 'STANDBY') => ({
   [`KDR_${prefix}_ALIAS`]: name('cluster alias').optional(),
   [`KDR_${prefix}_BROKERS`]: brokerList.optional(),
   [`KDR_${prefix}_TLS`]: bool.optional(),
+  [`KDR_${prefix}_TLS_CA_FILE`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_TLS_CA_SECRET_ARN`]: secretArn.optional(),
+  [`KDR_${prefix}_TLS_CERT_FILE`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_TLS_KEY_FILE`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_TLS_KEY_PASSWORD`]: z.string().min(1).optional(),
+  [`KDR_${prefix}_TLS_CLIENT_SECRET_ARN`]: secretArn.optional(),
   [`KDR_${prefix}_SASL_MECHANISM`]: enumOf(SASL_MECHANISMS).optional(),
   [`KDR_${prefix}_SASL_USERNAME`]: z.string().min(1).optional(),
   [`KDR_${prefix}_SASL_PASSWORD`]: z.string().min(1).optional(),
   [`KDR_${prefix}_SASL_PASSWORD_FILE`]: z.string().min(1).optional(),
-  [`KDR_${prefix}_SASL_SECRET_ARN`]: z
-    .string()
-    .regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, {
-      error: (issue) => `expected a Secrets Manager secret ARN, got ${JSON.stringify(issue.input)}`,
-    })
-    .optional(),
+  [`KDR_${prefix}_SASL_SECRET_ARN`]: secretArn.optional(),
 });
 
 const envSchema = z.object({
@@ -354,12 +375,105 @@ function clusterConfig(
   const cluster: ClusterConfig = {
     alias: (get('ALIAS') as string | undefined) ?? defaults.alias,
     brokers: (get('BROKERS') as string[] | undefined) ?? defaults.brokers.split(','),
-    ssl: (get('TLS') as boolean | undefined) ?? false,
+    ...tlsConfig(get, prefix),
   };
   if (mechanism && secretArn)
     cluster.saslSecret = { mechanism, secretArn, ...(username ? { username } : {}) };
   else if (mechanism && username && password) cluster.sasl = { mechanism, username, password };
   return cluster;
+}
+
+/** A PEM file's text, or a ConfigError naming the variable, the file and what it lacks. */
+function readPem(variable: string, file: string, expected: RegExp, what: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      `${variable}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  if (!expected.test(text)) throw new ConfigError(`${variable}: ${file} holds no ${what}`);
+  return text;
+}
+
+export const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/;
+export const PEM_PRIVATE_KEY = /-----BEGIN (?:ENCRYPTED |RSA |EC )?PRIVATE KEY-----/;
+
+/**
+ * TLS of one cluster: on with KDR_<C>_TLS=true or with any CA or client certificate given (a private CA
+ * or a certificate means TLS; KDR_<C>_TLS=false beside one is refused). Files are read here, once;
+ * secrets later, by resolveCredentials.
+ */
+function tlsConfig(
+  get: (suffix: string) => unknown,
+  prefix: 'PRIMARY' | 'STANDBY',
+): Pick<ClusterConfig, 'ssl' | 'tls' | 'tlsSecrets'> {
+  const v = (suffix: string) => `KDR_${prefix}_${suffix}`;
+  const value = (suffix: string) => get(suffix) as string | undefined;
+  const given = [
+    'TLS_CA_FILE',
+    'TLS_CA_SECRET_ARN',
+    'TLS_CERT_FILE',
+    'TLS_KEY_FILE',
+    'TLS_CLIENT_SECRET_ARN',
+  ].filter((suffix) => value(suffix) !== undefined);
+  const enabled = get('TLS') as boolean | undefined;
+  if (given.length === 0) {
+    if (value('TLS_KEY_PASSWORD') !== undefined)
+      throw new ConfigError(`${v('TLS_KEY_PASSWORD')} is set but ${v('TLS_KEY_FILE')} is not`);
+    return { ssl: enabled ?? false };
+  }
+  if (enabled === false)
+    throw new ConfigError(
+      `${v('TLS')} is false, but ${given.map(v).join(' and ')} need TLS: set it to true or unset them`,
+    );
+  const both = (a: string, b: string) => {
+    if (value(a) !== undefined && value(b) !== undefined)
+      throw new ConfigError(`set one of ${v(a)} and ${v(b)}, not both`);
+  };
+  both('TLS_CA_FILE', 'TLS_CA_SECRET_ARN');
+  both('TLS_CERT_FILE', 'TLS_CLIENT_SECRET_ARN');
+  both('TLS_KEY_FILE', 'TLS_CLIENT_SECRET_ARN');
+  if ((value('TLS_CERT_FILE') === undefined) !== (value('TLS_KEY_FILE') === undefined))
+    throw new ConfigError(
+      `${v('TLS_CERT_FILE')} and ${v('TLS_KEY_FILE')} go together: a client certificate needs its key`,
+    );
+  const tls: TlsMaterial = {};
+  const caFile = value('TLS_CA_FILE');
+  if (caFile)
+    tls.ca = readPem(
+      v('TLS_CA_FILE'),
+      caFile,
+      PEM_CERTIFICATE,
+      'PEM certificate (-----BEGIN CERTIFICATE-----)',
+    );
+  const certFile = value('TLS_CERT_FILE');
+  const keyFile = value('TLS_KEY_FILE');
+  if (certFile && keyFile) {
+    tls.cert = readPem(
+      v('TLS_CERT_FILE'),
+      certFile,
+      PEM_CERTIFICATE,
+      'PEM certificate (-----BEGIN CERTIFICATE-----)',
+    );
+    tls.key = readPem(
+      v('TLS_KEY_FILE'),
+      keyFile,
+      PEM_PRIVATE_KEY,
+      'PEM private key (-----BEGIN PRIVATE KEY-----)',
+    );
+    const passphrase = value('TLS_KEY_PASSWORD');
+    if (passphrase) tls.passphrase = passphrase;
+  }
+  const tlsSecrets: NonNullable<ClusterConfig['tlsSecrets']> = {};
+  if (value('TLS_CA_SECRET_ARN')) tlsSecrets.caSecretArn = value('TLS_CA_SECRET_ARN')!;
+  if (value('TLS_CLIENT_SECRET_ARN')) tlsSecrets.clientSecretArn = value('TLS_CLIENT_SECRET_ARN')!;
+  return {
+    ssl: true,
+    ...(Object.keys(tls).length > 0 ? { tls } : {}),
+    ...(Object.keys(tlsSecrets).length > 0 ? { tlsSecrets } : {}),
+  };
 }
 
 /** Parses the environment once; throws a ConfigError naming every bad variable and what was expected. */
@@ -443,7 +557,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
 export function redactConfig(config: KdrConfig): unknown {
   return JSON.parse(
     JSON.stringify(config, (key, value) =>
-      key === 'password' || key === 'secretAccessKey' ? (value ? '***' : value) : value,
+      key === 'password' || key === 'secretAccessKey' || key === 'key' || key === 'passphrase'
+        ? value
+          ? '***'
+          : value
+        : (key === 'ca' || key === 'cert') && typeof value === 'string'
+          ? `${value.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0} PEM certificate(s)`
+          : value,
     ),
   );
 }

@@ -133,6 +133,67 @@ describe('loadConfig', () => {
     ).toThrow(`KDR_PRIMARY_SASL_PASSWORD_FILE: cannot read ${path.join(dir, 'missing')} (ENOENT)`);
   });
 
+  it('takes a private CA and a client certificate from files or secrets, and refuses half of one', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-config-tls-'));
+    const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const key = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
+    const file = (name: string, text: string) => {
+      writeFileSync(path.join(dir, name), text);
+      return path.join(dir, name);
+    };
+    const ca = file('ca.pem', cert);
+    const fromFiles = loadConfig({
+      KDR_PRIMARY_TLS_CA_FILE: ca,
+      KDR_PRIMARY_TLS_CERT_FILE: file('client.pem', cert),
+      KDR_PRIMARY_TLS_KEY_FILE: file('client.key', key),
+      KDR_PRIMARY_TLS_KEY_PASSWORD: 'kp',
+    });
+    // A CA or a certificate means TLS, without KDR_PRIMARY_TLS.
+    expect(fromFiles.primary).toMatchObject({ ssl: true, tls: { ca: cert, cert, key, passphrase: 'kp' } });
+    expect(fromFiles.standby.ssl).toBe(false);
+    expect(JSON.stringify(redactConfig(fromFiles))).not.toContain('PRIVATE KEY');
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kdr/ca-AbCdEf';
+    expect(loadConfig({ KDR_STANDBY_TLS_CA_SECRET_ARN: arn }).standby).toMatchObject({
+      ssl: true,
+      tlsSecrets: { caSecretArn: arn },
+    });
+    const refusals: [Record<string, string>, string][] = [
+      [
+        { KDR_PRIMARY_TLS: 'false', KDR_PRIMARY_TLS_CA_FILE: ca },
+        'KDR_PRIMARY_TLS is false, but KDR_PRIMARY_TLS_CA_FILE need TLS',
+      ],
+      [
+        { KDR_PRIMARY_TLS_CA_FILE: ca, KDR_PRIMARY_TLS_CA_SECRET_ARN: arn },
+        'set one of KDR_PRIMARY_TLS_CA_FILE and KDR_PRIMARY_TLS_CA_SECRET_ARN',
+      ],
+      [
+        { KDR_STANDBY_TLS_CERT_FILE: ca },
+        'KDR_STANDBY_TLS_CERT_FILE and KDR_STANDBY_TLS_KEY_FILE go together',
+      ],
+      [
+        { KDR_STANDBY_TLS_KEY_PASSWORD: 'kp' },
+        'KDR_STANDBY_TLS_KEY_PASSWORD is set but KDR_STANDBY_TLS_KEY_FILE is not',
+      ],
+      [
+        { KDR_PRIMARY_TLS_CA_FILE: path.join(dir, 'missing.pem') },
+        `KDR_PRIMARY_TLS_CA_FILE: cannot read ${path.join(dir, 'missing.pem')} (ENOENT)`,
+      ],
+      [
+        { KDR_PRIMARY_TLS_CA_FILE: file('key-as-ca.pem', key) },
+        `KDR_PRIMARY_TLS_CA_FILE: ${path.join(dir, 'key-as-ca.pem')} holds no PEM certificate`,
+      ],
+      [
+        { KDR_PRIMARY_TLS_CERT_FILE: ca, KDR_PRIMARY_TLS_KEY_FILE: ca },
+        `KDR_PRIMARY_TLS_KEY_FILE: ${ca} holds no PEM private key`,
+      ],
+      [
+        { KDR_PRIMARY_TLS_CLIENT_SECRET_ARN: 'kdr/client' },
+        'KDR_PRIMARY_TLS_CLIENT_SECRET_ARN: expected a Secrets Manager secret ARN, got "kdr/client"',
+      ],
+    ];
+    for (const [env, message] of refusals) expect(() => loadConfig(env), message).toThrow(message);
+  });
+
   it('reports every bad variable at once', () => {
     expect(() => loadConfig({ KDR_PRIMARY_BROKERS: 'x', KDR_TOPICS: '[' })).toThrow(
       /KDR_PRIMARY_BROKERS: .*\n\s+KDR_TOPICS: /,

@@ -54,3 +54,70 @@ describe('SASL credentials from a secret', () => {
     expect(calls.n).toBe(2);
   });
 });
+
+describe('TLS material from the secrets the event source reads', () => {
+  const caArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kdr/ca-AbCdEf';
+  const clientArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kdr/client-AbCdEf';
+  const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const key = '-----BEGIN PRIVATE KEY-----\nMIIE-secret-bytes\n-----END PRIVATE KEY-----\n';
+  const tlsConfig = loadConfig({
+    KDR_STANDBY_TLS_CA_SECRET_ARN: caArn,
+    KDR_STANDBY_TLS_CLIENT_SECRET_ARN: clientArn,
+  });
+  const secrets = (values: Record<string, object | string>): SecretSource => ({
+    getSecretString: async (id) => {
+      const value = values[id];
+      return typeof value === 'string' ? value : JSON.stringify(value);
+    },
+  });
+
+  it('turns on TLS and fills the CA, certificate, key and key password', async () => {
+    expect(tlsConfig.standby.ssl).toBe(true);
+    const resolved = await resolveCredentials(
+      tlsConfig,
+      secrets({
+        [caArn]: { certificate: cert },
+        [clientArn]: { certificate: cert + cert, privateKey: key, privateKeyPassword: 'kp' },
+      }),
+    );
+    expect(resolved.standby.tls).toEqual({ ca: cert, cert: cert + cert, key, passphrase: 'kp' });
+    expect(resolved.standby.tlsSecrets).toBeUndefined();
+    expect(resolved.primary).toEqual(tlsConfig.primary);
+  });
+
+  it('names the secret and the missing or malformed field, never the key', async () => {
+    const good = { [caArn]: { certificate: cert } };
+    await expect(
+      resolveCredentials(tlsConfig, secrets({ ...good, [clientArn]: { certificate: cert } })),
+    ).rejects.toThrow(`secret ${clientArn} (KDR_STANDBY_TLS_CLIENT_SECRET_ARN) has no "privateKey"`);
+    await expect(
+      resolveCredentials(
+        tlsConfig,
+        secrets({ ...good, [clientArn]: { certificate: cert, privateKey: 'MIIE-secret-bytes' } }),
+      ),
+    ).rejects.toThrow(/"privateKey" is not PEM/);
+    await expect(
+      resolveCredentials(
+        tlsConfig,
+        secrets({ ...good, [clientArn]: { certificate: cert, privateKey: 'MIIE-secret-bytes' } }),
+      ),
+    ).rejects.not.toThrow(/secret-bytes/);
+    await expect(
+      resolveCredentials(
+        tlsConfig,
+        secrets({ [caArn]: { cert }, [clientArn]: { certificate: cert, privateKey: key } }),
+      ),
+    ).rejects.toThrow(`secret ${caArn} (KDR_STANDBY_TLS_CA_SECRET_ARN) has no "certificate"`);
+  });
+
+  it('reads TLS secrets once per process too', async () => {
+    const calls = { n: 0 };
+    const once = credentialsOnce(loadConfig({ KDR_PRIMARY_TLS_CA_SECRET_ARN: caArn }), () => {
+      calls.n++;
+      return secrets({ [caArn]: { certificate: cert } });
+    });
+    expect((await once()).primary.tls?.ca).toBe(cert);
+    await once();
+    expect(calls.n).toBe(1);
+  });
+});
