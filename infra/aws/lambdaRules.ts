@@ -208,6 +208,10 @@ const eventSources: Check = async (stack) => {
   return findings;
 };
 
+const CLIENT_SECRET_VARIABLES = ['PRIMARY', 'STANDBY'].flatMap((c) =>
+  ['SASL_SECRET_ARN', 'TLS_CA_SECRET_ARN', 'TLS_CLIENT_SECRET_ARN'].map((v) => `KDR_${c}_${v}`),
+);
+
 const functionBasics: Check = async (stack) => {
   const findings: Finding[] = [];
   for (const [fn, r] of byType(stack, 'AWS::Lambda::Function')) {
@@ -217,8 +221,8 @@ const functionBasics: Check = async (stack) => {
       VpcConfig?: { SubnetIds?: string[] };
       Environment?: { Variables?: Record<string, string> };
     }>(r);
-    // The SASL credentials kdr's own clients read (src/lambda.ts, at the first invocation).
-    for (const name of ['KDR_PRIMARY_SASL_SECRET_ARN', 'KDR_STANDBY_SASL_SECRET_ARN']) {
+    // The SASL credentials and TLS material kdr's own clients read (src/secrets.ts, at the first invocation).
+    for (const name of CLIENT_SECRET_VARIABLES) {
       const arn = p.Environment?.Variables?.[name];
       if (arn)
         findings.push(

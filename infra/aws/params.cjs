@@ -49,6 +49,8 @@ async function kafkaSecretArns(get) {
     await get('primaryRootCaSecretArn'),
     await get('primarySaslSecretArn'),
     await get('standbySecretArn'),
+    await get('standbyRootCaSecretArn'),
+    await get('standbyClientCertSecretArn'),
   ];
   return [...new Set(arns.filter((arn) => arn && arn !== NONE))];
 }
@@ -160,7 +162,10 @@ async function deploymentPolicyDocuments(resolveVariable) {
 const NONE = 'none';
 
 module.exports = {
-  /** The SASL secrets kdr's own clients read, '' for none (KDR_*_SASL_SECRET_ARN). */
+  /**
+   * The secrets kdr's own clients read, '' for none: SASL (KDR_*_SASL_SECRET_ARN) and, with mTLS, the
+   * event source's client certificate (KDR_PRIMARY_TLS_CLIENT_SECRET_ARN).
+   */
   clientSecrets: async ({ resolveVariable }) => {
     const arn = async (name) => {
       const value = await param(resolveVariable, name);
@@ -170,12 +175,11 @@ module.exports = {
     const standby = await arn('standbySecretArn');
     const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
     const authType = await param(resolveVariable, msk ? 'mskAuthType' : 'primaryAuthType');
-    const sharesEventSourceSecret = primary === (await param(resolveVariable, 'primarySecretArn'));
-    // kdr's own clients speak SASL (or nothing): they cannot present the event source's certificate.
-    if (authType === 'clientCertificateTlsAuth' && sharesEventSourceSecret)
-      throw new Error(
-        "param primaryAuthType=clientCertificateTlsAuth: kdr's own clients cannot use mTLS; give them SASL credentials (primarySaslSecretArn, primarySaslMechanism) or primarySaslSecretArn=none",
-      );
+    const eventSourceSecret = await param(resolveVariable, 'primarySecretArn');
+    // With mTLS the event source's secret is a client certificate ({"certificate", "privateKey"}):
+    // kdr's clients present the same one, and use SASL only if given a secret of its own.
+    const mtls = !msk && authType === 'clientCertificateTlsAuth';
+    const primarySasl = mtls && primary === eventSourceSecret ? '' : primary;
     const derived = {
       saslScram512Auth: 'scram-sha-512',
       saslScram256Auth: 'scram-sha-256',
@@ -194,9 +198,10 @@ module.exports = {
     };
     // No secret, no mechanism: kdr refuses a SASL mechanism without credentials.
     return {
-      primary,
+      primary: primarySasl,
       standby,
-      primaryMechanism: primary ? await primaryMechanism() : '',
+      primaryClientCertificate: mtls ? eventSourceSecret : '',
+      primaryMechanism: primarySasl ? await primaryMechanism() : '',
       standbyMechanism: standby ? await arn('standbySaslMechanism') : '',
     };
   },

@@ -1,8 +1,6 @@
-import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
-import { REPO_ROOT } from '../../infra/local/paths.ts';
-import { runKdr } from '../helpers/cli.ts';
+import { invokeLocal, runKdr } from '../helpers/cli.ts';
 import {
   commitGroupOffsets,
   config,
@@ -44,26 +42,13 @@ it('sls invoke local --stage local -f failover --data {"mode":"planned"} fails t
   // answers, so that this drill measures the function, not a broker still loading its offsets.
   await commitGroupOffsets('standby', uniqueName('invoke-ready'), topic, [0, 0]);
 
-  const shellEnv = { ...process.env };
-  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) delete shellEnv[key];
-  const result = await execa(
-    'npx',
-    [
-      'sls',
-      'invoke',
-      'local',
-      '--stage',
-      'local',
-      '-f',
-      'failover',
-      '--data',
-      '{"mode":"planned"}',
-      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-    ],
-    { cwd: REPO_ROOT, env: shellEnv, extendEnv: false, reject: false, timeout: 240_000 },
-  );
+  const result = await invokeLocal('failover', { data: { mode: 'planned' }, env });
   expect(result.exitCode, result.stderr.slice(-2000) + result.stdout.slice(-2000)).toBe(0);
-  const report = JSON.parse(result.stdout.slice(result.stdout.lastIndexOf('\n{\n') + 1));
+  const report = result.result as {
+    rpo: { records: number };
+    warnings: unknown[];
+    groups: Record<string, { partition: number; standbyOffset: number }[]>;
+  };
   expect(report).toMatchObject({ pair, mode: 'planned', from: 'primary', to: 'standby', epoch: 2 });
   expect(report.rpo.records).toBe(0);
   expect(report.warnings).toEqual([]);

@@ -65,6 +65,17 @@ export async function eventually(
   });
 }
 
+/** librdkafka's settings for a cluster's TLS (PEM given inline), so that kcat reaches a TLS lab too. */
+function kcatSecurity(cluster: KdrConfig['primary']): string[] {
+  if (!cluster.ssl) return [];
+  const pem: [string, string | undefined][] = [
+    ['ssl.ca.pem', cluster.tls?.ca],
+    ['ssl.certificate.pem', cluster.tls?.cert],
+    ['ssl.key.pem', cluster.tls?.key],
+  ];
+  return ['-X', 'security.protocol=ssl', ...pem.flatMap(([k, v]) => (v ? ['-X', `${k}=${v}`] : []))];
+}
+
 /** kcat (librdkafka), an independent client, against one cluster. */
 export async function kcat(
   cluster: ClusterName,
@@ -72,7 +83,7 @@ export async function kcat(
   options: { input?: Buffer | string } = {},
   cfg: KdrConfig = config,
 ) {
-  return execa('kcat', ['-b', cfg[cluster].brokers.join(','), ...args], {
+  return execa('kcat', ['-b', cfg[cluster].brokers.join(','), ...kcatSecurity(cfg[cluster]), ...args], {
     encoding: 'buffer',
     timeout: 120_000,
     ...(options.input !== undefined ? { input: options.input } : {}),

@@ -227,6 +227,49 @@ describe('deployment settings in the packaged template', () => {
   });
 });
 
+describe('a private CA and mTLS: kdr clients read the secrets the event source reads', () => {
+  const variables = (stack: Stack, fn: string) =>
+    (stack.resources[fn]!.Properties as { Environment: { Variables: Record<string, string> } }).Environment
+      .Variables;
+  const secret = (name: string) => `arn:aws:secretsmanager:us-east-1:000000000000:secret:kdr/${name}-AbCdEf`;
+
+  it('hands every function the CA and client-certificate secrets, and every role may read them', () => {
+    const stack = loadStack(templates['private-ca-mtls']!);
+    for (const fn of ['MirrorLambdaFunction', 'FailoverLambdaFunction', 'RestoreLambdaFunction']) {
+      expect(variables(stack, fn)).toMatchObject({
+        KDR_PRIMARY_TLS_CA_SECRET_ARN: secret('primary-ca'),
+        // With mTLS the event source's secret is a client certificate: kdr presents the same one...
+        KDR_PRIMARY_TLS_CLIENT_SECRET_ARN: secret('primary-client'),
+        // ...and reads no SASL credentials from it.
+        KDR_PRIMARY_SASL_SECRET_ARN: '',
+        KDR_PRIMARY_SASL_MECHANISM: '',
+        KDR_STANDBY_TLS_CA_SECRET_ARN: secret('standby-ca'),
+        KDR_STANDBY_TLS_CLIENT_SECRET_ARN: secret('standby-client'),
+      });
+    }
+    const mapping = Object.values(stack.resources).find((r) => r.Type === 'AWS::Lambda::EventSourceMapping')!;
+    expect(
+      (mapping.Properties as { SourceAccessConfigurations: unknown[] }).SourceAccessConfigurations,
+    ).toEqual(
+      expect.arrayContaining([
+        { Type: 'CLIENT_CERTIFICATE_TLS_AUTH', URI: secret('primary-client') },
+        { Type: 'SERVER_ROOT_CA_CERTIFICATE', URI: secret('primary-ca') },
+      ]),
+    );
+  });
+
+  it("a role that cannot read the standby's CA secret is named", async () => {
+    const doc = JSON.parse(readFileSync(templates['private-ca-mtls']!, 'utf8'));
+    const statement = doc.Resources.KdrKafkaSecretsPolicy.Properties.PolicyDocument.Statement.find(
+      (s: { Sid: string }) => s.Sid === 'KafkaCredentials',
+    );
+    statement.Resource = statement.Resource.filter((arn: string) => arn !== secret('standby-ca'));
+    const findings = await checkLambdaRules(resolveStack(doc, ACCOUNT, REGION));
+    expect(findings.map((f) => f.message).join('\n')).toContain('KDR_STANDBY_TLS_CA_SECRET_ARN names it');
+    expect(findings.every((f) => f.message.includes(secret('standby-ca')))).toBe(true);
+  });
+});
+
 describe("the suite's recorded calls are evaluated against the roles (test/helpers/globalSetup.ts)", () => {
   const calls = [
     {
@@ -283,10 +326,6 @@ describe("the suite's recorded calls are evaluated against the roles (test/helpe
 
 describe('deployment settings refused at package time', () => {
   const refusals: [string[], string][] = [
-    [
-      ['primaryAuthType=clientCertificateTlsAuth'],
-      "param primaryAuthType=clientCertificateTlsAuth: kdr's own clients cannot use mTLS",
-    ],
     [
       ['sourceType=msk', 'mskAuthType=saslScram512'],
       'param mskAuthType=saslScram512 needs secretsKmsKeyArns',

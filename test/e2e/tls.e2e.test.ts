@@ -1,0 +1,301 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildFunctions } from '../../infra/build.ts';
+import { labPaths } from '../../infra/local/paths.ts';
+import { createCa } from '../../infra/local/tls.ts';
+import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
+import { createKafka } from '../../src/adapters/kafka/client.ts';
+import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
+import { type KdrConfig, loadConfig } from '../../src/config.ts';
+import type { SourceRecord } from '../../src/core/records.ts';
+import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
+import { invokeLocal, runKdr } from '../helpers/cli.ts';
+import { createTopics, KAFKA_TOOLS, kafkaTool, readWithKcat, uniqueName } from '../helpers/lab.ts';
+
+/**
+ * kdr against brokers whose certificates a private CA signed (`kdr lab up --tls`, a lab of its own on
+ * shifted ports). The CA and the client certificate are Secrets Manager secrets in the formats the
+ * Lambda Kafka event source reads, handed to the functions by serverless.yml's params, as a deploy
+ * hands them (`sls invoke local --stage local --param=...`). kcat and Kafka's own tools check the
+ * standby over TLS. A wrong CA, or no client certificate where one is required, fails naming the cluster.
+ */
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-tls-e2e-'));
+const labEnv = { KDR_LAB_DIR: dir, KDR_LAB_PORT_OFFSET: '3200', KDR_LAB_CACHE_DIR: labPaths().cache };
+const base = loadConfig({ ...labEnv });
+const secretsClient = new SecretsManagerClient({
+  region: base.aws.region,
+  endpoint: base.aws.endpoint!,
+  credentials: base.aws.credentials!,
+});
+const arns = { ca: '', client: '', wrongCa: '' };
+let files: { caPem: string; clientChainPem: string; clientKeyPem: string };
+let mtlsBootstrap: Record<'primary' | 'standby', string>;
+/** What the tests' own clients use: the lab CA (TLS listeners) or the CA and client certificate (mTLS). */
+let tlsConfig: KdrConfig;
+let mtlsConfig: KdrConfig;
+
+async function createSecret(kind: string, value: object): Promise<string> {
+  const created = await secretsClient.send(
+    new CreateSecretCommand({ Name: uniqueName(`kdr-tls-${kind}`), SecretString: JSON.stringify(value) }),
+  );
+  return created.ARN!;
+}
+
+beforeAll(async () => {
+  await buildFunctions(['mirror', 'snapshot', 'failover']);
+  const up = await runKdr(['lab', 'up', '--tls', '--json'], { env: labEnv, timeoutMs: 300_000 });
+  expect(up.exitCode, up.stderr.slice(-2000)).toBe(0);
+  const status = JSON.parse(up.stdout) as {
+    tls: typeof files & { mtls: { name: 'primary' | 'standby'; bootstrap: string }[] };
+  };
+  files = status.tls;
+  mtlsBootstrap = Object.fromEntries(
+    status.tls.mtls.map((c) => [c.name, c.bootstrap]),
+  ) as typeof mtlsBootstrap;
+  const pem = (file: string) => readFileSync(file, 'utf8');
+  arns.ca = await createSecret('ca', { certificate: pem(files.caPem) });
+  arns.client = await createSecret('client', {
+    certificate: pem(files.clientChainPem),
+    privateKey: pem(files.clientKeyPem),
+  });
+  // A CA that signed nothing here: what a deploy pointing at the wrong secret would trust.
+  const stranger = await createCa(path.join(dir, 'stranger'), 'some other CA');
+  arns.wrongCa = await createSecret('wrong-ca', { certificate: pem(stranger) });
+  const caFiles = { KDR_PRIMARY_TLS_CA_FILE: files.caPem, KDR_STANDBY_TLS_CA_FILE: files.caPem };
+  tlsConfig = loadConfig({ ...labEnv, ...caFiles });
+  mtlsConfig = loadConfig({
+    ...labEnv,
+    ...caFiles,
+    KDR_PRIMARY_BROKERS: mtlsBootstrap.primary,
+    KDR_STANDBY_BROKERS: mtlsBootstrap.standby,
+    KDR_PRIMARY_TLS_CERT_FILE: files.clientChainPem,
+    KDR_PRIMARY_TLS_KEY_FILE: files.clientKeyPem,
+    KDR_STANDBY_TLS_CERT_FILE: files.clientChainPem,
+    KDR_STANDBY_TLS_KEY_FILE: files.clientKeyPem,
+  });
+}, 360_000);
+
+afterAll(async () => {
+  secretsClient.destroy();
+  await runKdr(['lab', 'down'], { env: labEnv });
+});
+
+/** As Lambda gives a function its role's credentials: in the environment (moto takes any). */
+const roleCredentials = () => ({
+  AWS_ACCESS_KEY_ID: base.aws.credentials!.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: base.aws.credentials!.secretAccessKey,
+});
+
+/** The stage-local params that point the functions at this lab, over TLS, trusting the CA's secret. */
+const tlsParams = (cfg: KdrConfig) => ({
+  primaryBootstrap: cfg.primary.brokers.join(','),
+  standbyBootstrap: cfg.standby.brokers.join(','),
+  primaryTls: 'true',
+  standbyTls: 'true',
+  primaryRootCaSecretArn: arns.ca,
+  standbyRootCaSecretArn: arns.ca,
+  awsEndpoint: cfg.aws.endpoint!,
+});
+
+async function fill(cfg: KdrConfig, topic: string, perPartition: number): Promise<void> {
+  await createTopics('primary', [{ topic, numPartitions: 2 }], cfg);
+  const producer = createKafka(cfg.primary, 'kdr-test').producer({ idempotent: true });
+  await producer.connect();
+  try {
+    for (const partition of [0, 1])
+      await producer.send({
+        topic,
+        messages: Array.from({ length: perPartition }, (_, i) => ({
+          partition,
+          key: `k${partition}-${i}`,
+          value: `v${partition}-${i}`,
+          headers: { app: `h${i}` },
+        })),
+      });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** The Kafka event the event source would deliver for the whole topic, written to a file for sls. */
+async function eventFile(cfg: KdrConfig, topic: string): Promise<string> {
+  const reader = new KafkaPartitionReader(createKafka(cfg.primary, 'kdr-test'), 'primary');
+  const batches: { topic: string; partition: number; records: SourceRecord[] }[] = [];
+  try {
+    const offsets = await reader.offsets(topic, [0, 1]);
+    for (const partition of [0, 1]) {
+      const records: SourceRecord[] = [];
+      for await (const batch of reader.readRange({ topic, partition }, 0, offsets[partition]!.lastStable))
+        records.push(...batch);
+      batches.push({ topic, partition, records });
+    }
+  } finally {
+    await reader.close();
+  }
+  const file = path.join(dir, `${topic}.event.json`);
+  writeFileSync(file, JSON.stringify(toKafkaEvent(batches)));
+  return file;
+}
+
+const values = (records: { value: Buffer | null }[]) => records.map((r) => r.value!.toString()).sort();
+const expected = (perPartition: number) =>
+  [0, 1].flatMap((p) => Array.from({ length: perPartition }, (_, i) => `v${p}-${i}`)).sort();
+
+describe('TLS with a private CA', () => {
+  it('mirrors, snapshots and fails over through the functions, the CA in the secret a deploy names', async () => {
+    const topic = uniqueName('tls');
+    const group = uniqueName('tls-g');
+    await fill(tlsConfig, topic, 60);
+    const admin = new KafkaAdmin(createKafka(tlsConfig.primary, 'kdr-test'), 'primary');
+    try {
+      await admin.commitOffsets(group, [
+        { topic, partition: 0, offset: 20 },
+        { topic, partition: 1, offset: 60 },
+      ]);
+    } finally {
+      await admin.close();
+    }
+    const env = {
+      ...roleCredentials(),
+      KDR_PAIR: uniqueName('tls-pair'),
+      KDR_TOPICS: topic,
+      KDR_GROUPS: group,
+      KDR_MIRROR_GROUP_ID: uniqueName('tls-m'),
+    };
+    const params = tlsParams(tlsConfig);
+
+    const mirrored = await invokeLocal('mirror', {
+      eventPath: await eventFile(tlsConfig, topic),
+      params,
+      env,
+    });
+    expect(mirrored.exitCode, mirrored.stderr.slice(-2000) + mirrored.stdout.slice(-2000)).toBe(0);
+    expect(mirrored.result).toMatchObject({ recordsMirrored: 120 });
+    // kcat over TLS, trusting the same CA: every record, with the application's header.
+    const standby = await readWithKcat('standby', topic, {}, tlsConfig);
+    expect(values(standby)).toEqual(expected(60));
+    expect(standby.every((r) => r.headers.some(([k]) => k === 'app'))).toBe(true);
+
+    const snapshot = await invokeLocal('snapshot', { data: {}, params, env });
+    expect(snapshot.exitCode, snapshot.stderr.slice(-2000) + snapshot.stdout.slice(-2000)).toBe(0);
+    expect(snapshot.result).toMatchObject({ status: 'complete', records: 120 });
+
+    const failover = await invokeLocal('failover', { data: { mode: 'planned' }, params, env });
+    expect(failover.exitCode, failover.stderr.slice(-2000) + failover.stdout.slice(-2000)).toBe(0);
+    expect(failover.result).toMatchObject({ mode: 'planned', from: 'primary', to: 'standby', epoch: 2 });
+    expect((failover.result as { rpo: { records: number } }).rpo.records).toBe(0);
+    // Kafka's own tool over TLS (a PEM truststore) sees the group on the standby where it was.
+    const props = path.join(dir, 'client-tls.properties');
+    writeFileSync(
+      props,
+      `security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=${files.caPem}\n`,
+    );
+    const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
+      '--bootstrap-server',
+      tlsConfig.standby.brokers[0]!,
+      '--command-config',
+      props,
+      '--describe',
+      '--group',
+      group,
+    ]);
+    const rows = described.stdout
+      .split('\n')
+      .filter((l) => l.includes(topic))
+      .map((l) => l.trim().split(/\s+/))
+      .map((r) => [Number(r[2]), Number(r[3])])
+      .sort();
+    expect(rows).toEqual([
+      [0, 20],
+      [1, 60],
+    ]);
+  });
+
+  it('a wrong CA fails naming the cluster, from the CLI and from a function', async () => {
+    const topic = uniqueName('tls-wrong');
+    await fill(tlsConfig, topic, 5);
+    const env = {
+      ...labEnv,
+      KDR_PAIR: uniqueName('tls-pair'),
+      KDR_TOPICS: topic,
+      KDR_PRIMARY_TLS_CA_SECRET_ARN: arns.wrongCa,
+      KDR_STANDBY_TLS_CA_SECRET_ARN: arns.ca,
+    };
+    const cli = await runKdr(['mirror', '--until-caught-up', '--json'], { env, timeoutMs: 120_000 });
+    expect(cli.exitCode).not.toBe(0);
+    expect(cli.stderr).toContain('connecting to the primary cluster failed');
+    expect(cli.stderr).toMatch(/certificate/i);
+
+    const fn = await invokeLocal('mirror', {
+      eventPath: await eventFile(tlsConfig, topic),
+      params: { ...tlsParams(tlsConfig), standbyRootCaSecretArn: arns.wrongCa },
+      env: { ...roleCredentials(), KDR_PAIR: env.KDR_PAIR, KDR_TOPICS: topic },
+    });
+    expect(fn.exitCode).not.toBe(0);
+    expect(fn.stdout + fn.stderr).toMatch(/standby cluster[^\n]*certificate/i);
+  });
+});
+
+describe('mTLS: the event source client certificate serves kdr clients too', () => {
+  it('mirrors through the function re-reading the primary, both clusters requiring a client certificate', async () => {
+    const topic = uniqueName('mtls');
+    await fill(mtlsConfig, topic, 30);
+    const env = {
+      ...roleCredentials(),
+      KDR_PAIR: uniqueName('mtls-pair'),
+      KDR_TOPICS: topic,
+      // Re-read each batch from the primary, so the function's primary client proves its certificate too.
+      KDR_MIRROR_LAMBDA_REFETCH: 'true',
+    };
+    const mirrored = await invokeLocal('mirror', {
+      eventPath: await eventFile(mtlsConfig, topic),
+      params: {
+        ...tlsParams(mtlsConfig),
+        primaryAuthType: 'clientCertificateTlsAuth',
+        primarySecretArn: arns.client,
+        standbyClientCertSecretArn: arns.client,
+      },
+      env,
+    });
+    expect(mirrored.exitCode, mirrored.stderr.slice(-2000) + mirrored.stdout.slice(-2000)).toBe(0);
+    expect(mirrored.result).toMatchObject({ recordsMirrored: 60 });
+    expect(values(await readWithKcat('standby', topic, {}, mtlsConfig))).toEqual(expected(30));
+    expect(mirrored.stdout + mirrored.stderr).not.toContain('BEGIN PRIVATE KEY');
+
+    // Without the client certificate, the mTLS listener refuses kdr, and kdr says which cluster.
+    const refused = await runKdr(['mirror', '--until-caught-up', '--json'], {
+      env: {
+        ...labEnv,
+        KDR_PAIR: env.KDR_PAIR,
+        KDR_TOPICS: topic,
+        KDR_PRIMARY_BROKERS: mtlsBootstrap.primary,
+        KDR_PRIMARY_TLS_CA_FILE: files.caPem,
+        KDR_STANDBY_TLS_CA_FILE: files.caPem,
+      },
+      timeoutMs: 120_000,
+    });
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toContain('connecting to the primary cluster failed');
+  });
+
+  it('kdr config shows what the certificates are, never the private key', async () => {
+    const shown = await runKdr(['config', '--json'], {
+      env: {
+        ...labEnv,
+        KDR_PRIMARY_TLS_CA_FILE: files.caPem,
+        KDR_PRIMARY_TLS_CERT_FILE: files.clientChainPem,
+        KDR_PRIMARY_TLS_KEY_FILE: files.clientKeyPem,
+      },
+    });
+    expect(shown.exitCode, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout).primary).toMatchObject({
+      ssl: true,
+      tls: { ca: '1 PEM certificate(s)', cert: '2 PEM certificate(s)', key: '***' },
+    });
+    expect(shown.stdout + shown.stderr).not.toContain('PRIVATE KEY');
+  });
+});
