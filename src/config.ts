@@ -399,6 +399,9 @@ function readPem(variable: string, file: string, expected: RegExp, what: string)
 
 export const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/;
 export const PEM_PRIVATE_KEY = /-----BEGIN (?:ENCRYPTED |RSA |EC )?PRIVATE KEY-----/;
+/** PKCS#8, plain or encrypted: the only key format the Lambda event source reads. */
+export const PEM_PKCS8_KEY = /-----BEGIN (?:ENCRYPTED )?PRIVATE KEY-----/;
+export const PEM_ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----/;
 
 /**
  * TLS of one cluster: on with KDR_<C>_TLS=true or with any CA or client certificate given (a private CA
@@ -419,11 +422,11 @@ function tlsConfig(
     'TLS_CLIENT_SECRET_ARN',
   ].filter((suffix) => value(suffix) !== undefined);
   const enabled = get('TLS') as boolean | undefined;
-  if (given.length === 0) {
-    if (value('TLS_KEY_PASSWORD') !== undefined)
-      throw new ConfigError(`${v('TLS_KEY_PASSWORD')} is set but ${v('TLS_KEY_FILE')} is not`);
-    return { ssl: enabled ?? false };
-  }
+  if (value('TLS_KEY_PASSWORD') !== undefined && value('TLS_KEY_FILE') === undefined)
+    throw new ConfigError(
+      `${v('TLS_KEY_PASSWORD')} is set but ${v('TLS_KEY_FILE')} is not (a key in ${v('TLS_CLIENT_SECRET_ARN')} takes its password from the secret's "privateKeyPassword")`,
+    );
+  if (given.length === 0) return { ssl: enabled ?? false };
   if (enabled === false)
     throw new ConfigError(
       `${v('TLS')} is false, but ${given.map(v).join(' and ')} need TLS: set it to true or unset them`,
@@ -465,6 +468,8 @@ function tlsConfig(
     );
     const passphrase = value('TLS_KEY_PASSWORD');
     if (passphrase) tls.passphrase = passphrase;
+    else if (PEM_ENCRYPTED_KEY.test(tls.key))
+      throw new ConfigError(`${v('TLS_KEY_FILE')}: ${keyFile} is encrypted: set ${v('TLS_KEY_PASSWORD')}`);
   }
   const tlsSecrets: NonNullable<ClusterConfig['tlsSecrets']> = {};
   if (value('TLS_CA_SECRET_ARN')) tlsSecrets.caSecretArn = value('TLS_CA_SECRET_ARN')!;

@@ -1,4 +1,10 @@
-import { type ClusterConfig, type KdrConfig, PEM_CERTIFICATE, PEM_PRIVATE_KEY } from './config.ts';
+import {
+  type ClusterConfig,
+  type KdrConfig,
+  PEM_CERTIFICATE,
+  PEM_ENCRYPTED_KEY,
+  PEM_PKCS8_KEY,
+} from './config.ts';
 import { ConfigError } from './errors.ts';
 import type { SecretSource } from './ports/secrets.ts';
 
@@ -62,9 +68,14 @@ async function resolveTls(cluster: ClusterConfig, name: ClusterName, source: Sec
     const variable = `KDR_${name}_TLS_CLIENT_SECRET_ARN`;
     const fields = await secretJson(source, arn, variable, '{"certificate": "<PEM>", "privateKey": "<PEM>"}');
     tls.cert = field(fields, 'certificate', arn, variable, PEM_CERTIFICATE);
-    tls.key = field(fields, 'privateKey', arn, variable, PEM_PRIVATE_KEY);
+    // PKCS#8 only: the event source reads this secret too, and takes no other key format.
+    tls.key = field(fields, 'privateKey', arn, variable, PEM_PKCS8_KEY);
     if (typeof fields.privateKeyPassword === 'string' && fields.privateKeyPassword !== '')
       tls.passphrase = fields.privateKeyPassword;
+    else if (PEM_ENCRYPTED_KEY.test(tls.key))
+      throw new ConfigError(
+        `secret ${arn} (${variable}): "privateKey" is encrypted but there is no "privateKeyPassword"`,
+      );
   }
   const { tlsSecrets: _resolved, ...rest } = cluster;
   return { ...rest, tls };

@@ -70,12 +70,12 @@ module.exports = async ({ resolveVariable }) => {
   if (authType !== 'none') accessConfigurations[authType] = [await param('primarySecretArn')];
   // A private CA: a Secrets Manager secret {"certificate": "<PEM>"} that the event source trusts.
   const rootCa = await param('primaryRootCaSecretArn');
-  if (rootCa) accessConfigurations.serverRootCaCertificate = [rootCa];
+  if (rootCa && rootCa !== 'none') accessConfigurations.serverRootCaCertificate = [rootCa];
   const subnets = (await param('vpcSubnets')).split(',').filter(Boolean);
   const securityGroups = (await param('vpcSecurityGroups')).split(',').filter(Boolean);
   if (subnets.length > 0) accessConfigurations.vpcSubnet = subnets;
   if (securityGroups.length > 0) accessConfigurations.vpcSecurityGroup = securityGroups;
-  if (Object.keys(accessConfigurations).length === 0)
+  if (authType === 'none' && subnets.length === 0)
     throw new Error(
       'param primaryAuthType=none needs vpcSubnets and vpcSecurityGroups: an event source without authentication reaches the brokers only through their VPC',
     );

@@ -175,11 +175,10 @@ module.exports = {
     const standby = await arn('standbySecretArn');
     const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
     const authType = await param(resolveVariable, msk ? 'mskAuthType' : 'primaryAuthType');
-    const eventSourceSecret = await param(resolveVariable, 'primarySecretArn');
-    // With mTLS the event source's secret is a client certificate ({"certificate", "privateKey"}):
-    // kdr's clients present the same one, and use SASL only if given a secret of its own.
+    // With mTLS the event source's secret is a client certificate, which kdr's clients present too
+    // (clientTls): they use SASL only if given a secret of their own.
     const mtls = !msk && authType === 'clientCertificateTlsAuth';
-    const primarySasl = mtls && primary === eventSourceSecret ? '' : primary;
+    const primarySasl = mtls && primary === (await param(resolveVariable, 'primarySecretArn')) ? '' : primary;
     const derived = {
       saslScram512Auth: 'scram-sha-512',
       saslScram256Auth: 'scram-sha-256',
@@ -200,10 +199,43 @@ module.exports = {
     return {
       primary: primarySasl,
       standby,
-      primaryClientCertificate: mtls ? eventSourceSecret : '',
       primaryMechanism: primarySasl ? await primaryMechanism() : '',
       standbyMechanism: standby ? await arn('standbySaslMechanism') : '',
     };
+  },
+  /**
+   * The TLS secrets kdr's clients read (KDR_*_TLS_CA_SECRET_ARN, KDR_*_TLS_CLIENT_SECRET_ARN), '' for
+   * none: the event source's own CA and, with mTLS, its client certificate, and the standby's. A CA or a
+   * certificate with TLS turned off would fail every invocation, so packaging refuses it.
+   */
+  clientTls: async ({ resolveVariable }) => {
+    const arn = async (name) => {
+      const value = await param(resolveVariable, name);
+      return value === NONE ? '' : value;
+    };
+    const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
+    const mtls = !msk && (await param(resolveVariable, 'primaryAuthType')) === 'clientCertificateTlsAuth';
+    const tls = {
+      primaryCa: await arn('primaryRootCaSecretArn'),
+      primaryClientCertificate: mtls ? await arn('primarySecretArn') : '',
+      standbyCa: await arn('standbyRootCaSecretArn'),
+      standbyClientCertificate: await arn('standbyClientCertSecretArn'),
+    };
+    for (const cluster of ['primary', 'standby']) {
+      const given = [
+        tls[`${cluster}Ca`] ? `${cluster}RootCaSecretArn` : '',
+        tls[`${cluster}ClientCertificate`]
+          ? cluster === 'primary'
+            ? 'primaryAuthType=clientCertificateTlsAuth'
+            : 'standbyClientCertSecretArn'
+          : '',
+      ].filter(Boolean);
+      if (given.length > 0 && (await param(resolveVariable, `${cluster}Tls`)) !== 'true')
+        throw new Error(
+          `param ${cluster}Tls must be true with ${given.join(' and ')}: a CA or a client certificate is used only over TLS`,
+        );
+    }
+    return tls;
   },
   /** provider.vpc: the functions run in the brokers' VPC when subnets are given. */
   vpc: async ({ resolveVariable }) => {

@@ -81,6 +81,8 @@ export interface LabStatus {
     caPem: string;
     clientChainPem: string;
     clientKeyPem: string;
+    /** The key encrypted (PBE-SHA1-3DES) with the password LAB_TLS_PASSWORD. */
+    clientKeyEncryptedPem: string;
     mtls: { name: ClusterName; bootstrap: string }[];
   };
   startedAt: string | null;
@@ -260,6 +262,7 @@ export class Lab {
       caPem: files.caPem,
       clientChainPem: files.clientChainPem,
       clientKeyPem: files.clientKeyPem,
+      clientKeyEncryptedPem: files.clientKeyEncryptedPem,
       mtls: labClusters(brokers, this.portOffset).map((c) => ({ name: c.name, bootstrap: c.mtlsBootstrap })),
     };
   }

@@ -22,6 +22,11 @@ export interface LabPki {
   /** A client certificate signed by the CA, chain first (client, then CA), and its PKCS#8 key (PEM). */
   clientChainPem: string;
   clientKeyPem: string;
+  /**
+   * The same key encrypted with LAB_TLS_PASSWORD by PBE-SHA1-3DES: the one PBES1 scheme (the only kind
+   * the Lambda event source takes) that Node's OpenSSL 3 still reads without its legacy provider.
+   */
+  clientKeyEncryptedPem: string;
 }
 
 export function pkiFiles(dir: string): LabPki {
@@ -32,6 +37,7 @@ export function pkiFiles(dir: string): LabPki {
     truststore: path.join(dir, 'truststore.p12'),
     clientChainPem: path.join(dir, 'client-chain.pem'),
     clientKeyPem: path.join(dir, 'client-key.pem'),
+    clientKeyEncryptedPem: path.join(dir, 'client-key-encrypted.pem'),
   };
 }
 
@@ -104,7 +110,8 @@ export async function createCa(dir: string, commonName: string): Promise<string>
  */
 export async function ensureLabPki(dir: string, log: (line: string) => void = () => {}): Promise<LabPki> {
   const files = pkiFiles(dir);
-  if (existsSync(files.clientKeyPem)) return files;
+  // The last file made: a directory with it is complete (an older lab's lacks it and is remade).
+  if (existsSync(files.clientKeyEncryptedPem)) return files;
   log(`creating the lab's private CA and certificates in ${dir} (keytool)`);
   const scratch = `${dir}.partial`;
   rmSync(scratch, { recursive: true, force: true });
@@ -139,6 +146,16 @@ export async function ensureLabPki(dir: string, log: (line: string) => void = ()
   const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(keyOut)?.[0];
   if (!key) throw new LabError('LAB_START_FAILED', 'openssl pkcs12 printed no PKCS#8 private key');
   writeFileSync(path.join(scratch, 'client-key.pem'), `${key}\n`, { mode: 0o600 });
+  await run(
+    'openssl',
+    ['pkcs8', '-topk8', '-v1', 'PBE-SHA1-3DES', '-in', path.join(scratch, 'client-key.pem')].concat([
+      '-out',
+      path.join(scratch, 'client-key-encrypted.pem'),
+      '-passout',
+      `pass:${LAB_TLS_PASSWORD}`,
+    ]),
+    'openssl: encrypted client key',
+  );
   rmSync(dir, { recursive: true, force: true });
   renameSync(scratch, dir);
   return files;

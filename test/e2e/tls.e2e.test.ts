@@ -5,7 +5,7 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
 import { labPaths } from '../../infra/local/paths.ts';
-import { createCa } from '../../infra/local/tls.ts';
+import { createCa, LAB_TLS_PASSWORD } from '../../infra/local/tls.ts';
 import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
@@ -31,8 +31,8 @@ const secretsClient = new SecretsManagerClient({
   endpoint: base.aws.endpoint!,
   credentials: base.aws.credentials!,
 });
-const arns = { ca: '', client: '', wrongCa: '' };
-let files: { caPem: string; clientChainPem: string; clientKeyPem: string };
+const arns = { ca: '', client: '', clientEncrypted: '', wrongCa: '' };
+let files: { caPem: string; clientChainPem: string; clientKeyPem: string; clientKeyEncryptedPem: string };
 let mtlsBootstrap: Record<'primary' | 'standby', string>;
 /** What the tests' own clients use: the lab CA (TLS listeners) or the CA and client certificate (mTLS). */
 let tlsConfig: KdrConfig;
@@ -62,6 +62,12 @@ beforeAll(async () => {
     certificate: pem(files.clientChainPem),
     privateKey: pem(files.clientKeyPem),
   });
+  // The same certificate with its key encrypted (PBE-SHA1-3DES), as the event source also takes it.
+  arns.clientEncrypted = await createSecret('client-encrypted', {
+    certificate: pem(files.clientChainPem),
+    privateKey: pem(files.clientKeyEncryptedPem),
+    privateKeyPassword: LAB_TLS_PASSWORD,
+  });
   // A CA that signed nothing here: what a deploy pointing at the wrong secret would trust.
   const stranger = await createCa(path.join(dir, 'stranger'), 'some other CA');
   arns.wrongCa = await createSecret('wrong-ca', { certificate: pem(stranger) });
@@ -75,7 +81,8 @@ beforeAll(async () => {
     KDR_PRIMARY_TLS_CERT_FILE: files.clientChainPem,
     KDR_PRIMARY_TLS_KEY_FILE: files.clientKeyPem,
     KDR_STANDBY_TLS_CERT_FILE: files.clientChainPem,
-    KDR_STANDBY_TLS_KEY_FILE: files.clientKeyPem,
+    KDR_STANDBY_TLS_KEY_FILE: files.clientKeyEncryptedPem,
+    KDR_STANDBY_TLS_KEY_PASSWORD: LAB_TLS_PASSWORD,
   });
 }, 360_000);
 
@@ -140,6 +147,11 @@ async function eventFile(cfg: KdrConfig, topic: string): Promise<string> {
   writeFileSync(file, JSON.stringify(toKafkaEvent(batches)));
   return file;
 }
+
+/** A broker refusing a connection without a client certificate (TLS alert 42, or 116 in TLS 1.3). */
+const HANDSHAKE_REFUSED = /alert (bad certificate|certificate required)/;
+/** Node refusing a broker whose chain ends in a CA it was not given. */
+const UNTRUSTED_CHAIN = /self-signed certificate in certificate chain|unable to (verify|get local issuer)/;
 
 const values = (records: { value: Buffer | null }[]) => records.map((r) => r.value!.toString()).sort();
 const expected = (perPartition: number) =>
@@ -228,7 +240,7 @@ describe('TLS with a private CA', () => {
     const cli = await runKdr(['mirror', '--until-caught-up', '--json'], { env, timeoutMs: 120_000 });
     expect(cli.exitCode).not.toBe(0);
     expect(cli.stderr).toContain('connecting to the primary cluster failed');
-    expect(cli.stderr).toMatch(/certificate/i);
+    expect(cli.stderr).toMatch(UNTRUSTED_CHAIN);
 
     const fn = await invokeLocal('mirror', {
       eventPath: await eventFile(tlsConfig, topic),
@@ -236,42 +248,86 @@ describe('TLS with a private CA', () => {
       env: { ...roleCredentials(), KDR_PAIR: env.KDR_PAIR, KDR_TOPICS: topic },
     });
     expect(fn.exitCode).not.toBe(0);
-    expect(fn.stdout + fn.stderr).toMatch(/standby cluster[^\n]*certificate/i);
+    expect(fn.stdout + fn.stderr).toMatch(/standby cluster/);
+    expect(fn.stdout + fn.stderr).toMatch(UNTRUSTED_CHAIN);
   });
 });
 
 describe('mTLS: the event source client certificate serves kdr clients too', () => {
-  it('mirrors through the function re-reading the primary, both clusters requiring a client certificate', async () => {
+  /** Both clusters require a client certificate: the primary's is the event source's secret. */
+  const mtlsParams = () => ({
+    ...tlsParams(mtlsConfig),
+    primaryAuthType: 'clientCertificateTlsAuth',
+    primarySecretArn: arns.client,
+    standbyClientCertSecretArn: arns.clientEncrypted,
+  });
+
+  it('mirrors (re-reading the primary), snapshots and fails over through the functions', async () => {
     const topic = uniqueName('mtls');
+    const group = uniqueName('mtls-g');
     await fill(mtlsConfig, topic, 30);
+    const admin = new KafkaAdmin(createKafka(mtlsConfig.primary, 'kdr-test'), 'primary');
+    try {
+      await admin.commitOffsets(group, [
+        { topic, partition: 0, offset: 10 },
+        { topic, partition: 1, offset: 30 },
+      ]);
+    } finally {
+      await admin.close();
+    }
     const env = {
       ...roleCredentials(),
       KDR_PAIR: uniqueName('mtls-pair'),
       KDR_TOPICS: topic,
+      KDR_GROUPS: group,
+      KDR_MIRROR_GROUP_ID: uniqueName('mtls-m'),
       // Re-read each batch from the primary, so the function's primary client proves its certificate too.
       KDR_MIRROR_LAMBDA_REFETCH: 'true',
     };
-    const mirrored = await invokeLocal('mirror', {
-      eventPath: await eventFile(mtlsConfig, topic),
-      params: {
-        ...tlsParams(mtlsConfig),
-        primaryAuthType: 'clientCertificateTlsAuth',
-        primarySecretArn: arns.client,
-        standbyClientCertSecretArn: arns.client,
-      },
+    const event = await eventFile(mtlsConfig, topic);
+    // Control: the same invocation without the primary's client certificate (stage local's default
+    // authentication gives kdr none) is refused by the primary's mTLS listener, and says so.
+    const withoutCertificate = await invokeLocal('mirror', {
+      eventPath: event,
+      params: { ...mtlsParams(), primaryAuthType: 'saslScram512Auth' },
       env,
     });
+    expect(withoutCertificate.exitCode).not.toBe(0);
+    expect(withoutCertificate.stdout + withoutCertificate.stderr).toMatch(/primary cluster/);
+    expect(withoutCertificate.stdout + withoutCertificate.stderr).toMatch(HANDSHAKE_REFUSED);
+
+    const params = mtlsParams();
+    const mirrored = await invokeLocal('mirror', { eventPath: event, params, env });
     expect(mirrored.exitCode, mirrored.stderr.slice(-2000) + mirrored.stdout.slice(-2000)).toBe(0);
     expect(mirrored.result).toMatchObject({ recordsMirrored: 60 });
     expect(values(await readWithKcat('standby', topic, {}, mtlsConfig))).toEqual(expected(30));
-    expect(mirrored.stdout + mirrored.stderr).not.toContain('BEGIN PRIVATE KEY');
+    expect(mirrored.stdout + mirrored.stderr).not.toContain('PRIVATE KEY');
 
-    // Without the client certificate, the mTLS listener refuses kdr, and kdr says which cluster.
+    const snapshot = await invokeLocal('snapshot', { data: {}, params, env });
+    expect(snapshot.exitCode, snapshot.stderr.slice(-2000) + snapshot.stdout.slice(-2000)).toBe(0);
+    expect(snapshot.result).toMatchObject({ status: 'complete', records: 60 });
+
+    const failover = await invokeLocal('failover', { data: { mode: 'planned' }, params, env });
+    expect(failover.exitCode, failover.stderr.slice(-2000) + failover.stdout.slice(-2000)).toBe(0);
+    const report = failover.result as {
+      from: string;
+      to: string;
+      rpo: { records: number };
+      groups: Record<string, { partition: number; standbyOffset: number }[]>;
+    };
+    expect(report).toMatchObject({ from: 'primary', to: 'standby', rpo: { records: 0 } });
+    expect(report.groups[group]!.map((g) => [g.partition, g.standbyOffset]).sort()).toEqual([
+      [0, 10],
+      [1, 30],
+    ]);
+  });
+
+  it('the CLI without a client certificate is refused by the mTLS listener, naming the cluster', async () => {
     const refused = await runKdr(['mirror', '--until-caught-up', '--json'], {
       env: {
         ...labEnv,
-        KDR_PAIR: env.KDR_PAIR,
-        KDR_TOPICS: topic,
+        KDR_PAIR: uniqueName('mtls-pair'),
+        KDR_TOPICS: uniqueName('mtls-none'),
         KDR_PRIMARY_BROKERS: mtlsBootstrap.primary,
         KDR_PRIMARY_TLS_CA_FILE: files.caPem,
         KDR_STANDBY_TLS_CA_FILE: files.caPem,
@@ -280,6 +336,7 @@ describe('mTLS: the event source client certificate serves kdr clients too', () 
     });
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stderr).toContain('connecting to the primary cluster failed');
+    expect(refused.stderr).toMatch(HANDSHAKE_REFUSED);
   });
 
   it('kdr config shows what the certificates are, never the private key', async () => {

@@ -72,6 +72,7 @@ function kcatSecurity(cluster: KdrConfig['primary']): string[] {
     ['ssl.ca.pem', cluster.tls?.ca],
     ['ssl.certificate.pem', cluster.tls?.cert],
     ['ssl.key.pem', cluster.tls?.key],
+    ['ssl.key.password', cluster.tls?.passphrase],
   ];
   return ['-X', 'security.protocol=ssl', ...pem.flatMap(([k, v]) => (v ? ['-X', `${k}=${v}`] : []))];
 }

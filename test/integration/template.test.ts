@@ -332,11 +332,57 @@ describe('deployment settings refused at package time', () => {
     ],
     [['mirrorConsumerGroupId=dr/esm'], 'expected at most 200 characters of letters, digits'],
     [['replicaBucketArn=arn:aws:s3:::replica'], 'param replicaBucketArn needs replicaKmsKeyArn'],
+    // A CA or a client certificate with TLS off would fail every invocation at its first connection.
+    [
+      [
+        'primaryTls=false',
+        'primaryRootCaSecretArn=arn:aws:secretsmanager:us-east-1:000000000000:secret:ca-AbCdEf',
+      ],
+      'param primaryTls must be true with primaryRootCaSecretArn',
+    ],
+    [
+      ['primaryTls=false', 'primaryAuthType=clientCertificateTlsAuth'],
+      'param primaryTls must be true with primaryAuthType=clientCertificateTlsAuth',
+    ],
+    [
+      [
+        'standbyTls=false',
+        'standbyClientCertSecretArn=arn:aws:secretsmanager:us-east-1:000000000000:secret:c-AbCdEf',
+      ],
+      'param standbyTls must be true with standbyClientCertSecretArn',
+    ],
+    // No authentication and no VPC, even with a private CA: the event source would reach open brokers.
+    [
+      [
+        'primaryAuthType=none',
+        'primarySaslSecretArn=none',
+        'primaryRootCaSecretArn=arn:aws:secretsmanager:us-east-1:000000000000:secret:ca-AbCdEf',
+      ],
+      'param primaryAuthType=none needs vpcSubnets and vpcSecurityGroups',
+    ],
   ];
   it.each(refusals)('%j', async (params, message) => {
     const result = await tryPackageStack({ params, prebuilt: true, prefix: 'kdr-refused-' });
     expect(result.exitCode).not.toBe(0);
     expect(result.output).toContain(message);
+  });
+
+  it('"none" for a CA secret means none: no env value, no event source CA', async () => {
+    const { templatePath } = await packageStack({
+      params: ['primaryRootCaSecretArn=none', 'standbyRootCaSecretArn=none'],
+      prebuilt: true,
+      prefix: 'kdr-ca-none-',
+    });
+    const stack = loadStack(templatePath);
+    const vars = (
+      stack.resources.MirrorLambdaFunction!.Properties as {
+        Environment: { Variables: Record<string, string> };
+      }
+    ).Environment.Variables;
+    expect(vars.KDR_PRIMARY_TLS_CA_SECRET_ARN).toBe('');
+    expect(vars.KDR_STANDBY_TLS_CA_SECRET_ARN).toBe('');
+    const mapping = Object.values(stack.resources).find((r) => r.Type === 'AWS::Lambda::EventSourceMapping')!;
+    expect(JSON.stringify(mapping.Properties)).not.toContain('SERVER_ROOT_CA_CERTIFICATE');
   });
 
   it('primaryAuthType saslScram256Auth gives kdr clients scram-sha-256', async () => {

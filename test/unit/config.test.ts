@@ -174,6 +174,21 @@ describe('loadConfig', () => {
         { KDR_STANDBY_TLS_KEY_PASSWORD: 'kp' },
         'KDR_STANDBY_TLS_KEY_PASSWORD is set but KDR_STANDBY_TLS_KEY_FILE is not',
       ],
+      // A password beside a secret would be dropped without a word: the secret carries its own.
+      [
+        { KDR_STANDBY_TLS_CLIENT_SECRET_ARN: arn, KDR_STANDBY_TLS_KEY_PASSWORD: 'kp' },
+        'KDR_STANDBY_TLS_KEY_PASSWORD is set but KDR_STANDBY_TLS_KEY_FILE is not',
+      ],
+      [
+        {
+          KDR_PRIMARY_TLS_CERT_FILE: ca,
+          KDR_PRIMARY_TLS_KEY_FILE: file(
+            'encrypted.key',
+            '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n',
+          ),
+        },
+        `KDR_PRIMARY_TLS_KEY_FILE: ${path.join(dir, 'encrypted.key')} is encrypted: set KDR_PRIMARY_TLS_KEY_PASSWORD`,
+      ],
       [
         { KDR_PRIMARY_TLS_CA_FILE: path.join(dir, 'missing.pem') },
         `KDR_PRIMARY_TLS_CA_FILE: cannot read ${path.join(dir, 'missing.pem')} (ENOENT)`,

@@ -102,6 +102,23 @@ describe('TLS material from the secrets the event source reads', () => {
         secrets({ ...good, [clientArn]: { certificate: cert, privateKey: 'MIIE-secret-bytes' } }),
       ),
     ).rejects.not.toThrow(/secret-bytes/);
+    // PKCS#1 ("RSA PRIVATE KEY"): the event source reads only PKCS#8, so kdr refuses it in the shared secret.
+    const pkcs1 = '-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n';
+    await expect(
+      resolveCredentials(
+        tlsConfig,
+        secrets({ ...good, [clientArn]: { certificate: cert, privateKey: pkcs1 } }),
+      ),
+    ).rejects.toThrow(/"privateKey" is not PEM/);
+    const encrypted = '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n';
+    await expect(
+      resolveCredentials(
+        tlsConfig,
+        secrets({ ...good, [clientArn]: { certificate: cert, privateKey: encrypted } }),
+      ),
+    ).rejects.toThrow(
+      `secret ${clientArn} (KDR_STANDBY_TLS_CLIENT_SECRET_ARN): "privateKey" is encrypted but there is no "privateKeyPassword"`,
+    );
     await expect(
       resolveCredentials(
         tlsConfig,

@@ -54,7 +54,8 @@ export function registerRun(program: Command): void {
       const startLab = options.lab && targetsLab();
       const wasUp = startLab && (await lab.probe()).up;
       try {
-        if (startLab && !wasUp) await lab.up(1);
+        // A TLS configuration against the lab's ports means the TLS lab (`kdr lab up --tls`).
+        if (startLab && !wasUp) await lab.up(1, { tls: loadConfig().primary.ssl });
         if (startLab) note(formatLabStatus(await lab.probe()));
         if (isStopping()) return;
         note('kdr run: mirroring; press Ctrl-C to stop');
