@@ -19,6 +19,7 @@ import pLimit from 'p-limit';
 import { loadConfig } from '../../src/config.ts';
 import { describeError, LabError } from '../../src/errors.ts';
 import { checkPrerequisites, ensureKafka, ensureMoto, type KafkaDistribution } from './installs.ts';
+import { ensureLambdaRuntime } from './lambdaRuntime.ts';
 import { type LabPaths, labPaths } from './paths.ts';
 import {
   hasMarker,
@@ -144,6 +145,7 @@ export class Lab {
     await checkPrerequisites(this.paths);
     await ensureKafka(this.paths, this.log);
     await ensureMoto(this.paths, this.log);
+    await ensureLambdaRuntime(this.paths.cache, this.log);
   }
 
   /** Starts the lab, or confirms it already runs with the same shape (idempotent). */

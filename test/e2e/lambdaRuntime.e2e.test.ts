@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageStack } from '../../infra/aws/packageStack.ts';
+import { loadStack } from '../../infra/aws/stackIam.ts';
+import {
+  classifyInvocation,
+  ensureLambdaRuntime,
+  functionSpec,
+  LambdaContainer,
+  type LambdaRuntime,
+} from '../../infra/local/lambdaRuntime.ts';
+import { labPaths } from '../../infra/local/paths.ts';
+import { runKdr } from '../helpers/cli.ts';
+import {
+  commitGroupOffsets,
+  config,
+  createTopics,
+  KAFKA_TOOLS,
+  kafkaTool,
+  uniqueName,
+} from '../helpers/lab.ts';
+import { fillPartitions } from '../helpers/records.ts';
+
+/**
+ * The packaged functions run the way Lambda runs them: each zip from `sls package --stage local`
+ * unpacked and started by AWS's Runtime Interface Emulator with AWS's Node runtime client on Node 22
+ * (the template's nodejs22.x), with the environment, timeout and memory of the packaged template.
+ */
+
+let runtime: LambdaRuntime;
+let packagedDir: string;
+let templatePath: string;
+const containers: LambdaContainer[] = [];
+// Ports of their own, clear of the lab's (19092-29194 and moto 4566, shifted by at most 3500).
+let nextPort = 9300;
+
+beforeAll(async () => {
+  runtime = await ensureLambdaRuntime(labPaths().cache);
+  // The template's runtime is nodejs22.x: the emulated one must be the same line.
+  expect((await execa(runtime.node, ['--version'])).stdout).toMatch(/^v22\./);
+  ({ dir: packagedDir, templatePath } = await packageStack({ stage: 'local', prefix: 'kdr-rie-' }));
+}, 600_000);
+
+afterAll(async () => {
+  await Promise.all(containers.map((c) => c.kill()));
+});
+
+/** A container of a packaged function, with what Lambda adds: its role's credentials and region. */
+function container(name: string, environment: Record<string, string> = {}): LambdaContainer {
+  const spec = functionSpec(loadStack(templatePath), packagedDir, name);
+  const c = new LambdaContainer(spec, runtime, {
+    port: nextPort++,
+    apiPort: nextPort++,
+    logDir: labPaths().logs,
+    environment: {
+      // The lab's endpoints: the template's own under the default ports, shifted under KDR_LAB_PORT_OFFSET.
+      KDR_PRIMARY_BROKERS: config.primary.brokers.join(','),
+      KDR_STANDBY_BROKERS: config.standby.brokers.join(','),
+      AWS_ENDPOINT_URL: config.aws.endpoint!,
+      AWS_REGION: config.aws.region,
+      AWS_ACCESS_KEY_ID: config.aws.credentials!.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: config.aws.credentials!.secretAccessKey,
+      // The suite's IAM check evaluates what the packaged function calls, too.
+      ...(process.env.KDR_AWS_CALL_LOG ? { KDR_AWS_CALL_LOG: process.env.KDR_AWS_CALL_LOG } : {}),
+      ...environment,
+    },
+  });
+  containers.push(c);
+  return c;
+}
+
+describe('classifyInvocation: what the emulator answered', () => {
+  it('tells a result, a function error and a timeout apart (RIE answers 200 to all three)', () => {
+    expect(classifyInvocation('{"a":1}', 5)).toEqual({ outcome: 'ok', payload: { a: 1 }, ms: 5 });
+    expect(classifyInvocation('{"errorType":"ConfigError","errorMessage":"bad"}', 5)).toMatchObject({
+      outcome: 'error',
+      errorType: 'ConfigError',
+    });
+    expect(classifyInvocation('Task timed out after 1.00 seconds', 5)).toMatchObject({ outcome: 'timeout' });
+  });
+});
+
+describe('packaged functions under the Lambda Runtime Interface Emulator', () => {
+  it('status answers from its zip on Node 22, with the template environment; a killed container starts cold', async () => {
+    const pair = uniqueName('rie-pair');
+    const status = container('status', { KDR_PAIR: pair });
+    expect(status.spec).toMatchObject({ timeoutSeconds: expect.any(Number), memoryMb: expect.any(Number) });
+    expect(status.spec.environment.KDR_BUCKET).toBe('kdr-local');
+
+    const first = await status.invoke({});
+    expect(first.outcome, JSON.stringify(first)).toBe('ok');
+    expect((first as { payload: { pair: string } }).payload.pair).toBe(pair);
+    const warm = await status.invoke({});
+    expect(warm.outcome).toBe('ok');
+
+    await status.kill();
+    const cold = await status.invoke({});
+    expect(cold.outcome, JSON.stringify(cold)).toBe('ok');
+    // Two inits (the first start and the one after the kill), three invocations, on Node 22.
+    const log = readFileSync(status.log, 'utf8');
+    expect(log.match(/Init Duration/g)?.length).toBe(2);
+    expect(log.match(/^REPORT RequestId/gm)?.length).toBe(3);
+  });
+
+  it('a malformed request is a function error, named by the handler', async () => {
+    const snapshot = container('snapshot', { KDR_PAIR: uniqueName('rie-pair') });
+    const answer = await snapshot.invoke({ cluster: 'elsewhere' });
+    expect(answer).toMatchObject({ outcome: 'error', errorType: 'EventError' });
+    expect((answer as { errorMessage: string }).errorMessage).toContain(
+      'malformed snapshot request at cluster',
+    );
+  });
+
+  it('planned failover through the emulator moves the group exactly', { timeout: 300_000 }, async () => {
+    const pair = uniqueName('rie-pair');
+    const topic = uniqueName('rie-t');
+    const group = uniqueName('rie-g');
+    const env = {
+      KDR_PAIR: pair,
+      KDR_TOPICS: topic,
+      KDR_GROUPS: group,
+      KDR_MIRROR_GROUP_ID: uniqueName('rie-m'),
+    };
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await fillPartitions(topic, [0, 1], 40, (_, i) => `r${i}`);
+    const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
+    expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
+    await commitGroupOffsets('primary', group, topic, [15, 40]);
+    await commitGroupOffsets('standby', uniqueName('rie-ready'), topic, [0, 0]);
+
+    const failover = container('failover', env);
+    // wait: run it in this invocation. Without it, an invocation in Lambda hands the work to an
+    // asynchronous continuation of itself, which needs a Lambda API the lab does not serve yet.
+    const answer = await failover.invoke({ mode: 'planned', wait: true });
+    expect(answer.outcome, JSON.stringify(answer)).toBe('ok');
+    const report = (answer as { payload: Record<string, unknown> }).payload;
+    expect(report).toMatchObject({ pair, mode: 'planned', from: 'primary', to: 'standby', epoch: 2 });
+    const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
+      '--bootstrap-server',
+      config.standby.brokers[0]!,
+      '--describe',
+      '--group',
+      group,
+    ]);
+    const rows = described.stdout
+      .split('\n')
+      .filter((l) => l.includes(topic))
+      .map((l) => l.trim().split(/\s+/))
+      .map((r) => [Number(r[2]), Number(r[3])])
+      .sort();
+    expect(rows).toEqual([
+      [0, 15],
+      [1, 40],
+    ]);
+    expect(path.basename(failover.spec.zip)).toBe('failover.zip');
+  });
+});
