@@ -7,6 +7,7 @@ import { loadStack } from '../../infra/aws/stackIam.ts';
 import {
   classifyInvocation,
   ensureLambdaRuntime,
+  type FunctionSpec,
   functionSpec,
   LambdaContainer,
   type LambdaRuntime,
@@ -48,8 +49,12 @@ afterAll(async () => {
 });
 
 /** A container of a packaged function, with what Lambda adds: its role's credentials and region. */
-function container(name: string, environment: Record<string, string> = {}): LambdaContainer {
-  const spec = functionSpec(loadStack(templatePath), packagedDir, name);
+function container(
+  name: string,
+  environment: Record<string, string> = {},
+  overrides: Partial<FunctionSpec> = {},
+): LambdaContainer {
+  const spec = { ...functionSpec(loadStack(templatePath), packagedDir, name), ...overrides };
   const c = new LambdaContainer(spec, runtime, {
     port: nextPort++,
     apiPort: nextPort++,
@@ -69,6 +74,23 @@ function container(name: string, environment: Record<string, string> = {}): Lamb
   });
   containers.push(c);
   return c;
+}
+
+/** A group's committed offsets on the standby, read by Kafka's own ConsumerGroupCommand. */
+async function standbyGroup(group: string, topic: string): Promise<number[][]> {
+  const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
+    '--bootstrap-server',
+    config.standby.brokers[0]!,
+    '--describe',
+    '--group',
+    group,
+  ]);
+  return described.stdout
+    .split('\n')
+    .filter((l) => l.includes(topic))
+    .map((l) => l.trim().split(/\s+/))
+    .map((r) => [Number(r[2]), Number(r[3])])
+    .sort();
 }
 
 describe('classifyInvocation: what the emulator answered', () => {
@@ -137,23 +159,55 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
     expect(answer.outcome, JSON.stringify(answer)).toBe('ok');
     const report = (answer as { payload: Record<string, unknown> }).payload;
     expect(report).toMatchObject({ pair, mode: 'planned', from: 'primary', to: 'standby', epoch: 2 });
-    const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
-      '--bootstrap-server',
-      config.standby.brokers[0]!,
-      '--describe',
-      '--group',
-      group,
-    ]);
-    const rows = described.stdout
-      .split('\n')
-      .filter((l) => l.includes(topic))
-      .map((l) => l.trim().split(/\s+/))
-      .map((r) => [Number(r[2]), Number(r[3])])
-      .sort();
-    expect(rows).toEqual([
+    expect(await standbyGroup(group, topic)).toEqual([
       [0, 15],
       [1, 40],
     ]);
     expect(path.basename(failover.spec.zip)).toBe('failover.zip');
+  });
+
+  it('a failover whose invocation times out mid-phase is taken over by the next invocation, exactly once', {
+    timeout: 300_000,
+  }, async () => {
+    const pair = uniqueName('rie-pair');
+    const topic = uniqueName('rie-t');
+    const group = uniqueName('rie-g');
+    const env = {
+      KDR_PAIR: pair,
+      KDR_TOPICS: topic,
+      KDR_GROUPS: group,
+      KDR_MIRROR_GROUP_ID: uniqueName('rie-m'),
+      // A short lease, so that the next invocation may take over soon after the dead one stops renewing.
+      KDR_OPERATION_LEASE_MS: '3000',
+    };
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await fillPartitions(topic, [0, 1], 30, (_, i) => `r${i}`);
+    const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
+    expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
+    await commitGroupOffsets('primary', group, topic, [7, 30]);
+
+    // The first invocation parks at the groups phase and runs into its timeout: the emulator answers
+    // "Task timed out" and kills the runtime, as Lambda ends a timed-out invocation. 30 s leaves the
+    // phases before it 15 s (the function keeps 15 s in hand to hand over to a continuation).
+    const first = container('failover', { ...env, KDR_DRILL_HOLD_PHASE: 'groups' }, { timeoutSeconds: 30 });
+    const timedOut = await first.invoke({ mode: 'planned', wait: true });
+    expect(timedOut.outcome, JSON.stringify(timedOut)).toBe('timeout');
+    const during = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
+    expect(during.control).toMatchObject({ state: 'FAILING_OVER', epoch: 1 });
+
+    // The next invocation (a retry, in another container) takes the operation over once the lease lapsed.
+    await new Promise((r) => setTimeout(r, 4000));
+    const second = container('failover', env);
+    const answer = await second.invoke({ mode: 'planned', wait: true });
+    expect(answer.outcome, JSON.stringify(answer)).toBe('ok');
+    const report = (answer as { payload: { operationId: string; epoch: number; rpo: { records: number } } })
+      .payload;
+    expect(report).toMatchObject({ epoch: 2, rpo: { records: 0 } });
+    expect(await standbyGroup(group, topic)).toEqual([
+      [0, 7],
+      [1, 30],
+    ]);
+    const after = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
+    expect(after.control).toMatchObject({ state: 'FAILED_OVER', activeCluster: 'standby', epoch: 2 });
   });
 });
