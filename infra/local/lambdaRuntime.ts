@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LabError } from '../../src/errors.ts';
 import type { Stack } from '../aws/stackIam.ts';
-import { portAnswers } from './processes.ts';
+import { pidListeningOn, portAnswers, portIsFree } from './processes.ts';
 
 /**
  * Lambda's own runtime for the lab: a packaged function's zip, unpacked, run by AWS's Runtime Interface
@@ -171,6 +171,16 @@ export class LambdaContainer {
 
   async start(): Promise<void> {
     if (this.child) return;
+    const { port, apiPort } = this.options;
+    // A stale emulator on the port would answer for this one, with another function and environment.
+    for (const p of [port, apiPort])
+      if (!(await portIsFree(p))) {
+        const pid = pidListeningOn(p);
+        throw new LabError(
+          'PORT_IN_USE',
+          `port ${p} for the ${this.spec.name} emulator is in use${pid ? ` by pid ${pid}` : ''}`,
+        );
+      }
     // Outside the repository: its package.json ("type": "module") would change how the bundle loads.
     this.taskRoot = mkdtempSync(path.join(os.tmpdir(), `kdr-lambda-${this.spec.name}-`));
     const unzipped = await execa('unzip', ['-q', this.spec.zip, '-d', this.taskRoot], {
@@ -179,7 +189,6 @@ export class LambdaContainer {
     });
     if (unzipped.exitCode !== 0)
       throw new LabError('LAB_START_FAILED', `unzipping ${this.spec.zip} failed:\n${unzipped.all}`);
-    const { port, apiPort } = this.options;
     const env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       ...this.spec.environment,
