@@ -1,13 +1,24 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LabError } from '../../src/errors.ts';
 import type { Stack } from '../aws/stackIam.ts';
-import { pidListeningOn, portAnswers, portIsFree } from './processes.ts';
+import { isAlive, portAnswers } from './processes.ts';
 
 /**
  * Lambda's own runtime for the lab: a packaged function's zip, unpacked, run by AWS's Runtime Interface
@@ -46,37 +57,75 @@ export function lambdaRuntimeFiles(cacheDir: string): LambdaRuntime {
   };
 }
 
-/** Builds RIE (go install) and installs Node 22 and the runtime client (npm) into the lab cache, once. */
+const PINNED = `${RIE_PACKAGE}@${RIE_VERSION} ${NODE_PACKAGE} ${RIC_PACKAGE}\n`;
+
+async function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv },
+  what: string,
+) {
+  const result = await execa(command, args, { ...options, reject: false, all: true, timeout: 900_000 });
+  if (result.exitCode !== 0) {
+    const missing = (result as { code?: string }).code === 'ENOENT';
+    throw new LabError(
+      'LAB_START_FAILED',
+      missing
+        ? `${what}: ${command} is not installed (the Lambda emulator needs Go 1.26.6 or later, cmake, a C++ compiler, make and xz)`
+        : `${what} failed:\n${result.all}`,
+    );
+  }
+}
+
+/**
+ * Builds RIE (go install) and installs Node 22 and the runtime client (npm) into the lab cache, once per
+ * pinned set: a marker naming the versions is written last, so a killed install is redone.
+ */
 export async function ensureLambdaRuntime(cacheDir: string, log: (line: string) => void = () => {}) {
   const files = lambdaRuntimeFiles(cacheDir);
   const root = path.join(cacheDir, 'lambda');
-  if (!existsSync(files.rie)) {
-    log(`building the Lambda Runtime Interface Emulator (go install ${RIE_PACKAGE}@${RIE_VERSION})`);
-    const built = await execa('go', ['install', `${RIE_PACKAGE}@${RIE_VERSION}`], {
+  const marker = path.join(root, '.complete');
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === PINNED) return files;
+  rmSync(root, { recursive: true, force: true });
+  log(`building the Lambda Runtime Interface Emulator (go install ${RIE_PACKAGE}@${RIE_VERSION})`);
+  await run(
+    'go',
+    ['install', `${RIE_PACKAGE}@${RIE_VERSION}`],
+    {
       env: { ...process.env, GOBIN: path.join(root, 'bin'), CGO_ENABLED: '0' },
-      reject: false,
-      all: true,
-      timeout: 600_000,
-    });
-    if (built.exitCode !== 0)
-      throw new LabError('LAB_START_FAILED', `go install of the Lambda emulator failed:\n${built.all}`);
-  }
-  if (!existsSync(files.node) || !existsSync(files.ric)) {
-    const runtime = path.join(root, 'runtime');
-    mkdirSync(runtime, { recursive: true });
-    writeFileSync(
-      path.join(runtime, 'package.json'),
-      `${JSON.stringify({ name: 'kdr-lab-lambda-runtime', private: true, allowScripts: { 'aws-lambda-ric': true } })}\n`,
-    );
-    log(`installing ${NODE_PACKAGE} and ${RIC_PACKAGE} (npm)`);
-    const installed = await execa(
-      'npm',
-      ['install', '--no-audit', '--no-fund', '--no-save', NODE_PACKAGE, RIC_PACKAGE],
-      { cwd: runtime, reject: false, all: true, timeout: 900_000 },
-    );
-    if (installed.exitCode !== 0 || !existsSync(files.node) || !existsSync(files.ric))
-      throw new LabError('LAB_START_FAILED', `npm install of the Lambda runtime failed:\n${installed.all}`);
-  }
+    },
+    'go install of the Lambda emulator',
+  );
+  const runtime = path.join(root, 'runtime');
+  mkdirSync(runtime, { recursive: true });
+  writeFileSync(
+    path.join(runtime, 'package.json'),
+    `${JSON.stringify({ name: 'kdr-lab-lambda-runtime', private: true, allowScripts: { 'aws-lambda-ric': true } })}\n`,
+  );
+  const npmInstall = ['install', '--no-audit', '--no-fund', '--no-save'];
+  log(`installing ${NODE_PACKAGE} (npm)`);
+  await run('npm', [...npmInstall, NODE_PACKAGE], { cwd: runtime }, `npm install of ${NODE_PACKAGE}`);
+  // The client's native part is built against Node 22's own headers, with Node 22 first on the PATH.
+  log(`installing ${RIC_PACKAGE} (npm; it builds its native client, about 2 min)`);
+  const node22 = path.dirname(path.dirname(files.node));
+  await run(
+    'npm',
+    [...npmInstall, NODE_PACKAGE, RIC_PACKAGE],
+    {
+      cwd: runtime,
+      env: {
+        ...process.env,
+        PATH: `${path.dirname(files.node)}:${process.env.PATH}`,
+        npm_config_nodedir: node22,
+      },
+    },
+    `npm install of ${RIC_PACKAGE}`,
+  );
+  const client = path.join(path.dirname(files.ric), 'rapid-client.node');
+  for (const needed of [files.rie, files.node, files.ric, client])
+    if (!existsSync(needed))
+      throw new LabError('LAB_START_FAILED', `the Lambda runtime install left no ${needed}`);
+  writeFileSync(marker, PINNED);
   return files;
 }
 
@@ -103,9 +152,15 @@ export function functionSpec(stack: Stack, packagedDir: string, name: string): F
     MemorySize: number;
     Environment?: { Variables?: Record<string, unknown> };
   };
-  const environment = Object.fromEntries(
-    Object.entries(p.Environment?.Variables ?? {}).map(([k, v]) => [k, String(v)]),
-  );
+  const environment: Record<string, string> = {};
+  for (const [k, v] of Object.entries(p.Environment?.Variables ?? {})) {
+    if (typeof v !== 'string')
+      throw new LabError(
+        'LAB_STATE_CONFLICT',
+        `${id} variable ${k} is not a plain string after resolving: ${JSON.stringify(v)}`,
+      );
+    environment[k] = v;
+  }
   return {
     name,
     zip: path.join(packagedDir, path.basename(p.Code.S3Key)),
@@ -140,129 +195,184 @@ export function classifyInvocation(body: string, ms: number): Invocation {
   return { outcome: 'ok', payload, ms };
 }
 
+/** The processes under `pid` (children, their children, ...), from /proc. */
+export function descendants(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat is the parent pid; the command name (field 2) may hold spaces.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const found: number[] = [];
+  const walk = (p: number) => {
+    for (const c of parents.get(p) ?? []) {
+      found.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+/** A free loopback port, from the kernel (no fixed ports: a stale emulator cannot answer for a new one). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /**
  * One execution environment: RIE with one function, one invocation at a time (as a Lambda execution
  * environment is; RIE can crash on a second concurrent request). kill() is a container dying with its
- * state; start() again is a cold start.
+ * state; start() again is a cold start, on new ports.
  */
 export class LambdaContainer {
   private child: ChildProcess | undefined;
   private taskRoot: string | undefined;
+  private port = 0;
   private busy = false;
   readonly log: string;
 
   constructor(
     readonly spec: FunctionSpec,
     private readonly runtime: LambdaRuntime,
-    private readonly options: {
-      port: number;
-      apiPort: number;
-      environment?: Record<string, string>;
-      logDir: string;
-    },
+    private readonly options: { environment?: Record<string, string>; logDir: string },
   ) {
     // One log per container, across its restarts (each start appends: a cold start shows as a new init).
-    this.log = path.join(options.logDir, `lambda-${spec.name}-${options.port}-${Date.now()}.log`);
+    this.log = path.join(options.logDir, `lambda-${spec.name}-${process.pid}-${Date.now()}.log`);
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
+  /** The emulator's pid and the runtime processes under it (Node with the handler). */
+  processes(): number[] {
+    const pid = this.child?.pid;
+    return pid ? [pid, ...descendants(pid)] : [];
   }
 
-  async start(): Promise<void> {
-    if (this.child) return;
-    const { port, apiPort } = this.options;
-    // A stale emulator on the port would answer for this one, with another function and environment.
-    for (const p of [port, apiPort])
-      if (!(await portIsFree(p))) {
-        const pid = pidListeningOn(p);
-        throw new LabError(
-          'PORT_IN_USE',
-          `port ${p} for the ${this.spec.name} emulator is in use${pid ? ` by pid ${pid}` : ''}`,
-        );
-      }
-    // Outside the repository: its package.json ("type": "module") would change how the bundle loads.
-    this.taskRoot = mkdtempSync(path.join(os.tmpdir(), `kdr-lambda-${this.spec.name}-`));
-    const unzipped = await execa('unzip', ['-q', this.spec.zip, '-d', this.taskRoot], {
-      reject: false,
-      all: true,
-    });
-    if (unzipped.exitCode !== 0)
-      throw new LabError('LAB_START_FAILED', `unzipping ${this.spec.zip} failed:\n${unzipped.all}`);
-    const env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
+  /** What Lambda's environment holds: the function's variables, then what Lambda itself sets. */
+  private environment(taskRoot: string): Record<string, string> {
+    const region = this.options.environment?.AWS_REGION ?? 'us-east-1';
+    return {
       ...this.spec.environment,
       ...this.options.environment,
-      LAMBDA_TASK_ROOT: this.taskRoot,
+      PATH: `${path.dirname(this.runtime.node)}:/usr/local/bin:/usr/bin:/bin`,
+      TZ: ':UTC',
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x',
+      LAMBDA_TASK_ROOT: taskRoot,
       _HANDLER: this.spec.handler,
       AWS_LAMBDA_FUNCTION_NAME:
         this.options.environment?.AWS_LAMBDA_FUNCTION_NAME ?? `kdr-local-${this.spec.name}`,
       AWS_LAMBDA_FUNCTION_TIMEOUT: String(this.spec.timeoutSeconds),
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(this.spec.memoryMb),
-      // RIE does not limit memory; the heap at least is held to the function's size.
-      NODE_OPTIONS: `--max-old-space-size=${Math.floor(this.spec.memoryMb * 0.9)}`,
     };
-    mkdirSync(this.options.logDir, { recursive: true });
-    const out = openSync(this.log, 'a');
-    this.child = spawn(
-      this.runtime.rie,
-      [
-        '--runtime-interface-emulator-address',
-        `127.0.0.1:${port}`,
-        '--runtime-api-address',
-        `127.0.0.1:${apiPort}`,
-        this.runtime.node,
-        this.runtime.ric,
-        this.spec.handler,
-      ],
-      { cwd: this.taskRoot, env, stdio: ['ignore', out, out], detached: true },
-    );
-    this.child.on('exit', () => {
-      this.child = undefined;
-    });
-    for (let i = 0; i < 100 && !(await portAnswers(port)); i++) await sleep(100);
-    if (!(await portAnswers(port)))
-      throw new LabError(
-        'LAB_START_FAILED',
-        `the emulator for ${this.spec.name} did not listen on ${port}; log ${this.log}`,
+  }
+
+  async start(): Promise<void> {
+    if (this.child) return;
+    // Outside the repository: its package.json ("type": "module") would change how the bundle loads.
+    const taskRoot = mkdtempSync(path.join(os.tmpdir(), `kdr-lambda-${this.spec.name}-`));
+    this.taskRoot = taskRoot;
+    try {
+      const unzipped = await execa('unzip', ['-q', this.spec.zip, '-d', taskRoot], {
+        reject: false,
+        all: true,
+      });
+      if (unzipped.exitCode !== 0)
+        throw new LabError('LAB_START_FAILED', `unzipping ${this.spec.zip} failed:\n${unzipped.all}`);
+      const [port, apiPort] = [await freePort(), await freePort()];
+      mkdirSync(this.options.logDir, { recursive: true });
+      const out = openSync(this.log, 'a');
+      const child = spawn(
+        this.runtime.rie,
+        [
+          '--runtime-interface-emulator-address',
+          `127.0.0.1:${port}`,
+          '--runtime-api-address',
+          `127.0.0.1:${apiPort}`,
+        ]
+          // RIE does not limit memory; the heap at least is held to the function's size (a node flag,
+          // so that a NODE_OPTIONS of the function's own still applies).
+          .concat([this.runtime.node, `--max-old-space-size=${Math.floor(this.spec.memoryMb * 0.9)}`])
+          .concat([this.runtime.ric, this.spec.handler]),
+        { cwd: taskRoot, env: this.environment(taskRoot), stdio: ['ignore', out, out], detached: true },
       );
+      closeSync(out);
+      child.on('error', () => {});
+      child.on('exit', () => {
+        if (this.child === child) this.child = undefined;
+      });
+      this.child = child;
+      this.port = port;
+      for (let i = 0; i < 100 && this.child && !(await portAnswers(port)); i++) await sleep(100);
+      if (!this.child || !(await portAnswers(port)))
+        throw new LabError(
+          'LAB_START_FAILED',
+          `the emulator for ${this.spec.name} did not listen on ${port}; log ${this.log}`,
+        );
+    } catch (error) {
+      await this.kill();
+      throw error;
+    }
   }
 
   /** One invocation, synchronous as the event source and `sls invoke` make it. */
   async invoke(event: unknown): Promise<Invocation> {
     if (this.busy)
       throw new LabError('LAB_STATE_CONFLICT', `${this.spec.name}: one invocation at a time per container`);
-    await this.start();
     this.busy = true;
-    const started = Date.now();
     try {
-      const body = await post(
-        this.options.port,
+      await this.start();
+      const started = Date.now();
+      const { status, body } = await post(
+        this.port,
         JSON.stringify(event ?? {}),
         (this.spec.timeoutSeconds + 30) * 1000,
       );
+      if (status !== 200)
+        return {
+          outcome: 'error',
+          errorType: `Emulator.Http${status}`,
+          errorMessage: body.slice(0, 500),
+          ms: Date.now() - started,
+        };
       return classifyInvocation(body, Date.now() - started);
     } finally {
       this.busy = false;
     }
   }
 
-  /** The container dies at once (SIGKILL to RIE, the runtime client and the handler's process). */
+  /**
+   * The container dies at once: SIGKILL to RIE and to every process under it. RIE starts the runtime
+   * in a process group of its own, so killing RIE's group alone would leave the handler running.
+   */
   async kill(): Promise<void> {
-    const child = this.child;
-    if (!child?.pid) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // already gone
+    const all = this.processes();
+    for (const pid of all) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
-    for (let i = 0; i < 100 && this.child; i++) await sleep(20);
+    for (let i = 0; i < 100 && (this.child || all.some(isAlive)); i++) await sleep(20);
     if (this.taskRoot) rmSync(this.taskRoot, { recursive: true, force: true });
     this.taskRoot = undefined;
   }
 }
 
-function post(port: number, body: string, timeoutMs: number): Promise<string> {
+function post(port: number, body: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(
       {
@@ -276,7 +386,9 @@ function post(port: number, body: string, timeoutMs: number): Promise<string> {
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (c: Buffer) => chunks.push(c));
-        response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
       },
     );
     request.on('timeout', () =>

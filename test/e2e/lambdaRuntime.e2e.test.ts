@@ -13,6 +13,7 @@ import {
   type LambdaRuntime,
 } from '../../infra/local/lambdaRuntime.ts';
 import { labPaths } from '../../infra/local/paths.ts';
+import { isAlive } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
   commitGroupOffsets,
@@ -34,8 +35,6 @@ let runtime: LambdaRuntime;
 let packagedDir: string;
 let templatePath: string;
 const containers: LambdaContainer[] = [];
-// Ports of their own, clear of the lab's (19092-29194 and moto 4566, shifted by at most 3500).
-let nextPort = 9300;
 
 beforeAll(async () => {
   runtime = await ensureLambdaRuntime(labPaths().cache);
@@ -56,8 +55,6 @@ function container(
 ): LambdaContainer {
   const spec = { ...functionSpec(loadStack(templatePath), packagedDir, name), ...overrides };
   const c = new LambdaContainer(spec, runtime, {
-    port: nextPort++,
-    apiPort: nextPort++,
     logDir: labPaths().logs,
     environment: {
       // The lab's endpoints: the template's own under the default ports, shifted under KDR_LAB_PORT_OFFSET.
@@ -117,7 +114,11 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
     const warm = await status.invoke({});
     expect(warm.outcome).toBe('ok');
 
+    // The runtime (Node with the handler) runs in a process group of its own under RIE: all must die.
+    const processes = status.processes();
+    expect(processes.length).toBeGreaterThanOrEqual(2);
     await status.kill();
+    expect(processes.filter(isAlive)).toEqual([]);
     const cold = await status.invoke({});
     expect(cold.outcome, JSON.stringify(cold)).toBe('ok');
     // Two inits (the first start and the one after the kill), three invocations, on Node 22.
@@ -186,26 +187,35 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
     expect(mirrored.exitCode, mirrored.stderr.slice(-1000)).toBe(0);
     await commitGroupOffsets('primary', group, topic, [7, 30]);
 
-    // The first invocation parks at the groups phase and runs into its timeout: the emulator answers
-    // "Task timed out" and kills the runtime, as Lambda ends a timed-out invocation. 30 s leaves the
-    // phases before it 15 s (the function keeps 15 s in hand to hand over to a continuation).
-    const first = container('failover', { ...env, KDR_DRILL_HOLD_PHASE: 'groups' }, { timeoutSeconds: 30 });
+    // The first invocation moves the groups, parks when the flip begins and runs into its timeout: the
+    // emulator answers "Task timed out" and kills the runtime, as Lambda ends a timed-out invocation.
+    // 30 s leaves the phases 15 s (the function keeps 15 s in hand to hand over to a continuation).
+    const first = container('failover', { ...env, KDR_DRILL_HOLD_PHASE: 'flip' }, { timeoutSeconds: 30 });
     const timedOut = await first.invoke({ mode: 'planned', wait: true });
     expect(timedOut.outcome, JSON.stringify(timedOut)).toBe('timeout');
+    expect(readFileSync(first.log, 'utf8')).toContain('holding at phase flip');
     const during = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
     expect(during.control).toMatchObject({ state: 'FAILING_OVER', epoch: 1 });
+    expect(during.operation).toMatchObject({ kind: 'failover', phase: 'flip', outcome: 'in-progress' });
+    expect(await standbyGroup(group, topic)).toEqual([
+      [0, 7],
+      [1, 30],
+    ]);
+    // Meanwhile the group's position on the standby changes (an application, an operator): a takeover
+    // that moved the groups again would overwrite it.
+    await commitGroupOffsets('standby', group, topic, [3, 3]);
 
-    // The next invocation (a retry, in another container) takes the operation over once the lease lapsed.
+    // The next invocation (a retry, in another container) takes the same operation over once the lease
+    // lapsed, and goes on from the flip.
     await new Promise((r) => setTimeout(r, 4000));
     const second = container('failover', env);
     const answer = await second.invoke({ mode: 'planned', wait: true });
     expect(answer.outcome, JSON.stringify(answer)).toBe('ok');
-    const report = (answer as { payload: { operationId: string; epoch: number; rpo: { records: number } } })
-      .payload;
-    expect(report).toMatchObject({ epoch: 2, rpo: { records: 0 } });
+    const report = (answer as { payload: { operationId: string; epoch: number } }).payload;
+    expect(report).toMatchObject({ operationId: during.operation.id, epoch: 2 });
     expect(await standbyGroup(group, topic)).toEqual([
-      [0, 7],
-      [1, 30],
+      [0, 3],
+      [1, 3],
     ]);
     const after = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
     expect(after.control).toMatchObject({ state: 'FAILED_OVER', activeCluster: 'standby', epoch: 2 });

