@@ -384,7 +384,7 @@ function clusterConfig(
 }
 
 /** A PEM file's text, or a ConfigError naming the variable, the file and what it lacks. */
-function readPem(variable: string, file: string, expected: RegExp, what: string): string {
+function readPem(variable: string, file: string, kind: 'certificate' | 'private key'): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -393,7 +393,11 @@ function readPem(variable: string, file: string, expected: RegExp, what: string)
       `${variable}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
-  if (!expected.test(text)) throw new ConfigError(`${variable}: ${file} holds no ${what}`);
+  const [expected, marker] =
+    kind === 'certificate'
+      ? [PEM_CERTIFICATE, '-----BEGIN CERTIFICATE-----']
+      : [PEM_PRIVATE_KEY, '-----BEGIN PRIVATE KEY-----'];
+  if (!expected.test(text)) throw new ConfigError(`${variable}: ${file} holds no PEM ${kind} (${marker})`);
   return text;
 }
 
@@ -444,28 +448,12 @@ function tlsConfig(
     );
   const tls: TlsMaterial = {};
   const caFile = value('TLS_CA_FILE');
-  if (caFile)
-    tls.ca = readPem(
-      v('TLS_CA_FILE'),
-      caFile,
-      PEM_CERTIFICATE,
-      'PEM certificate (-----BEGIN CERTIFICATE-----)',
-    );
+  if (caFile) tls.ca = readPem(v('TLS_CA_FILE'), caFile, 'certificate');
   const certFile = value('TLS_CERT_FILE');
   const keyFile = value('TLS_KEY_FILE');
   if (certFile && keyFile) {
-    tls.cert = readPem(
-      v('TLS_CERT_FILE'),
-      certFile,
-      PEM_CERTIFICATE,
-      'PEM certificate (-----BEGIN CERTIFICATE-----)',
-    );
-    tls.key = readPem(
-      v('TLS_KEY_FILE'),
-      keyFile,
-      PEM_PRIVATE_KEY,
-      'PEM private key (-----BEGIN PRIVATE KEY-----)',
-    );
+    tls.cert = readPem(v('TLS_CERT_FILE'), certFile, 'certificate');
+    tls.key = readPem(v('TLS_KEY_FILE'), keyFile, 'private key');
     const passphrase = value('TLS_KEY_PASSWORD');
     if (passphrase) tls.passphrase = passphrase;
     else if (PEM_ENCRYPTED_KEY.test(tls.key))

@@ -160,6 +160,11 @@ async function deploymentPolicyDocuments(resolveVariable) {
 
 // A param that cannot be given empty on the command line (`--param=x=` is refused) says "none".
 const NONE = 'none';
+/** A param's value, '' where it says "none". */
+const paramOrNone = async (resolveVariable, name) => {
+  const value = await param(resolveVariable, name);
+  return value === NONE ? '' : value;
+};
 
 module.exports = {
   /**
@@ -167,10 +172,7 @@ module.exports = {
    * event source's client certificate (KDR_PRIMARY_TLS_CLIENT_SECRET_ARN).
    */
   clientSecrets: async ({ resolveVariable }) => {
-    const arn = async (name) => {
-      const value = await param(resolveVariable, name);
-      return value === NONE ? '' : value;
-    };
+    const arn = (name) => paramOrNone(resolveVariable, name);
     const primary = await arn('primarySaslSecretArn');
     const standby = await arn('standbySecretArn');
     const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
@@ -209,10 +211,7 @@ module.exports = {
    * certificate with TLS turned off would fail every invocation, so packaging refuses it.
    */
   clientTls: async ({ resolveVariable }) => {
-    const arn = async (name) => {
-      const value = await param(resolveVariable, name);
-      return value === NONE ? '' : value;
-    };
+    const arn = (name) => paramOrNone(resolveVariable, name);
     const msk = (await param(resolveVariable, 'sourceType')) === 'msk';
     const mtls = !msk && (await param(resolveVariable, 'primaryAuthType')) === 'clientCertificateTlsAuth';
     const tls = {

@@ -442,18 +442,13 @@ export class Lab {
     clusterId: string,
   ): Promise<void> {
     const files = this.nodeFiles(node);
+    const pki = pkiFiles(this.tlsDir);
     writeFileSync(
       files.properties,
       brokerProperties(cluster, node, files.dataDir, {
         sasl: Boolean(state.sasl),
         ...(state.tls
-          ? {
-              tls: {
-                keystore: pkiFiles(this.tlsDir).brokerKeystore,
-                truststore: pkiFiles(this.tlsDir).truststore,
-                password: LAB_TLS_PASSWORD,
-              },
-            }
+          ? { tls: { keystore: pki.brokerKeystore, truststore: pki.truststore, password: LAB_TLS_PASSWORD } }
           : {}),
         advertiseShift: state.advertiseShift?.[cluster.name] ?? 0,
       }),

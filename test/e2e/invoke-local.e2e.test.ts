@@ -1,14 +1,8 @@
 import { beforeAll, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
 import { invokeLocal, runKdr } from '../helpers/cli.ts';
-import {
-  commitGroupOffsets,
-  config,
-  createTopics,
-  KAFKA_TOOLS,
-  kafkaTool,
-  uniqueName,
-} from '../helpers/lab.ts';
+import { commitGroupOffsets, createTopics, uniqueName } from '../helpers/lab.ts';
+import { describeGroup, ownDrillPair } from '../helpers/operations.ts';
 import { fillPartitions } from '../helpers/records.ts';
 
 /**
@@ -24,15 +18,8 @@ beforeAll(async () => {
 it('sls invoke local --stage local -f failover --data {"mode":"planned"} fails the lab pair over', {
   timeout: 300_000,
 }, async () => {
-  const pair = uniqueName('invoke-pair');
-  const topic = uniqueName('invoke-t');
-  const group = uniqueName('invoke-g');
-  const env = {
-    KDR_PAIR: pair,
-    KDR_TOPICS: topic,
-    KDR_GROUPS: group,
-    KDR_MIRROR_GROUP_ID: uniqueName('invoke-m'),
-  };
+  const { topic, group, env } = ownDrillPair('invoke');
+  const pair = env.KDR_PAIR;
   await createTopics('primary', [{ topic, numPartitions: 2 }]);
   await fillPartitions(topic, [0, 1], 50, (_, i) => `r${i}`);
   const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
@@ -54,21 +41,9 @@ it('sls invoke local --stage local -f failover --data {"mode":"planned"} fails t
   expect(report.warnings).toEqual([]);
   // Kafka's own tool sees the group on the standby exactly where it was on the primary (same offsets:
   // the standby topic was empty before the mirror wrote it, no transaction marker in between here).
-  const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
-    '--bootstrap-server',
-    config.standby.brokers[0]!,
-    '--describe',
-    '--group',
-    group,
-  ]);
-  const rows = described.stdout
-    .split('\n')
-    .filter((l) => l.includes(topic))
-    .map((l) => l.trim().split(/\s+/));
+  const described = await describeGroup('standby', group, topic);
   const moved = report.groups[group] as { partition: number; standbyOffset: number }[];
-  expect(rows.map((r) => [Number(r[2]), Number(r[3])]).sort()).toEqual(
-    moved.map((m) => [m.partition, m.standbyOffset]).sort(),
-  );
+  expect([...described.entries()].sort()).toEqual(moved.map((m) => [m.partition, m.standbyOffset]).sort());
   const status = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
   expect(status.control).toMatchObject({ state: 'FAILED_OVER', activeCluster: 'standby', epoch: 2 });
 });

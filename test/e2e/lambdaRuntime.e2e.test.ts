@@ -15,14 +15,8 @@ import {
 import { labPaths } from '../../infra/local/paths.ts';
 import { isAlive } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
-import {
-  commitGroupOffsets,
-  config,
-  createTopics,
-  KAFKA_TOOLS,
-  kafkaTool,
-  uniqueName,
-} from '../helpers/lab.ts';
+import { commitGroupOffsets, config, createTopics, uniqueName } from '../helpers/lab.ts';
+import { describeGroup, ownDrillPair } from '../helpers/operations.ts';
 import { fillPartitions } from '../helpers/records.ts';
 
 /**
@@ -73,22 +67,9 @@ function container(
   return c;
 }
 
-/** A group's committed offsets on the standby, read by Kafka's own ConsumerGroupCommand. */
-async function standbyGroup(group: string, topic: string): Promise<number[][]> {
-  const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
-    '--bootstrap-server',
-    config.standby.brokers[0]!,
-    '--describe',
-    '--group',
-    group,
-  ]);
-  return described.stdout
-    .split('\n')
-    .filter((l) => l.includes(topic))
-    .map((l) => l.trim().split(/\s+/))
-    .map((r) => [Number(r[2]), Number(r[3])])
-    .sort();
-}
+/** A group's committed offsets on the standby (Kafka's ConsumerGroupCommand), as [partition, offset]. */
+const standbyGroup = async (group: string, topic: string) =>
+  [...(await describeGroup('standby', group, topic)).entries()].sort();
 
 describe('classifyInvocation: what the emulator answered', () => {
   it('tells a result, a function error and a timeout apart (RIE answers 200 to all three)', () => {
@@ -137,15 +118,8 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
   });
 
   it('planned failover through the emulator moves the group exactly', { timeout: 300_000 }, async () => {
-    const pair = uniqueName('rie-pair');
-    const topic = uniqueName('rie-t');
-    const group = uniqueName('rie-g');
-    const env = {
-      KDR_PAIR: pair,
-      KDR_TOPICS: topic,
-      KDR_GROUPS: group,
-      KDR_MIRROR_GROUP_ID: uniqueName('rie-m'),
-    };
+    const { topic, group, env } = ownDrillPair('rie');
+    const pair = env.KDR_PAIR;
     await createTopics('primary', [{ topic, numPartitions: 2 }]);
     await fillPartitions(topic, [0, 1], 40, (_, i) => `r${i}`);
     const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });
@@ -170,17 +144,10 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
   it('a failover whose invocation times out mid-phase is taken over by the next invocation, exactly once', {
     timeout: 300_000,
   }, async () => {
-    const pair = uniqueName('rie-pair');
-    const topic = uniqueName('rie-t');
-    const group = uniqueName('rie-g');
-    const env = {
-      KDR_PAIR: pair,
-      KDR_TOPICS: topic,
-      KDR_GROUPS: group,
-      KDR_MIRROR_GROUP_ID: uniqueName('rie-m'),
-      // A short lease, so that the next invocation may take over soon after the dead one stops renewing.
-      KDR_OPERATION_LEASE_MS: '3000',
-    };
+    const drill = ownDrillPair('rie');
+    const { topic, group } = drill;
+    // A short lease, so that the next invocation may take over soon after the dead one stops renewing.
+    const env = { ...drill.env, KDR_OPERATION_LEASE_MS: '3000' };
     await createTopics('primary', [{ topic, numPartitions: 2 }]);
     await fillPartitions(topic, [0, 1], 30, (_, i) => `r${i}`);
     const mirrored = await runKdr(['mirror', '--until-caught-up'], { env });

@@ -6,14 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
 import { labPaths } from '../../infra/local/paths.ts';
 import { createCa, LAB_TLS_PASSWORD } from '../../infra/local/tls.ts';
-import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
 import { type KdrConfig, loadConfig } from '../../src/config.ts';
 import type { SourceRecord } from '../../src/core/records.ts';
 import { toKafkaEvent } from '../../src/events/kafkaEvent.ts';
 import { invokeLocal, runKdr } from '../helpers/cli.ts';
-import { createTopics, KAFKA_TOOLS, kafkaTool, readWithKcat, uniqueName } from '../helpers/lab.ts';
+import { commitGroupOffsets, createTopics, readWithKcat, uniqueName } from '../helpers/lab.ts';
+import { describeGroup } from '../helpers/operations.ts';
+import { readPartition } from '../helpers/records.ts';
 
 /**
  * kdr against brokers whose certificates a private CA signed (`kdr lab up --tls`, a lab of its own on
@@ -133,13 +134,8 @@ async function eventFile(cfg: KdrConfig, topic: string): Promise<string> {
   const reader = new KafkaPartitionReader(createKafka(cfg.primary, 'kdr-test'), 'primary');
   const batches: { topic: string; partition: number; records: SourceRecord[] }[] = [];
   try {
-    const offsets = await reader.offsets(topic, [0, 1]);
-    for (const partition of [0, 1]) {
-      const records: SourceRecord[] = [];
-      for await (const batch of reader.readRange({ topic, partition }, 0, offsets[partition]!.lastStable))
-        records.push(...batch);
-      batches.push({ topic, partition, records });
-    }
+    for (const partition of [0, 1])
+      batches.push({ topic, partition, records: await readPartition(reader, { topic, partition }) });
   } finally {
     await reader.close();
   }
@@ -162,15 +158,7 @@ describe('TLS with a private CA', () => {
     const topic = uniqueName('tls');
     const group = uniqueName('tls-g');
     await fill(tlsConfig, topic, 60);
-    const admin = new KafkaAdmin(createKafka(tlsConfig.primary, 'kdr-test'), 'primary');
-    try {
-      await admin.commitOffsets(group, [
-        { topic, partition: 0, offset: 20 },
-        { topic, partition: 1, offset: 60 },
-      ]);
-    } finally {
-      await admin.close();
-    }
+    await commitGroupOffsets('primary', group, topic, [20, 60], tlsConfig);
     const env = {
       ...roleCredentials(),
       KDR_PAIR: uniqueName('tls-pair'),
@@ -206,22 +194,8 @@ describe('TLS with a private CA', () => {
       props,
       `security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=${files.caPem}\n`,
     );
-    const described = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
-      '--bootstrap-server',
-      tlsConfig.standby.brokers[0]!,
-      '--command-config',
-      props,
-      '--describe',
-      '--group',
-      group,
-    ]);
-    const rows = described.stdout
-      .split('\n')
-      .filter((l) => l.includes(topic))
-      .map((l) => l.trim().split(/\s+/))
-      .map((r) => [Number(r[2]), Number(r[3])])
-      .sort();
-    expect(rows).toEqual([
+    const moved = await describeGroup('standby', group, topic, { cfg: tlsConfig, commandConfig: props });
+    expect([...moved.entries()].sort()).toEqual([
       [0, 20],
       [1, 60],
     ]);
@@ -266,15 +240,7 @@ describe('mTLS: the event source client certificate serves kdr clients too', () 
     const topic = uniqueName('mtls');
     const group = uniqueName('mtls-g');
     await fill(mtlsConfig, topic, 30);
-    const admin = new KafkaAdmin(createKafka(mtlsConfig.primary, 'kdr-test'), 'primary');
-    try {
-      await admin.commitOffsets(group, [
-        { topic, partition: 0, offset: 10 },
-        { topic, partition: 1, offset: 30 },
-      ]);
-    } finally {
-      await admin.close();
-    }
+    await commitGroupOffsets('primary', group, topic, [10, 30], mtlsConfig);
     const env = {
       ...roleCredentials(),
       KDR_PAIR: uniqueName('mtls-pair'),

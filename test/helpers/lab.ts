@@ -194,8 +194,9 @@ export async function commitGroupOffsets(
   group: string,
   topic: string,
   offsets: number[],
+  cfg: KdrConfig = config,
 ): Promise<void> {
-  const admin = new KafkaAdmin(kafkaFor(cluster), cluster);
+  const admin = new KafkaAdmin(kafkaFor(cluster, cfg), cluster);
   try {
     await admin.commitOffsets(
       group,

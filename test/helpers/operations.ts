@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { REPO_ROOT } from '../../infra/local/paths.ts';
+import type { KdrConfig } from '../../src/config.ts';
 import { KDR_BIN, runKdr } from './cli.ts';
 import { config, eventually, KAFKA_TOOLS, kafkaTool, readWithKcat, uniqueName } from './lab.ts';
 
@@ -60,16 +61,21 @@ export async function kdrJson(args: string[], env: Record<string, string>) {
   return { ...result, json };
 }
 
-/** Committed offsets of a group as Kafka's ConsumerGroupCommand describes them, per partition. */
+/**
+ * Committed offsets of a group as Kafka's ConsumerGroupCommand describes them, per partition; on another
+ * lab with `cfg`, with client settings (TLS) from a `commandConfig` properties file.
+ */
 export async function describeGroup(
   cluster: 'primary' | 'standby',
   group: string,
   topic: string,
+  options: { cfg?: KdrConfig; commandConfig?: string } = {},
 ): Promise<Map<number, number>> {
-  const bootstrap = config[cluster].brokers.join(',');
+  const bootstrap = (options.cfg ?? config)[cluster].brokers.join(',');
   const out = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
     '--bootstrap-server',
     bootstrap,
+    ...(options.commandConfig ? ['--command-config', options.commandConfig] : []),
     '--describe',
     '--group',
     group,
