@@ -253,6 +253,11 @@ export class LambdaContainer {
     this.log = path.join(options.logDir, `lambda-${spec.name}-${process.pid}-${Date.now()}.log`);
   }
 
+  /** The emulator is up (a killed or timed-out container is not). */
+  running(): boolean {
+    return this.child !== undefined;
+  }
+
   /** The emulator's pid and the runtime processes under it (Node with the handler). */
   processes(): number[] {
     const pid = this.child?.pid;

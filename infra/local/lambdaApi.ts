@@ -1,0 +1,386 @@
+import http from 'node:http';
+import type net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type FunctionSpec, type Invocation, LambdaContainer, type LambdaRuntime } from './lambdaRuntime.ts';
+
+/**
+ * The part of the Lambda API that kdr's functions and the lab call, served on loopback: Invoke
+ * (synchronous and asynchronous), ListEventSourceMappings, GetEventSourceMapping and
+ * UpdateEventSourceMapping. The functions reach it through AWS_ENDPOINT_URL_LAMBDA, the SDK's own
+ * per-service endpoint variable, so their code is what runs in AWS.
+ * API reference: https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html and
+ * https://docs.aws.amazon.com/lambda/latest/api/API_UpdateEventSourceMapping.html
+ */
+
+export const LAB_ACCOUNT = '000000000000';
+
+export interface LabFunction {
+  spec: FunctionSpec;
+  /** The deployed name (the template's FunctionName), which the functions see as their own. */
+  functionName: string;
+  /** The template's ReservedConcurrentExecutions, or none. */
+  reservedConcurrency?: number;
+  /** EventInvokeConfig: how often a failed asynchronous invocation is retried, and for how long. */
+  maximumRetryAttempts: number;
+  maximumEventAgeSeconds: number;
+}
+
+/** One event source mapping as ListEventSourceMappings answers it (the fields kdr and the lab read). */
+export interface MappingState {
+  UUID: string;
+  FunctionArn: string;
+  Topics: string[];
+  BatchSize: number;
+  MaximumBatchingWindowInSeconds: number;
+  StartingPosition: string;
+  State: 'Enabled' | 'Enabling' | 'Disabled' | 'Disabling';
+  StateTransitionReason: string;
+  LastModified: number;
+}
+
+/** Someone that starts and stops what a mapping runs (the lab's Kafka event source). */
+export interface MappingControl {
+  state: MappingState;
+  setEnabled(enabled: boolean): void;
+}
+
+/** How an invocation ended, as the Lambda API tells it (a timeout and a crash are function errors). */
+export function invokeAnswer(result: Invocation): {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+} {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-amz-executed-version': '$LATEST',
+  };
+  if (result.outcome === 'ok') return { status: 200, headers, body: JSON.stringify(result.payload ?? null) };
+  headers['x-amz-function-error'] = 'Unhandled';
+  const error =
+    result.outcome === 'timeout'
+      ? { errorType: 'Sandbox.Timedout', errorMessage: result.message }
+      : { errorType: result.errorType, errorMessage: result.errorMessage };
+  return { status: 200, headers, body: JSON.stringify(error) };
+}
+
+function apiError(status: number, type: string, message: string) {
+  return {
+    status,
+    headers: { 'content-type': 'application/json', 'x-amzn-errortype': type },
+    body: JSON.stringify({ Type: 'User', Message: message }),
+  };
+}
+
+interface Pool {
+  fn: LabFunction;
+  idle: LambdaContainer[];
+  busy: Set<LambdaContainer>;
+  asyncQueue: { payload: unknown; attempt: number; queuedAt: number }[];
+  invocations: number;
+  coldStarts: number;
+  /** How the asynchronous invocations ended (the newest 1,000), for drills and `lab status`. */
+  asyncOutcomes: AsyncOutcome[];
+}
+
+export interface AsyncOutcome {
+  payload: unknown;
+  attempts: number;
+  outcome: Invocation['outcome'] | 'expired';
+  result?: unknown;
+}
+
+export interface LambdaApiOptions {
+  runtime: LambdaRuntime;
+  logDir: string;
+  region: string;
+  /** What every container gets besides its function's variables (the lab's endpoints, credentials). */
+  environment: Record<string, string>;
+  /** Containers per function when the template reserves none (the lab has two cores). */
+  defaultConcurrency?: number;
+  /** Delays before the retries of a failed asynchronous invocation (Lambda: 1 min, then 2 min). */
+  asyncRetryDelaysMs?: number[];
+}
+
+export class LambdaApi {
+  private readonly pools = new Map<string, Pool>();
+  private readonly mappings = new Map<string, MappingControl>();
+  private server: http.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private closed = false;
+  private readonly pendingAsync = new Set<Promise<void>>();
+  url = '';
+
+  constructor(private readonly options: LambdaApiOptions) {}
+
+  arnOf(functionName: string): string {
+    return `arn:aws:lambda:${this.options.region}:${LAB_ACCOUNT}:function:${functionName}`;
+  }
+
+  addFunction(fn: LabFunction): void {
+    this.pools.set(fn.functionName, {
+      fn,
+      idle: [],
+      busy: new Set(),
+      asyncQueue: [],
+      invocations: 0,
+      coldStarts: 0,
+      asyncOutcomes: [],
+    });
+  }
+
+  addMapping(control: MappingControl): void {
+    this.mappings.set(control.state.UUID, control);
+  }
+
+  /** Name, partial ARN or ARN (with an optional :$LATEST) to the function's pool. */
+  private pool(nameOrArn: string): Pool | undefined {
+    const decoded = decodeURIComponent(nameOrArn);
+    const name = decoded.replace(/^arn:aws:lambda:[^:]+:\d+:function:/, '').replace(/:\$LATEST$/, '');
+    return this.pools.get(name);
+  }
+
+  functions(): {
+    name: string;
+    functionName: string;
+    busy: number;
+    idle: number;
+    invocations: number;
+    coldStarts: number;
+  }[] {
+    return [...this.pools.values()].map((p) => ({
+      name: p.fn.spec.name,
+      functionName: p.fn.functionName,
+      busy: p.busy.size,
+      idle: p.idle.length,
+      invocations: p.invocations,
+      coldStarts: p.coldStarts,
+    }));
+  }
+
+  private byName(name: string): Pool {
+    const pool = [...this.pools.values()].find((p) => p.fn.spec.name === name);
+    if (!pool) throw new Error(`the lab's Lambda API has no function ${name}`);
+    return pool;
+  }
+
+  /** The function's containers that are running an invocation now (for drills that kill one). */
+  busyContainers(name: string): LambdaContainer[] {
+    return [...this.byName(name).busy];
+  }
+
+  asyncOutcomes(name: string): AsyncOutcome[] {
+    return [...this.byName(name).asyncOutcomes];
+  }
+
+  private acquire(pool: Pool): LambdaContainer | undefined {
+    const reused = pool.idle.pop();
+    if (reused) return reused;
+    const limit = pool.fn.reservedConcurrency ?? this.options.defaultConcurrency ?? 4;
+    if (pool.busy.size >= limit) return undefined;
+    pool.coldStarts++;
+    return new LambdaContainer(pool.fn.spec, this.options.runtime, {
+      logDir: this.options.logDir,
+      environment: {
+        ...this.options.environment,
+        AWS_LAMBDA_FUNCTION_NAME: pool.fn.functionName,
+        AWS_ENDPOINT_URL_LAMBDA: this.url,
+      },
+    });
+  }
+
+  /**
+   * One synchronous invocation in a free container (a new one, cold, when none is idle). A container
+   * whose runtime died or timed out is not reused: Lambda replaces such an execution environment.
+   */
+  async invoke(nameOrArn: string, payload: unknown): Promise<Invocation | 'throttled' | 'not-found'> {
+    const pool = this.pool(nameOrArn);
+    if (!pool) return 'not-found';
+    if (this.closed)
+      return { outcome: 'error', errorType: 'Lab.Closed', errorMessage: 'the lab is stopping', ms: 0 };
+    const container = this.acquire(pool);
+    if (!container) return 'throttled';
+    pool.busy.add(container);
+    pool.invocations++;
+    let result: Invocation;
+    try {
+      result = await container.invoke(payload);
+    } catch (error) {
+      // The emulator itself went away mid-invocation (a killed container): Lambda reports it as the
+      // runtime exiting.
+      result = { outcome: 'error', errorType: 'Runtime.ExitError', errorMessage: String(error), ms: 0 };
+    }
+    pool.busy.delete(container);
+    const dead =
+      result.outcome === 'timeout' ||
+      (result.outcome === 'error' && result.errorType === 'Runtime.ExitError') ||
+      !container.running();
+    if (dead || this.closed) await container.kill();
+    else pool.idle.push(container);
+    return result;
+  }
+
+  /** An asynchronous invocation: queued, answered 202, run with EventInvokeConfig's retries and age. */
+  invokeAsync(nameOrArn: string, payload: unknown): boolean {
+    const pool = this.pool(nameOrArn);
+    if (!pool) return false;
+    pool.asyncQueue.push({ payload, attempt: 0, queuedAt: Date.now() });
+    const drained = this.drain(pool).finally(() => this.pendingAsync.delete(drained));
+    this.pendingAsync.add(drained);
+    return true;
+  }
+
+  private async drain(pool: Pool): Promise<void> {
+    const event = pool.asyncQueue.shift();
+    if (!event || this.closed) return;
+    // "by default Lambda attempts to run it two more times, with a one-minute wait between the first two
+    // attempts, and two minutes between the second and third"; throttled events go back to the queue,
+    // retried "from 1 second after the first attempt to a maximum of 5 minutes"
+    // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+    const delays = this.options.asyncRetryDelaysMs ?? [60_000, 120_000];
+    let throttled = 0;
+    const record = (outcome: AsyncOutcome) => {
+      pool.asyncOutcomes.push(outcome);
+      if (pool.asyncOutcomes.length > 1000) pool.asyncOutcomes.shift();
+    };
+    for (;;) {
+      if (Date.now() - event.queuedAt > pool.fn.maximumEventAgeSeconds * 1000)
+        return record({ payload: event.payload, attempts: event.attempt, outcome: 'expired' });
+      const result = await this.invoke(pool.fn.functionName, event.payload);
+      if (this.closed || result === 'not-found') return;
+      if (result === 'throttled') {
+        await sleep(Math.min(300_000, 1000 * 2 ** throttled++));
+        continue;
+      }
+      const ended = result.outcome === 'ok' || event.attempt >= pool.fn.maximumRetryAttempts;
+      if (ended)
+        return record({
+          payload: event.payload,
+          attempts: event.attempt + 1,
+          outcome: result.outcome,
+          result: result.outcome === 'ok' ? result.payload : result.outcome === 'error' ? result : undefined,
+        });
+      await sleep(delays[Math.min(event.attempt, delays.length - 1)]!);
+      event.attempt++;
+    }
+  }
+
+  private async route(method: string, url: URL, body: string, headers: http.IncomingHttpHeaders) {
+    const invokeMatch = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
+    if (invokeMatch && method === 'POST') return this.routeInvoke(invokeMatch[1]!, body, headers);
+    const mappingPath = url.pathname.replace(/\/$/, '');
+    if (mappingPath === '/2015-03-31/event-source-mappings' && method === 'GET') {
+      const fn = url.searchParams.get('FunctionName');
+      const target = fn ? this.pool(fn) : undefined;
+      if (fn && !target) return apiError(404, 'ResourceNotFoundException', `Function not found: ${fn}`);
+      const list = [...this.mappings.values()]
+        .map((m) => m.state)
+        .filter((s) => !target || s.FunctionArn === this.arnOf(target.fn.functionName));
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ EventSourceMappings: list }),
+      };
+    }
+    const one = /^\/2015-03-31\/event-source-mappings\/([^/]+)$/.exec(mappingPath);
+    if (one) {
+      const control = this.mappings.get(decodeURIComponent(one[1]!));
+      if (!control)
+        return apiError(
+          404,
+          'ResourceNotFoundException',
+          `The resource you requested does not exist. (UUID ${one[1]})`,
+        );
+      if (method === 'PUT') {
+        const update = JSON.parse(body || '{}') as { Enabled?: boolean };
+        if (typeof update.Enabled === 'boolean') control.setEnabled(update.Enabled);
+        return {
+          status: 202,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(control.state),
+        };
+      }
+      if (method === 'GET')
+        return {
+          status: 200,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(control.state),
+        };
+    }
+    return apiError(
+      400,
+      'InvalidRequestContentException',
+      `the lab's Lambda API does not serve ${method} ${url.pathname}`,
+    );
+  }
+
+  private async routeInvoke(name: string, body: string, headers: http.IncomingHttpHeaders) {
+    let payload: unknown;
+    try {
+      payload = body === '' ? {} : JSON.parse(body);
+    } catch {
+      return apiError(400, 'InvalidRequestContentException', 'Could not parse request body into json');
+    }
+    const type = String(headers['x-amz-invocation-type'] ?? 'RequestResponse');
+    if (type === 'Event') {
+      if (!this.invokeAsync(name, payload))
+        return apiError(
+          404,
+          'ResourceNotFoundException',
+          `Function not found: ${this.arnOf(decodeURIComponent(name))}`,
+        );
+      return { status: 202, headers: {}, body: '' };
+    }
+    if (type !== 'RequestResponse')
+      return apiError(
+        400,
+        'InvalidParameterValueException',
+        `InvocationType ${type} is not served by the lab`,
+      );
+    const result = await this.invoke(name, payload);
+    if (result === 'not-found')
+      return apiError(
+        404,
+        'ResourceNotFoundException',
+        `Function not found: ${this.arnOf(decodeURIComponent(name))}`,
+      );
+    if (result === 'throttled') return apiError(429, 'TooManyRequestsException', 'Rate Exceeded.');
+    return invokeAnswer(result);
+  }
+
+  async listen(): Promise<string> {
+    const server = http.createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (c: Buffer) => chunks.push(c));
+      request.on('end', () => {
+        const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+        this.route(request.method ?? 'GET', url, Buffer.concat(chunks).toString('utf8'), request.headers)
+          .catch((error: unknown) => apiError(500, 'ServiceException', String(error)))
+          .then((answer) => {
+            response.writeHead(answer.status, answer.headers);
+            response.end(answer.body);
+          });
+      });
+    });
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    this.url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    return this.url;
+  }
+
+  /** Stops serving and kills every container (their invocations end as the runtime's exit). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.pools.values()].flatMap((p) => [...p.idle, ...p.busy]);
+    await Promise.all(all.map((c) => c.kill()));
+    await Promise.allSettled([...this.pendingAsync]);
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}

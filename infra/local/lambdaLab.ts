@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import { LabError } from '../../src/errors.ts';
+import type { Stack } from '../aws/stackIam.ts';
+import { type EventSourceOptions, KafkaEventSource, mappingDefinitions } from './kafkaEventSource.ts';
+import { LAB_ACCOUNT, type LabFunction, LambdaApi, type LambdaApiOptions } from './lambdaApi.ts';
+import { type FunctionSpec, functionSpec } from './lambdaRuntime.ts';
+
+/**
+ * A packaged stack run in the lab as Lambda runs it: every function in emulated containers behind the
+ * lab's Lambda API, every Kafka event source mapping polled by the lab's event source, every schedule
+ * rule firing its target asynchronously.
+ */
+
+/**
+ * An EventBridge rate expression in milliseconds: "rate(1 minute)", "rate(5 minutes)"; the unit is
+ * singular for 1 and plural otherwise (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html).
+ */
+export function rateMs(expression: string): number {
+  const m = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression.trim());
+  if (!m)
+    throw new LabError(
+      'LAB_STATE_CONFLICT',
+      `schedule ${JSON.stringify(expression)}: the lab runs rate(<n> <unit>) schedules only`,
+    );
+  const n = Number(m[1]);
+  const unit = m[2]!;
+  if (n === 0 || (n === 1) !== !unit.endsWith('s'))
+    throw new LabError(
+      'LAB_STATE_CONFLICT',
+      `schedule ${JSON.stringify(expression)}: expected a positive value, a singular unit for 1 and plural otherwise`,
+    );
+  const per = unit.startsWith('minute') ? 60_000 : unit.startsWith('hour') ? 3_600_000 : 86_400_000;
+  return n * per;
+}
+
+/** The event a schedule rule gives its target (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-events.html). */
+export function scheduledEvent(ruleArn: string, region: string, at: Date) {
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Scheduled Event',
+    source: 'aws.events',
+    account: LAB_ACCOUNT,
+    time: at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    region,
+    resources: [ruleArn],
+    detail: {},
+  };
+}
+
+export interface ScheduleDefinition {
+  logicalId: string;
+  expression: string;
+  targetArn: string;
+}
+
+export function scheduleDefinitions(stack: Stack): ScheduleDefinition[] {
+  const found: ScheduleDefinition[] = [];
+  for (const [logicalId, resource] of Object.entries(stack.resources)) {
+    if (resource.Type !== 'AWS::Events::Rule') continue;
+    const p = resource.Properties as {
+      ScheduleExpression?: string;
+      State?: string;
+      Targets?: { Arn: string }[];
+    };
+    if (!p.ScheduleExpression || p.State === 'DISABLED') continue;
+    for (const target of p.Targets ?? [])
+      found.push({ logicalId, expression: p.ScheduleExpression, targetArn: String(target.Arn) });
+  }
+  return found;
+}
+
+/** The stack's functions, with their EventInvokeConfig (Lambda's defaults: 2 retries, 6 hours). */
+export function labFunctions(
+  stack: Stack,
+  packagedDir: string,
+  overrides: Record<string, Partial<FunctionSpec>> = {},
+): LabFunction[] {
+  const functions: LabFunction[] = [];
+  for (const [logicalId, resource] of Object.entries(stack.resources)) {
+    if (resource.Type !== 'AWS::Lambda::Function') continue;
+    const name = logicalId.replace(/LambdaFunction$/, '');
+    const short = `${name[0]!.toLowerCase()}${name.slice(1)}`;
+    const p = resource.Properties as { FunctionName: string; ReservedConcurrentExecutions?: unknown };
+    const config = Object.values(stack.resources).find(
+      (r) =>
+        r.Type === 'AWS::Lambda::EventInvokeConfig' &&
+        (r.Properties as { FunctionName?: string }).FunctionName === p.FunctionName,
+    )?.Properties as { MaximumRetryAttempts?: number; MaximumEventAgeInSeconds?: number } | undefined;
+    functions.push({
+      spec: { ...functionSpec(stack, packagedDir, short), ...overrides[short] },
+      functionName: String(p.FunctionName),
+      ...(typeof p.ReservedConcurrentExecutions === 'number'
+        ? { reservedConcurrency: p.ReservedConcurrentExecutions }
+        : {}),
+      maximumRetryAttempts: config?.MaximumRetryAttempts ?? 2,
+      maximumEventAgeSeconds: config?.MaximumEventAgeInSeconds ?? 21_600,
+    });
+  }
+  return functions;
+}
+
+export interface LambdaLabOptions extends LambdaApiOptions {
+  stack: Stack;
+  packagedDir: string;
+  /** A client of the primary as the lab reaches it (the template's bootstrap may name other ports). */
+  primary: Kafka;
+  eventSource?: EventSourceOptions;
+  /** Start the schedule rules (default true). */
+  schedules?: boolean;
+  /** Drills: a function's spec changed from the template's (a shorter timeout, say), by short name. */
+  overrides?: Record<string, Partial<FunctionSpec>>;
+}
+
+export class LambdaLab {
+  readonly eventSources: KafkaEventSource[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  private constructor(
+    readonly api: LambdaApi,
+    readonly schedules: ScheduleDefinition[],
+  ) {}
+
+  static async start(options: LambdaLabOptions): Promise<LambdaLab> {
+    const api = new LambdaApi(options);
+    for (const fn of labFunctions(options.stack, options.packagedDir, options.overrides)) api.addFunction(fn);
+    await api.listen();
+    const lab = new LambdaLab(api, scheduleDefinitions(options.stack));
+    for (const definition of mappingDefinitions(options.stack)) {
+      const source = new KafkaEventSource(
+        definition,
+        {
+          UUID: randomUUID(),
+          FunctionArn: definition.functionArn,
+          Topics: [definition.topic],
+          BatchSize: definition.batchSize,
+          MaximumBatchingWindowInSeconds: definition.batchingWindowSeconds,
+          StartingPosition: definition.startingPosition,
+          State: definition.enabled ? 'Enabling' : 'Disabled',
+          StateTransitionReason: 'USER_INITIATED',
+          LastModified: Date.now() / 1000,
+        },
+        options.primary,
+        definition.functionArn,
+        api,
+        options.eventSource,
+      );
+      api.addMapping(source);
+      lab.eventSources.push(source);
+      if (definition.enabled) source.start();
+    }
+    if (options.schedules !== false) lab.startSchedules(options.region);
+    return lab;
+  }
+
+  /** Each rule fires one rate after it was created, then every rate, as an asynchronous invocation. */
+  private startSchedules(region: string): void {
+    for (const s of this.schedules) {
+      const ruleArn = `arn:aws:events:${region}:${LAB_ACCOUNT}:rule/${s.logicalId}`;
+      this.timers.push(
+        setInterval(
+          () => this.api.invokeAsync(s.targetArn, scheduledEvent(ruleArn, region, new Date())),
+          rateMs(s.expression),
+        ),
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    // The pollers stop first (no new batches), then the containers die, ending what is in flight.
+    const closing = this.eventSources.map((s) => s.close());
+    await this.api.close();
+    await Promise.all(closing);
+  }
+}
