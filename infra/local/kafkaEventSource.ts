@@ -40,7 +40,10 @@ export interface MappingDefinition {
  */
 export const DEFAULT_BATCH_SIZE = 100;
 export const DEFAULT_BATCHING_WINDOW_SECONDS = 0.5;
-/** A synchronous invocation's payload is at most 6 MB: the poller invokes before a batch grows past it. */
+/**
+ * A synchronous invocation's payload is at most 6 MB, 6,291,456 bytes ("Request must be smaller than
+ * 6291456 bytes for the InvokeFunction operation"): the poller invokes before a batch grows past it.
+ */
 export const MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
 
 /** What the lab reads of AWS::Lambda::EventSourceMapping (resolved). */
