@@ -60,6 +60,12 @@ interface MappingProperties {
   AmazonManagedKafkaEventSourceConfig?: { ConsumerGroupId?: string };
 }
 
+function mskArn(logicalId: string, arn: string | undefined): string {
+  if (!arn)
+    throw new LabError('LAB_STATE_CONFLICT', `${logicalId}: neither SelfManagedEventSource nor EventSourceArn`);
+  return arn;
+}
+
 /** The Kafka and MSK event source mappings of a packaged stack. */
 export function mappingDefinitions(stack: Stack): MappingDefinition[] {
   const found: MappingDefinition[] = [];
@@ -83,7 +89,7 @@ export function mappingDefinitions(stack: Stack): MappingDefinition[] {
       logicalId,
       functionArn: p.FunctionName,
       kind: selfManaged ? 'SelfManagedKafka' : 'aws:kafka',
-      ...(selfManaged ? {} : { eventSourceArn: String(p.EventSourceArn) }),
+      ...(selfManaged ? {} : { eventSourceArn: mskArn(logicalId, p.EventSourceArn) }),
       bootstrapServers: selfManaged ?? [],
       topic: topics[0]!,
       batchSize: p.BatchSize ?? DEFAULT_BATCH_SIZE,

@@ -3,7 +3,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { KafkaEventSource } from '../../infra/local/kafkaEventSource.ts';
 import type { LambdaLab } from '../../infra/local/lambdaLab.ts';
 import { runKdr } from '../helpers/cli.ts';
-import { commitGroupOffsets, createTopics, eventually, kafkaFor, withAdmin } from '../helpers/lab.ts';
+import {
+  commitGroupOffsets,
+  createTopics,
+  eventually,
+  kafkaFor,
+  readWithKcat,
+  withAdmin,
+} from '../helpers/lab.ts';
 import { invokeFunction, labLambdaClient, mappingStates, startLambdaLab } from '../helpers/lambdaLab.ts';
 import { describeGroup, ownDrillPair } from '../helpers/operations.ts';
 import { compareClusters } from '../helpers/records.ts';
@@ -171,5 +178,74 @@ describe('failover and failback invoked through the lab Lambda API', () => {
     const compared = await compareClusters([topic]);
     expect(compared.problems).toEqual([]);
     expect(compared.records).toBe(700);
+  });
+});
+
+describe('schedules and self-invocation through the lab', () => {
+  it('the checkpoint and snapshot schedules fire from the template; a restore continues itself until done', {
+    timeout: 600_000,
+  }, async () => {
+    const { topic, group, env } = ownDrillPair('esm-sched');
+    await createTopics('primary', [{ topic, numPartitions: 3 }]);
+    await produce(topic, 3, 4000, 'kept');
+    await commitGroupOffsets('primary', group, topic, [1000, 2000, 3000]);
+    // The snapshot's rate is a deploy param (1 hour by default): 1 minute here, as the checkpoint's.
+    // The restore function's timeout is cut to 16 s (it keeps 15 s in hand), so that it must go on in
+    // asynchronous invocations of itself.
+    lab = await startLambdaLab({
+      topic,
+      pair: env.KDR_PAIR,
+      environment: env,
+      params: ['snapshotRate=1 minute', 'checkpointRate=1 minute'],
+      overrides: { restore: { timeoutSeconds: 16 } },
+    });
+    expect(lab.schedules.map((s) => s.expression)).toEqual(['rate(1 minute)', 'rate(1 minute)']);
+    await eventually(
+      'the checkpoint and snapshot schedules fired',
+      () => lab!.api.asyncOutcomes('checkpoint').length > 0 && lab!.api.asyncOutcomes('snapshot').length > 0,
+      150_000,
+    );
+    for (const name of ['checkpoint', 'snapshot']) {
+      const [fired] = lab.api.asyncOutcomes(name);
+      expect(fired!.outcome, `${name}: ${JSON.stringify(fired!.result)}`).toBe('ok');
+      // What EventBridge gives a schedule's target.
+      expect(fired!.payload).toMatchObject({ source: 'aws.events', 'detail-type': 'Scheduled Event' });
+    }
+    const status = JSON.parse((await runKdr(['status', '--json'], { env })).stdout);
+    expect(status.checkpoint.at).not.toBeNull();
+    // The scheduled snapshot holds every record (they were all written before the lab started).
+    const snapshot = lab.api.asyncOutcomes('snapshot')[0]!.result as {
+      status: string;
+      snapshotId: string;
+      records: number;
+    };
+    expect(snapshot).toMatchObject({ status: 'complete', records: 12_000 });
+
+    const client = labLambdaClient(lab);
+    const started = await invokeFunction(client, 'kdr-local-restore', {
+      snapshotId: snapshot.snapshotId,
+      target: 'standby',
+      topicPrefix: 'restored.',
+    });
+    expect(started.functionError, JSON.stringify(started.body)).toBeUndefined();
+    expect(started.body).toMatchObject({ status: 'in-progress', continued: true });
+    await eventually(
+      'the restore completed in a continuation',
+      () =>
+        lab!.api
+          .asyncOutcomes('restore')
+          .some((o) => (o.result as { status?: string })?.status === 'complete'),
+      300_000,
+    );
+    const restores = lab.api.asyncOutcomes('restore');
+    expect(
+      restores.every((o) => o.outcome === 'ok'),
+      JSON.stringify(restores.map((o) => o.result)),
+    ).toBe(true);
+    const restored = await readWithKcat('standby', `restored.${topic}`);
+    const source = await readWithKcat('primary', topic);
+    const values = (rs: { partition: number; value: Buffer | null }[]) =>
+      rs.map((r) => `${r.partition}:${r.value?.toString()}`).sort();
+    expect(values(restored)).toEqual(values(source.filter((r) => r.offset < 4000)));
   });
 });
