@@ -12,6 +12,8 @@ export const LAB_DEFAULTS = {
   primaryPort: 19092,
   standbyPort: 29092,
   motoPort: 4566,
+  /** The lab's Lambda API (`kdr lab up --lambda`). */
+  lambdaApiPort: 4580,
   region: 'us-east-1',
   bucket: 'kdr-local',
   offsetTable: 'kdr-local-offsets',

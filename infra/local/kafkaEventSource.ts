@@ -62,7 +62,10 @@ interface MappingProperties {
 
 function mskArn(logicalId: string, arn: string | undefined): string {
   if (!arn)
-    throw new LabError('LAB_STATE_CONFLICT', `${logicalId}: neither SelfManagedEventSource nor EventSourceArn`);
+    throw new LabError(
+      'LAB_STATE_CONFLICT',
+      `${logicalId}: neither SelfManagedEventSource nor EventSourceArn`,
+    );
   return arn;
 }
 
@@ -200,6 +203,10 @@ export class KafkaEventSource implements MappingControl {
     private readonly invoker: Invoker,
     private readonly options: EventSourceOptions = {},
   ) {}
+
+  describe(): Record<string, unknown> {
+    return { consumerGroupId: this.groupId, ...this.stats };
+  }
 
   get groupId(): string {
     return this.definition.consumerGroupId ?? this.state.UUID;

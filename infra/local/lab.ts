@@ -16,11 +16,11 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import kafkajs from 'kafkajs';
 import pLimit from 'p-limit';
-import { loadConfig } from '../../src/config.ts';
+import { LAB_DEFAULTS, loadConfig } from '../../src/config.ts';
 import { describeError, LabError } from '../../src/errors.ts';
 import { checkPrerequisites, ensureKafka, ensureMoto, type KafkaDistribution } from './installs.ts';
-import { ensureLambdaRuntime } from './lambdaRuntime.ts';
-import { type LabPaths, labPaths } from './paths.ts';
+import { descendants, ensureLambdaRuntime } from './lambdaRuntime.ts';
+import { type LabPaths, labPaths, REPO_ROOT } from './paths.ts';
 import {
   hasMarker,
   isAlive,
@@ -91,6 +91,22 @@ export interface LabStatus {
   clusters: { name: ClusterName; bootstrap: string }[];
   awsEndpoint: string;
   processes: ProcessStatus[];
+  /** `kdr lab up --lambda`: the packaged functions, their event sources and schedules. */
+  lambda: null | LambdaStatus;
+}
+
+/** What `kdr lab up --lambda` started, kept in .lab/lambda.json (not a part of the lab's shape). */
+export interface LambdaProcess extends LabProcess {
+  params: string[];
+  startedAt: string;
+}
+
+export interface LambdaStatus extends LambdaProcess {
+  running: boolean;
+  answering: boolean;
+  apiUrl: string;
+  /** The lab Lambda API's own report: containers per function, mappings with what they delivered. */
+  report?: { functions: unknown[]; mappings: unknown[] };
 }
 
 export interface LabOptions {
@@ -250,6 +266,7 @@ export class Lab {
         running: isAlive(p.pid) && this.ours(p),
         answering: false,
       })),
+      lambda: null,
     };
   }
 
@@ -274,7 +291,123 @@ export class Lab {
     const status = this.status();
     for (const p of status.processes) p.answering = p.running && (await portAnswers(p.port));
     status.up = status.processes.length > 0 && status.processes.every((p) => p.running && p.answering);
+    status.lambda = await this.probeLambda();
     return status;
+  }
+
+  private get lambdaFile(): string {
+    return path.join(this.paths.root, 'lambda.json');
+  }
+
+  readLambda(): LambdaProcess | undefined {
+    if (!existsSync(this.lambdaFile)) return undefined;
+    return JSON.parse(readFileSync(this.lambdaFile, 'utf8')) as LambdaProcess;
+  }
+
+  private async probeLambda(): Promise<LambdaStatus | null> {
+    const lambda = this.readLambda();
+    if (!lambda) return null;
+    const apiUrl = `http://${LAB_HOST}:${lambda.port}`;
+    const running = isAlive(lambda.pid) && this.ours(lambda);
+    const report = running ? await httpJson(`${apiUrl}/lab/status`) : undefined;
+    return {
+      ...lambda,
+      running,
+      answering: report !== undefined,
+      apiUrl,
+      ...(report ? { report: report as LambdaStatus['report'] & object } : {}),
+    };
+  }
+
+  /**
+   * `kdr lab up --lambda`: the packaged stack run as Lambda runs it (infra/local/lambdaLabMain.ts), its
+   * Lambda API on a port of the lab's. Idempotent with the same params.
+   */
+  async upLambda(params: string[] = []): Promise<LambdaStatus> {
+    await this.withLock(async () => {
+      const state = this.requireState();
+      if (!state.processes.every((p) => isAlive(p.pid) && this.ours(p)))
+        throw new LabError('LAB_STATE_CONFLICT', 'the lab is not fully up; run `kdr lab up` first');
+      const existing = this.readLambda();
+      if (existing && isAlive(existing.pid) && this.ours(existing)) {
+        if (JSON.stringify(existing.params) === JSON.stringify(params)) return;
+        throw new LabError(
+          'LAB_STATE_CONFLICT',
+          `the lab's Lambda functions already run with params ${JSON.stringify(existing.params)}, not ${JSON.stringify(params)}; run \`kdr lab stop-lambda\` first`,
+        );
+      }
+      await ensureLambdaRuntime(this.paths.cache, this.log);
+      const port = LAB_DEFAULTS.lambdaApiPort + this.portOffset;
+      if (await portAnswers(port))
+        throw new LabError(
+          'LAB_STATE_CONFLICT',
+          `port ${port} (the lab's Lambda API) is already in use by another process`,
+        );
+      const log = path.join(this.paths.logs, 'lambda.log');
+      const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lambdaLabMain.ts');
+      this.log(`starting the packaged functions under the Lambda emulator (API on ${LAB_HOST}:${port})`);
+      const pid = spawnDetached(process.execPath, ['--import', 'tsx', main, this.marker], {
+        log,
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          KDR_LAB_PORT_OFFSET: String(this.portOffset),
+          KDR_LAB_DIR: this.paths.root,
+          KDR_LAB_LAMBDA_PORT: String(port),
+          KDR_LAB_LAMBDA_PARAMS: JSON.stringify(params),
+        },
+      });
+      const lambda: LambdaProcess = {
+        name: 'lambda',
+        role: 'lambda',
+        pid,
+        port,
+        log,
+        params,
+        startedAt: new Date().toISOString(),
+      };
+      writeFileSync(this.lambdaFile, `${JSON.stringify(lambda, null, 2)}\n`);
+      // Packaging (sls package) comes first: about 15 s here.
+      const deadline = Date.now() + 300_000;
+      while (!(await httpJson(`http://${LAB_HOST}:${port}/lab/status`))) {
+        if (!isAlive(pid))
+          throw new LabError(
+            'LAB_START_FAILED',
+            `the lab's Lambda process exited while starting; log ${log}, last lines:\n${tail(log)}`,
+          );
+        if (Date.now() > deadline)
+          throw new LabError(
+            'LAB_START_FAILED',
+            `the lab's Lambda API did not answer within 300 s; log ${log}`,
+          );
+        await sleep(500);
+      }
+    });
+    return (await this.probeLambda())!;
+  }
+
+  /**
+   * Stops what `upLambda` started: SIGTERM (it kills its containers), then SIGKILL to whatever is left
+   * under it (the emulators run in process groups of their own).
+   */
+  async stopLambda(): Promise<boolean> {
+    const lambda = this.readLambda();
+    if (!lambda) return false;
+    let stopped = false;
+    if (isAlive(lambda.pid) && this.ours(lambda)) {
+      const under = descendants(lambda.pid);
+      await stopProcess(lambda.pid, 10_000);
+      for (const pid of under.filter(isAlive)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      stopped = true;
+    }
+    rmSync(this.lambdaFile, { force: true });
+    return stopped;
   }
 
   /** Stops the brokers of one cluster (data kept), to test how kdr behaves when a cluster is down. */
@@ -557,6 +690,8 @@ export class Lab {
 
   private async stopAll(state: LabState): Promise<string[]> {
     const stopped: string[] = [];
+    // The functions first: their containers hold connections to the brokers.
+    if (await this.stopLambda()) stopped.push('lambda');
     // Brokers and moto in parallel: the data is removed right after, so a clean shutdown buys nothing.
     await Promise.all(
       state.processes.map(async (p) => {
@@ -573,6 +708,27 @@ export class Lab {
 }
 
 const { Kafka, logLevel } = kafkajs;
+
+/** The JSON a URL answers with 200, or undefined. */
+function httpJson(url: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    const request = http.get(url, { timeout: 2000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (c: Buffer) => chunks.push(c));
+      response.on('end', () => {
+        try {
+          resolve(
+            response.statusCode === 200 ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined,
+          );
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error('no answer within 2 s')));
+    request.on('error', () => resolve(undefined));
+  });
+}
 
 /** undefined when the URL answers 200; node:http, because fetch refuses some ports (6566, 10080, ...). */
 function httpProblem(url: string): Promise<string | undefined> {

@@ -42,6 +42,8 @@ export interface MappingState {
 export interface MappingControl {
   state: MappingState;
   setEnabled(enabled: boolean): void;
+  /** What `kdr lab status` shows of it (its group, what it delivered). */
+  describe?(): Record<string, unknown>;
 }
 
 /** How an invocation ended, as the Lambda API tells it (a timeout and a crash are function errors). */
@@ -264,7 +266,47 @@ export class LambdaApi {
     }
   }
 
+  /** The containers and mappings, for `kdr lab status`. */
+  labStatus() {
+    return {
+      functions: this.functions(),
+      mappings: [...this.mappings.values()].map((m) => ({ ...m.state, ...m.describe?.() })),
+    };
+  }
+
+  /** Kills every container of a function (the next invocation starts cold); how many there were. */
+  async killContainers(name: string): Promise<number> {
+    const pool = this.byName(name);
+    const all = [...pool.idle.splice(0), ...pool.busy];
+    await Promise.all(all.map((c) => c.kill()));
+    return all.length;
+  }
+
+  /** Lab-only routes, beside the Lambda API's: status and container kills (drills of cold starts). */
+  private async routeLab(method: string, url: URL) {
+    const json = (status: number, value: unknown) => ({
+      status,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(value),
+    });
+    if (method === 'GET' && url.pathname === '/lab/status') return json(200, this.labStatus());
+    const kill = /^\/lab\/functions\/([^/]+)\/kill$/.exec(url.pathname);
+    if (method === 'POST' && kill) {
+      const name = decodeURIComponent(kill[1]!);
+      if (!this.functions().some((f) => f.name === name))
+        return json(404, {
+          message: `no function ${name}; the lab runs ${this.functions()
+            .map((f) => f.name)
+            .join(', ')}`,
+        });
+      return json(200, { function: name, killed: await this.killContainers(name) });
+    }
+    return undefined;
+  }
+
   private async route(method: string, url: URL, body: string, headers: http.IncomingHttpHeaders) {
+    const lab = await this.routeLab(method, url);
+    if (lab) return lab;
     const invokeMatch = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
     if (invokeMatch && method === 'POST') return this.routeInvoke(invokeMatch[1]!, body, headers);
     const mappingPath = url.pathname.replace(/\/$/, '');
@@ -347,7 +389,8 @@ export class LambdaApi {
     return invokeAnswer(result);
   }
 
-  async listen(): Promise<string> {
+  /** Serves on 127.0.0.1:`port` (0: a port the kernel picks). */
+  async listen(port = 0): Promise<string> {
     const server = http.createServer((request, response) => {
       const chunks: Buffer[] = [];
       request.on('data', (c: Buffer) => chunks.push(c));
@@ -367,7 +410,7 @@ export class LambdaApi {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
+      server.listen(port, '127.0.0.1', () => resolve());
     });
     this.server = server;
     this.url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;

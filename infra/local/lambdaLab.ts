@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
+import type { KdrConfig } from '../../src/config.ts';
 import { LabError } from '../../src/errors.ts';
 import type { Stack } from '../aws/stackIam.ts';
 import { type EventSourceOptions, KafkaEventSource, mappingDefinitions } from './kafkaEventSource.ts';
@@ -101,6 +102,44 @@ export function labFunctions(
   return functions;
 }
 
+/**
+ * What a container gets besides its function's variables, as Lambda gives it: its role's credentials
+ * and region; and the lab's endpoints (the template's own under the default ports, shifted under
+ * KDR_LAB_PORT_OFFSET).
+ */
+export function labLambdaEnvironment(
+  config: KdrConfig,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    KDR_PRIMARY_BROKERS: config.primary.brokers.join(','),
+    KDR_STANDBY_BROKERS: config.standby.brokers.join(','),
+    ...(config.aws.endpoint ? { AWS_ENDPOINT_URL: config.aws.endpoint } : {}),
+    AWS_REGION: config.aws.region,
+    ...(config.aws.credentials
+      ? {
+          AWS_ACCESS_KEY_ID: config.aws.credentials.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: config.aws.credentials.secretAccessKey,
+        }
+      : {}),
+    // The suite's IAM check evaluates what the packaged functions call, too.
+    ...(process.env.KDR_AWS_CALL_LOG ? { KDR_AWS_CALL_LOG: process.env.KDR_AWS_CALL_LOG } : {}),
+    ...extra,
+  };
+}
+
+/**
+ * The params that package the stack for the lab: its brokers take no authentication, so the mapping
+ * says `none`, which the template allows inside a VPC (the params name one; the lab ignores it); the
+ * failover and failback functions switch the mirror's mappings.
+ */
+export const LAB_LAMBDA_PARAMS = [
+  'primaryAuthType=none',
+  'vpcSubnets=subnet-lab',
+  'vpcSecurityGroups=sg-lab',
+  'mirrorFunctionName=kdr-local-mirror',
+];
+
 export interface LambdaLabOptions extends LambdaApiOptions {
   stack: Stack;
   packagedDir: string;
@@ -111,6 +150,8 @@ export interface LambdaLabOptions extends LambdaApiOptions {
   schedules?: boolean;
   /** Drills: a function's spec changed from the template's (a shorter timeout, say), by short name. */
   overrides?: Record<string, Partial<FunctionSpec>>;
+  /** The API's port (0: the kernel's choice). */
+  port?: number;
 }
 
 export class LambdaLab {
@@ -125,7 +166,7 @@ export class LambdaLab {
   static async start(options: LambdaLabOptions): Promise<LambdaLab> {
     const api = new LambdaApi(options);
     for (const fn of labFunctions(options.stack, options.packagedDir, options.overrides)) api.addFunction(fn);
-    await api.listen();
+    await api.listen(options.port ?? 0);
     const lab = new LambdaLab(api, scheduleDefinitions(options.stack));
     for (const definition of mappingDefinitions(options.stack)) {
       const source = new KafkaEventSource(

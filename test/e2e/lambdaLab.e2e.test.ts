@@ -2,6 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KafkaEventSource } from '../../infra/local/kafkaEventSource.ts';
 import type { LambdaLab } from '../../infra/local/lambdaLab.ts';
+import { descendants } from '../../infra/local/lambdaRuntime.ts';
+import { isAlive } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
   commitGroupOffsets,
@@ -247,5 +249,95 @@ describe('schedules and self-invocation through the lab', () => {
     const values = (rs: { partition: number; value: Buffer | null }[]) =>
       rs.map((r) => `${r.partition}:${r.value?.toString()}`).sort();
     expect(values(restored)).toEqual(values(source.filter((r) => r.offset < 4000)));
+  });
+});
+
+describe('kdr lab up --lambda', () => {
+  it('runs the packaged stack beside the lab, shows it in lab status, kills containers and stops', {
+    timeout: 600_000,
+  }, async () => {
+    const { topic, env } = ownDrillPair('esm-cli');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    const refused = await runKdr(['lab', 'up', '--lambda-param', `topics=${topic}`]);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toContain('--lambda-param is for --lambda');
+    const badParam = await runKdr(['lab', 'up', '--lambda', '--lambda-param', 'topics']);
+    expect(badParam.stderr).toContain('expected name=value');
+
+    const up = await runKdr(
+      [
+        'lab',
+        'up',
+        '--lambda',
+        '--lambda-param',
+        `topics=${topic}`,
+        '--lambda-param',
+        `pair=${env.KDR_PAIR}`,
+        '--json',
+      ],
+      { timeoutMs: 400_000 },
+    );
+    try {
+      expect(up.exitCode, up.stderr.slice(-2000)).toBe(0);
+      const status = JSON.parse(up.stdout);
+      expect(status.lambda).toMatchObject({ running: true, answering: true });
+      expect(status.lambda.report.functions.map((f: { name: string }) => f.name).sort()).toEqual([
+        'checkpoint',
+        'failback',
+        'failover',
+        'mirror',
+        'restore',
+        'snapshot',
+        'status',
+      ]);
+      expect(status.lambda.report.mappings).toMatchObject([{ Topics: [topic] }]);
+      // The same command again is a no-op; other params are refused while it runs.
+      const again = await runKdr([
+        'lab',
+        'up',
+        '--lambda',
+        '--lambda-param',
+        `topics=${topic}`,
+        '--lambda-param',
+        `pair=${env.KDR_PAIR}`,
+      ]);
+      expect(again.exitCode, again.stderr).toBe(0);
+      const other = await runKdr(['lab', 'up', '--lambda', '--lambda-param', 'topics=elsewhere']);
+      expect(other.stderr).toContain('kdr lab stop-lambda');
+
+      const lambdaStatus = async () => JSON.parse((await runKdr(['lab', 'status', '--json'])).stdout).lambda;
+      await produce(topic, 2, 100, 'cli');
+      await eventually(
+        'the mapping delivered 200 records',
+        async () => (await lambdaStatus()).report.mappings[0].records === 200,
+        120_000,
+      );
+      expect((await compareClusters([topic])).problems).toEqual([]);
+
+      const mirror = (s: {
+        report: { functions: { name: string; coldStarts: number; idle: number; busy: number }[] };
+      }) => s.report.functions.find((f) => f.name === 'mirror')!;
+      const before = mirror(await lambdaStatus());
+      expect(before.idle + before.busy).toBeGreaterThan(0);
+      const killed = await runKdr(['lab', 'kill-function', 'mirror']);
+      expect(killed.stderr).toMatch(/killed \d+ container\(s\) of mirror/);
+      await produce(topic, 2, 10, 'cold');
+      await eventually(
+        'the mapping delivered the new records',
+        async () => (await lambdaStatus()).report.mappings[0].records === 220,
+        120_000,
+      );
+      // The next invocations started cold, in new containers.
+      expect(mirror(await lambdaStatus()).coldStarts).toBeGreaterThan(before.coldStarts);
+      expect((await compareClusters([topic])).problems).toEqual([]);
+    } finally {
+      const pid = JSON.parse(up.stdout || '{}').lambda?.pid as number | undefined;
+      const under = pid ? descendants(pid) : [];
+      const stopped = await runKdr(['lab', 'stop-lambda']);
+      expect(stopped.stderr).toContain('stopped the lab Lambda functions');
+      // Nothing of it is left: the process, its emulators and their runtimes.
+      expect([pid, ...under].filter((p): p is number => p !== undefined && isAlive(p))).toEqual([]);
+      expect(JSON.parse((await runKdr(['lab', 'status', '--json'])).stdout).lambda).toBeNull();
+    }
   });
 });

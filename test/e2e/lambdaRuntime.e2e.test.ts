@@ -15,7 +15,8 @@ import {
 import { labPaths } from '../../infra/local/paths.ts';
 import { isAlive } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
-import { commitGroupOffsets, config, createTopics, uniqueName } from '../helpers/lab.ts';
+import { commitGroupOffsets, createTopics, uniqueName } from '../helpers/lab.ts';
+import { lambdaEnvironment } from '../helpers/lambdaLab.ts';
 import { describeGroup, ownDrillPair } from '../helpers/operations.ts';
 import { fillPartitions } from '../helpers/records.ts';
 
@@ -50,18 +51,7 @@ function container(
   const spec = { ...functionSpec(loadStack(templatePath), packagedDir, name), ...overrides };
   const c = new LambdaContainer(spec, runtime, {
     logDir: labPaths().logs,
-    environment: {
-      // The lab's endpoints: the template's own under the default ports, shifted under KDR_LAB_PORT_OFFSET.
-      KDR_PRIMARY_BROKERS: config.primary.brokers.join(','),
-      KDR_STANDBY_BROKERS: config.standby.brokers.join(','),
-      AWS_ENDPOINT_URL: config.aws.endpoint!,
-      AWS_REGION: config.aws.region,
-      AWS_ACCESS_KEY_ID: config.aws.credentials!.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: config.aws.credentials!.secretAccessKey,
-      // The suite's IAM check evaluates what the packaged function calls, too.
-      ...(process.env.KDR_AWS_CALL_LOG ? { KDR_AWS_CALL_LOG: process.env.KDR_AWS_CALL_LOG } : {}),
-      ...environment,
-    },
+    environment: lambdaEnvironment(environment),
   });
   containers.push(c);
   return c;
@@ -128,8 +118,7 @@ describe('packaged functions under the Lambda Runtime Interface Emulator', () =>
     await commitGroupOffsets('standby', uniqueName('rie-ready'), topic, [0, 0]);
 
     const failover = container('failover', env);
-    // wait: run it in this invocation. Without it, an invocation in Lambda hands the work to an
-    // asynchronous continuation of itself, which needs a Lambda API the lab does not serve yet.
+    // wait: run it in this invocation (lambdaLab.e2e drives the asynchronous continuation instead).
     const answer = await failover.invoke({ mode: 'planned', wait: true });
     expect(answer.outcome, JSON.stringify(answer)).toBe('ok');
     const report = (answer as { payload: Record<string, unknown> }).payload;

@@ -2,35 +2,18 @@ import { InvokeCommand, LambdaClient, ListEventSourceMappingsCommand } from '@aw
 import { packageStack } from '../../infra/aws/packageStack.ts';
 import { loadStack } from '../../infra/aws/stackIam.ts';
 import type { EventSourceOptions } from '../../infra/local/kafkaEventSource.ts';
-import { LambdaLab } from '../../infra/local/lambdaLab.ts';
+import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment } from '../../infra/local/lambdaLab.ts';
 import { ensureLambdaRuntime, type FunctionSpec } from '../../infra/local/lambdaRuntime.ts';
 import { labPaths } from '../../infra/local/paths.ts';
 import { config, kafkaFor } from './lab.ts';
 
-/**
- * What a packaged function's container gets besides the template's environment, as Lambda gives it:
- * its role's credentials and region; and the lab's endpoints (the template's own under the default
- * ports, shifted under KDR_LAB_PORT_OFFSET).
- */
-export function lambdaEnvironment(environment: Record<string, string> = {}): Record<string, string> {
-  return {
-    KDR_PRIMARY_BROKERS: config.primary.brokers.join(','),
-    KDR_STANDBY_BROKERS: config.standby.brokers.join(','),
-    AWS_ENDPOINT_URL: config.aws.endpoint!,
-    AWS_REGION: config.aws.region,
-    AWS_ACCESS_KEY_ID: config.aws.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: config.aws.credentials!.secretAccessKey,
-    // The suite's IAM check evaluates what the packaged functions call, too.
-    ...(process.env.KDR_AWS_CALL_LOG ? { KDR_AWS_CALL_LOG: process.env.KDR_AWS_CALL_LOG } : {}),
-    ...environment,
-  };
-}
+/** A container's environment in the suite's lab, with `environment` (a pair's own settings) added. */
+export const lambdaEnvironment = (environment: Record<string, string> = {}) =>
+  labLambdaEnvironment(config, environment);
 
 /**
- * The stack packaged for the lab (`sls package --stage local`) with the event source reading `topic`
- * and the failover and failback functions switching it, then run in the lab as Lambda runs it. The
- * lab's brokers take no authentication: the mapping says `none`, which the template allows inside a
- * VPC, so the params name one (the lab ignores it).
+ * The stack packaged for the lab (`sls package --stage local`, LAB_LAMBDA_PARAMS) with the event source
+ * reading `topic`, then run in the lab as Lambda runs it.
  */
 export async function startLambdaLab(options: {
   topic: string;
@@ -48,10 +31,7 @@ export async function startLambdaLab(options: {
     params: [
       `topics=${options.topic}`,
       `pair=${options.pair}`,
-      'primaryAuthType=none',
-      'vpcSubnets=subnet-lab',
-      'vpcSecurityGroups=sg-lab',
-      'mirrorFunctionName=kdr-local-mirror',
+      ...LAB_LAMBDA_PARAMS,
       ...(options.params ?? []),
     ],
   });

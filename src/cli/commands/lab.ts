@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { Lab, type LabStatus } from '../../../infra/local/lab.ts';
 import { BROKER_COUNTS, type BrokerCount, LAB_SASL } from '../../../infra/local/topology.ts';
+import { InputError, LabError } from '../../errors.ts';
 import { emit, note, table } from '../output.ts';
 
 export function formatLabStatus(status: LabStatus): string {
@@ -27,9 +28,66 @@ export function formatLabStatus(status: LabStatus): string {
         ]
       : []),
     `  aws      endpoint  ${status.awsEndpoint} (moto: S3, DynamoDB, Secrets Manager)`,
+    ...(status.lambda
+      ? [
+          `  lambda   API       ${status.lambda.apiUrl} (set AWS_ENDPOINT_URL_LAMBDA to it for \`aws lambda invoke\`)`,
+        ]
+      : []),
     '',
   ];
-  return [...header, table(rows)].join('\n');
+  if (status.lambda)
+    rows.push([
+      status.lambda.name,
+      status.lambda.pid,
+      status.lambda.port,
+      status.lambda.running ? 'yes' : 'NO',
+      status.lambda.answering ? 'yes' : 'NO',
+      status.lambda.log,
+    ]);
+  return [...header, table(rows), ...formatLambda(status.lambda)].join('\n');
+}
+
+interface FunctionReport {
+  name: string;
+  functionName: string;
+  busy: number;
+  idle: number;
+  invocations: number;
+  coldStarts: number;
+}
+
+interface MappingReport {
+  UUID: string;
+  Topics: string[];
+  State: string;
+  consumerGroupId?: string;
+  records?: number;
+  invocations?: number;
+  failures?: number;
+}
+
+/** The containers per function and the event sources, as the lab's Lambda API reports them. */
+function formatLambda(lambda: LabStatus['lambda']): string[] {
+  if (!lambda?.report) return [];
+  const functions = lambda.report.functions as FunctionReport[];
+  const mappings = lambda.report.mappings as MappingReport[];
+  const fnRows: (string | number)[][] = [['FUNCTION', 'CONTAINERS', 'BUSY', 'INVOCATIONS', 'COLD STARTS']];
+  for (const f of functions)
+    fnRows.push([f.functionName, f.busy + f.idle, f.busy, f.invocations, f.coldStarts]);
+  const esmRows: (string | number)[][] = [
+    ['EVENT SOURCE', 'TOPIC', 'STATE', 'GROUP', 'RECORDS', 'INVOCATIONS', 'FAILED'],
+  ];
+  for (const m of mappings)
+    esmRows.push([
+      m.UUID,
+      m.Topics.join(','),
+      m.State,
+      m.consumerGroupId ?? '',
+      m.records ?? 0,
+      m.invocations ?? 0,
+      m.failures ?? 0,
+    ]);
+  return ['', table(fnRows), '', table(esmRows)];
 }
 
 function parseBrokers(value: string): BrokerCount {
@@ -66,13 +124,39 @@ export function registerLab(program: Command): void {
       '--tls',
       'brokers listen with TLS signed by a private CA the lab makes (keytool), and with mTLS 50 ports above',
     )
+    .option(
+      '--lambda',
+      'also run the packaged functions (sls package --stage local) under the Lambda Runtime Interface Emulator, fed by a Kafka event source and schedules as the template defines them, behind a lab Lambda API',
+    )
+    .option(
+      '--lambda-param <name=value>',
+      'a param for that package, e.g. topics=orders,payments or mirrorBatchSize=100 (repeatable)',
+      collectParam,
+      [],
+    )
     .option('--json', 'print the lab status as JSON')
-    .action(async (options: { brokers: BrokerCount; sasl?: boolean; tls?: boolean; json?: boolean }) => {
-      const lab = new Lab({ log: note });
-      await lab.up(options.brokers, { sasl: Boolean(options.sasl), tls: Boolean(options.tls) });
-      const status = await lab.probe();
-      emit(Boolean(options.json), status, () => formatLabStatus(status));
-    });
+    .action(
+      async (options: {
+        brokers: BrokerCount;
+        sasl?: boolean;
+        tls?: boolean;
+        lambda?: boolean;
+        lambdaParam: string[];
+        json?: boolean;
+      }) => {
+        if (options.lambdaParam.length > 0 && !options.lambda)
+          throw new InputError('--lambda-param is for --lambda: add --lambda');
+        if (options.lambda && (options.sasl || options.tls))
+          throw new InputError(
+            '--lambda runs against a plaintext lab (the event source takes no SASL or TLS in the lab yet): drop --sasl/--tls',
+          );
+        const lab = new Lab({ log: note });
+        await lab.up(options.brokers, { sasl: Boolean(options.sasl), tls: Boolean(options.tls) });
+        if (options.lambda) await lab.upLambda(options.lambdaParam);
+        const status = await lab.probe();
+        emit(Boolean(options.json), status, () => formatLabStatus(status));
+      },
+    );
 
   lab
     .command('down')
@@ -106,6 +190,35 @@ export function registerLab(program: Command): void {
     });
 
   lab
+    .command('stop-lambda')
+    .description('stop what `lab up --lambda` started (the event sources, schedules and every container)')
+    .action(async () => {
+      const stopped = await new Lab({ log: note }).stopLambda();
+      note(stopped ? 'stopped the lab Lambda functions' : 'the lab Lambda functions were not running');
+    });
+
+  lab
+    .command('kill-function')
+    .description(
+      'kill every container of a lab Lambda function, as Lambda recycles them: its next invocation starts cold',
+    )
+    .argument('<function>', 'the function: mirror, checkpoint, snapshot, failover, failback, restore, status')
+    .action(async (name: string) => {
+      const lambda = (await new Lab().probe()).lambda;
+      if (!lambda?.answering)
+        throw new LabError(
+          'LAB_STATE_CONFLICT',
+          'the lab Lambda functions are not running: `kdr lab up --lambda`',
+        );
+      const response = await fetch(`${lambda.apiUrl}/lab/functions/${encodeURIComponent(name)}/kill`, {
+        method: 'POST',
+      });
+      const body = (await response.json()) as { killed?: number; message?: string };
+      if (!response.ok) throw new InputError(body.message ?? `HTTP ${response.status}`);
+      note(`killed ${body.killed} container(s) of ${name}`);
+    });
+
+  lab
     .command('stop-cluster')
     .description('stop the brokers of one cluster, keeping their data (to drill failures)')
     .argument('<cluster>', 'primary or standby', parseCluster)
@@ -121,6 +234,14 @@ export function registerLab(program: Command): void {
     .action(async (cluster: 'primary' | 'standby') => {
       await new Lab({ log: note }).startCluster(cluster);
     });
+}
+
+function collectParam(value: string, previous: string[]): string[] {
+  if (!/^[A-Za-z][A-Za-z0-9]*=/.test(value))
+    throw new InvalidArgumentError(
+      `expected name=value (a serverless.yml param), got ${JSON.stringify(value)}`,
+    );
+  return [...previous, value];
 }
 
 function parseCluster(value: string): 'primary' | 'standby' {
