@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kafka } from 'kafkajs';
-import pRetry from 'p-retry';
 import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
 import type { SourceRecord } from '../../src/core/records.ts';
 import { LabError } from '../../src/errors.ts';
+import type { PartitionReader } from '../../src/ports/kafka.ts';
 import type { Stack } from '../aws/stackIam.ts';
 import type { MappingControl, MappingState } from './lambdaApi.ts';
 import type { Invocation } from './lambdaRuntime.ts';
@@ -158,6 +158,8 @@ export interface Invoker {
 }
 
 export interface EventSourceOptions {
+  /** How the primary is read (default: kdr's partition reader on the given client); drills wrap it. */
+  reader?: PartitionReader;
   /** Drill: after every n-th successful batch, go back to the last committed offset once, uncommitted. */
   redeliverEvery?: number;
   log?: (line: string) => void;
@@ -187,10 +189,11 @@ export interface EventSourceStats {
  */
 export class KafkaEventSource implements MappingControl {
   readonly stats: EventSourceStats = { invocations: 0, failures: 0, redeliveries: 0, records: 0 };
-  private reader: KafkaPartitionReader | undefined;
+  private reader: PartitionReader | undefined;
   private admin: KafkaAdmin | undefined;
   private loops: Promise<void> | undefined;
-  private running = false;
+  private active = false;
+  private generation = 0;
   /** Ends a retry's wait when the mapping is disabled. */
   private stopping = new AbortController();
   private successes = 0;
@@ -216,45 +219,69 @@ export class KafkaEventSource implements MappingControl {
   setEnabled(enabled: boolean): void {
     this.state.LastModified = Date.now() / 1000;
     this.state.StateTransitionReason = 'USER_INITIATED';
-    if (enabled && !this.running) {
+    if (enabled && !this.active) {
       this.state.State = 'Enabling';
       this.start();
-    } else if (!enabled && this.running) {
+    } else if (!enabled && this.active) {
       this.state.State = 'Disabling';
-      this.running = false;
+      this.active = false;
       this.stopping.abort();
+      const generation = this.generation;
       void this.loops?.then(() => {
-        if (!this.running) this.state.State = 'Disabled';
+        if (!this.active && this.generation === generation) this.state.State = 'Disabled';
       });
     }
   }
 
+  /**
+   * Runs the mapping. Each start is a generation: the loops of an earlier one end once their batch in
+   * flight is answered (and committed), and the new one begins only then, so a partition never has two.
+   */
   start(): void {
-    this.running = true;
+    const generation = ++this.generation;
+    this.active = true;
     this.stopping = new AbortController();
     const previous = this.loops ?? Promise.resolve();
-    this.loops = previous
-      .then(() => this.runAll())
-      .catch((error: unknown) => {
-        this.options.log?.(`event source ${this.state.UUID} stopped: ${String(error)}`);
-        this.running = false;
-        this.state.State = 'Disabled';
-        this.state.StateTransitionReason = `PROBLEM: ${String(error)}`;
-      });
+    this.loops = previous.then(() => this.runAll(generation));
   }
 
-  private async runAll(): Promise<void> {
-    if (!this.running) return;
-    this.reader ??= new KafkaPartitionReader(this.kafka, 'primary');
+  private live(generation: number): boolean {
+    return this.active && this.generation === generation;
+  }
+
+  /** Waits, cut short when the mapping is disabled. */
+  private pause(ms: number): Promise<void> {
+    return sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => {});
+  }
+
+  /**
+   * A problem reading or committing is not the end of the mapping: Lambda reports it in
+   * LastProcessingResult and keeps polling
+   * (https://docs.aws.amazon.com/lambda/latest/api/API_EventSourceMappingConfiguration.html).
+   */
+  private problem(error: unknown): void {
+    this.state.LastProcessingResult = `PROBLEM: ${String(error)}`;
+    this.options.log?.(`event source ${this.state.UUID}: ${String(error)}; trying again`);
+  }
+
+  private async runAll(generation: number): Promise<void> {
+    this.reader ??= this.options.reader ?? new KafkaPartitionReader(this.kafka, 'primary');
     this.admin ??= new KafkaAdmin(this.kafka, 'primary');
-    // Kafka answers a new group's first requests with retriable errors (its coordinator loading).
-    const positions = await pRetry(() => this.startingOffsets(), {
-      retries: 10,
-      minTimeout: 200,
-      maxTimeout: 5000,
-    });
+    let positions: Map<number, number> | undefined;
+    for (let attempt = 1; this.live(generation) && !positions; attempt++) {
+      try {
+        positions = await this.startingOffsets();
+      } catch (error) {
+        // A topic not created yet; a new group's coordinator still loading.
+        this.problem(error);
+        await this.pause(retryDelayMs(attempt));
+      }
+    }
+    if (!positions || !this.live(generation)) return;
     this.state.State = 'Enabled';
-    await Promise.all([...positions].map(([partition, offset]) => this.partitionLoop(partition, offset)));
+    await Promise.all(
+      [...positions].map(([partition, offset]) => this.partitionLoop(generation, partition, offset)),
+    );
   }
 
   /**
@@ -277,37 +304,50 @@ export class KafkaEventSource implements MappingControl {
     return positions;
   }
 
-  private async partitionLoop(partition: number, from: number): Promise<void> {
+  private async partitionLoop(generation: number, partition: number, from: number): Promise<void> {
     let position = from;
     let committed = from;
-    while (this.running) {
-      const batch = await this.gather(partition, position);
-      if (batch.records.length === 0) {
+    for (let failures = 0; this.live(generation); ) {
+      try {
+        const batch = await this.gather(generation, partition, position);
+        if (batch.records.length === 0) {
+          position = batch.next;
+          continue;
+        }
+        if (!(await this.deliver(generation, batch.records))) return;
+        const redeliver = this.options.redeliverEvery && ++this.successes % this.options.redeliverEvery === 0;
+        if (redeliver && committed < batch.next) {
+          // As after a poller restart or a rebalance before the commit: the same records come again.
+          this.stats.redeliveries++;
+          position = committed;
+          continue;
+        }
+        await this.commit(partition, batch.next);
+        committed = batch.next;
         position = batch.next;
-        continue;
-      }
-      if (!(await this.deliver(batch.records))) return;
-      const redeliver = this.options.redeliverEvery && ++this.successes % this.options.redeliverEvery === 0;
-      if (redeliver && committed < batch.next) {
-        // As after a poller restart or a rebalance before the commit: the same records come again.
-        this.stats.redeliveries++;
+        failures = 0;
+        this.state.LastProcessingResult = 'OK';
+      } catch (error) {
+        // From the last commit again: what was delivered and not committed comes again (at least once).
+        this.problem(error);
         position = committed;
-        continue;
+        await this.pause(retryDelayMs(++failures));
       }
-      await this.commit(partition, batch.next);
-      committed = batch.next;
-      position = batch.next;
     }
   }
 
   /** Records from `from` until BatchSize, the batching window (from the first record) or 6 MB. */
-  private async gather(partition: number, from: number): Promise<{ records: EventRecord[]; next: number }> {
+  private async gather(
+    generation: number,
+    partition: number,
+    from: number,
+  ): Promise<{ records: EventRecord[]; next: number }> {
     const { topic, batchSize, batchingWindowSeconds } = this.definition;
     const records: EventRecord[] = [];
     let bytes = JSON.stringify(kafkaEvent(this.definition, [])).length;
     let next = from;
     let windowEnds: number | undefined;
-    while (this.running && records.length < batchSize) {
+    while (this.live(generation) && records.length < batchSize) {
       const wait = windowEnds === undefined ? 500 : windowEnds - Date.now();
       if (wait <= 0) break;
       const fetched = await this.reader!.fetch({ topic, partition }, next, {
@@ -334,7 +374,7 @@ export class KafkaEventSource implements MappingControl {
    * Invokes until the function succeeds (true), the batch the same on every attempt; false when the
    * mapping was disabled meanwhile: the batch is left uncommitted, to be read again once enabled.
    */
-  private async deliver(records: EventRecord[]): Promise<boolean> {
+  private async deliver(generation: number, records: EventRecord[]): Promise<boolean> {
     const event = kafkaEvent(this.definition, records);
     for (let attempt = 1; ; attempt++) {
       this.stats.invocations++;
@@ -355,8 +395,8 @@ export class KafkaEventSource implements MappingControl {
       );
       if (result === 'not-found')
         throw new LabError('LAB_STATE_CONFLICT', `function ${this.functionName} not found`);
-      await sleep(retryDelayMs(attempt), undefined, { signal: this.stopping.signal }).catch(() => {});
-      if (!this.running) return false;
+      await this.pause(retryDelayMs(attempt));
+      if (!this.live(generation)) return false;
     }
   }
 
@@ -369,7 +409,7 @@ export class KafkaEventSource implements MappingControl {
   }
 
   async close(): Promise<void> {
-    this.running = false;
+    this.active = false;
     this.stopping.abort();
     await this.loops;
     await Promise.allSettled([this.reader?.close(), this.admin?.close()]);

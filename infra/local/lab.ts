@@ -19,7 +19,7 @@ import pLimit from 'p-limit';
 import { LAB_DEFAULTS, loadConfig } from '../../src/config.ts';
 import { describeError, LabError } from '../../src/errors.ts';
 import { checkPrerequisites, ensureKafka, ensureMoto, type KafkaDistribution } from './installs.ts';
-import { descendants, ensureLambdaRuntime } from './lambdaRuntime.ts';
+import { ensureLambdaRuntime, LAMBDA_CONTAINER_MARK } from './lambdaRuntime.ts';
 import { type LabPaths, labPaths, REPO_ROOT } from './paths.ts';
 import {
   hasMarker,
@@ -28,6 +28,7 @@ import {
   pidListeningOn,
   portAnswers,
   portIsFree,
+  processesWithEnvironment,
   spawnDetached,
   stopProcess,
   tail,
@@ -387,27 +388,29 @@ export class Lab {
   }
 
   /**
-   * Stops what `upLambda` started: SIGTERM (it kills its containers), then SIGKILL to whatever is left
-   * under it (the emulators run in process groups of their own).
+   * Stops what `upLambda` started: SIGTERM (it kills its containers), then SIGKILL to whatever is left:
+   * the emulators run in process groups of their own, and carry LAMBDA_CONTAINER_MARK so that they are
+   * found even when the process that started them was killed.
    */
   async stopLambda(): Promise<boolean> {
     const lambda = this.readLambda();
     if (!lambda) return false;
     let stopped = false;
     if (isAlive(lambda.pid) && this.ours(lambda)) {
-      const under = descendants(lambda.pid);
       await stopProcess(lambda.pid, 10_000);
-      for (const pid of under.filter(isAlive)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
       stopped = true;
     }
+    const left = processesWithEnvironment(`${LAMBDA_CONTAINER_MARK}=${this.paths.root}`);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (left.length > 0) this.log(`killed ${left.length} Lambda container process(es) left behind`);
     rmSync(this.lambdaFile, { force: true });
-    return stopped;
+    return stopped || left.length > 0;
   }
 
   /** Stops the brokers of one cluster (data kept), to test how kdr behaves when a cluster is down. */

@@ -35,6 +35,8 @@ export interface MappingState {
   StartingPosition: string;
   State: 'Enabled' | 'Enabling' | 'Disabled' | 'Disabling';
   StateTransitionReason: string;
+  /** "OK", or "PROBLEM: ..." when reading or committing failed (and is being tried again). */
+  LastProcessingResult?: string;
   LastModified: number;
 }
 
@@ -109,6 +111,8 @@ export class LambdaApi {
   private server: http.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private closed = false;
+  /** Ends the waits of queued asynchronous retries when the API closes. */
+  private readonly closing = new AbortController();
   private readonly pendingAsync = new Set<Promise<void>>();
   url = '';
 
@@ -231,6 +235,10 @@ export class LambdaApi {
     return true;
   }
 
+  private wait(ms: number): Promise<void> {
+    return sleep(ms, undefined, { signal: this.closing.signal }).catch(() => {});
+  }
+
   private async drain(pool: Pool): Promise<void> {
     const event = pool.asyncQueue.shift();
     if (!event || this.closed) return;
@@ -250,7 +258,7 @@ export class LambdaApi {
       const result = await this.invoke(pool.fn.functionName, event.payload);
       if (this.closed || result === 'not-found') return;
       if (result === 'throttled') {
-        await sleep(Math.min(300_000, 1000 * 2 ** throttled++));
+        await this.wait(Math.min(300_000, 1000 * 2 ** throttled++));
         continue;
       }
       const ended = result.outcome === 'ok' || event.attempt >= pool.fn.maximumRetryAttempts;
@@ -261,7 +269,7 @@ export class LambdaApi {
           outcome: result.outcome,
           result: result.outcome === 'ok' ? result.payload : result.outcome === 'error' ? result : undefined,
         });
-      await sleep(delays[Math.min(event.attempt, delays.length - 1)]!);
+      await this.wait(delays[Math.min(event.attempt, delays.length - 1)]!);
       event.attempt++;
     }
   }
@@ -420,6 +428,7 @@ export class LambdaApi {
   /** Stops serving and kills every container (their invocations end as the runtime's exit). */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     const all = [...this.pools.values()].flatMap((p) => [...p.idle, ...p.busy]);
     await Promise.all(all.map((c) => c.kill()));
     await Promise.allSettled([...this.pendingAsync]);

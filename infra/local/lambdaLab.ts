@@ -145,6 +145,8 @@ export interface LambdaLabOptions extends LambdaApiOptions {
   packagedDir: string;
   /** A client of the primary as the lab reaches it (the template's bootstrap may name other ports). */
   primary: Kafka;
+  /** What an MSK mapping's events name as bootstrapServers (the template names only the cluster ARN). */
+  primaryBrokers?: string[];
   eventSource?: EventSourceOptions;
   /** Start the schedule rules (default true). */
   schedules?: boolean;
@@ -168,7 +170,11 @@ export class LambdaLab {
     for (const fn of labFunctions(options.stack, options.packagedDir, options.overrides)) api.addFunction(fn);
     await api.listen(options.port ?? 0);
     const lab = new LambdaLab(api, scheduleDefinitions(options.stack));
-    for (const definition of mappingDefinitions(options.stack)) {
+    for (const mapping of mappingDefinitions(options.stack)) {
+      const definition =
+        mapping.kind === 'aws:kafka' && options.primaryBrokers
+          ? { ...mapping, bootstrapServers: options.primaryBrokers }
+          : mapping;
       const source = new KafkaEventSource(
         definition,
         {

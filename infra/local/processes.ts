@@ -152,3 +152,21 @@ export function tail(file: string, lines = 20): string {
     return '(no log written)';
   }
 }
+
+/**
+ * The processes whose environment holds `entry` (NAME=value): how the lab finds what it started when the
+ * parent that knew their pids was killed.
+ */
+export function processesWithEnvironment(entry: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').split('\0').includes(entry))
+        found.push(Number(name));
+    } catch {
+      // gone, or not ours
+    }
+  }
+  return found;
+}

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildFunctions } from '../../infra/build.ts';
 import type { KafkaEventSource } from '../../infra/local/kafkaEventSource.ts';
 import type { LambdaLab } from '../../infra/local/lambdaLab.ts';
-import { descendants } from '../../infra/local/lambdaRuntime.ts';
-import { isAlive } from '../../infra/local/processes.ts';
+import { descendants, LAMBDA_CONTAINER_MARK } from '../../infra/local/lambdaRuntime.ts';
+import { labPaths } from '../../infra/local/paths.ts';
+import { isAlive, processesWithEnvironment } from '../../infra/local/processes.ts';
 import { runKdr } from '../helpers/cli.ts';
 import {
   commitGroupOffsets,
@@ -24,6 +26,10 @@ import { compareClusters } from '../helpers/records.ts';
  */
 
 let lab: LambdaLab | undefined;
+
+beforeAll(async () => {
+  await buildFunctions();
+}, 300_000);
 
 afterEach(async () => {
   await lab?.close();
@@ -331,12 +337,15 @@ describe('kdr lab up --lambda', () => {
       expect(mirror(await lambdaStatus()).coldStarts).toBeGreaterThan(before.coldStarts);
       expect((await compareClusters([topic])).problems).toEqual([]);
     } finally {
+      // The worst case: the process that started the containers is SIGKILLed, leaving them running.
       const pid = JSON.parse(up.stdout || '{}').lambda?.pid as number | undefined;
       const under = pid ? descendants(pid) : [];
+      if (pid) process.kill(pid, 'SIGKILL');
       const stopped = await runKdr(['lab', 'stop-lambda']);
-      expect(stopped.stderr).toContain('stopped the lab Lambda functions');
+      expect(stopped.stderr).toMatch(/killed \d+ Lambda container process\(es\) left behind/);
       // Nothing of it is left: the process, its emulators and their runtimes.
       expect([pid, ...under].filter((p): p is number => p !== undefined && isAlive(p))).toEqual([]);
+      expect(processesWithEnvironment(`${LAMBDA_CONTAINER_MARK}=${labPaths().root}`)).toEqual([]);
       expect(JSON.parse((await runKdr(['lab', 'status', '--json'])).stdout).lambda).toBeNull();
     }
   });

@@ -28,6 +28,8 @@ export async function startLambdaLab(options: {
   const { dir, templatePath } = await packageStack({
     stage: 'local',
     prefix: 'kdr-lambda-lab-',
+    // The bundles are built once per test file (buildFunctions), not once per package.
+    prebuilt: true,
     params: [
       `topics=${options.topic}`,
       `pair=${options.pair}`,
@@ -39,6 +41,7 @@ export async function startLambdaLab(options: {
     stack: loadStack(templatePath),
     packagedDir: dir,
     primary: kafkaFor('primary'),
+    primaryBrokers: config.primary.brokers,
     runtime,
     logDir: labPaths().logs,
     region: config.aws.region,

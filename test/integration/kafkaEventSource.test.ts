@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type EventRecord,
+  type EventSourceOptions,
   type Invoker,
   KafkaEventSource,
   MAX_PAYLOAD_BYTES,
@@ -10,7 +11,9 @@ import {
 } from '../../infra/local/kafkaEventSource.ts';
 import type { Invocation } from '../../infra/local/lambdaRuntime.ts';
 import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
-import { createTopics, eventually, kafkaFor, uniqueName } from '../helpers/lab.ts';
+import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
+import type { PartitionReader } from '../../src/ports/kafka.ts';
+import { createTopics, eventually, kafkaFor, uniqueName, withAdmin } from '../helpers/lab.ts';
 
 /**
  * The lab's Kafka event source against a real primary, with a function that records what it is given:
@@ -72,7 +75,12 @@ afterEach(async () => {
   await Promise.all(sources.splice(0).map((s) => s.close()));
 });
 
-function eventSource(topic: string, fn: Invoker, overrides: Partial<MappingDefinition> = {}) {
+function eventSource(
+  topic: string,
+  fn: Invoker,
+  overrides: Partial<MappingDefinition> = {},
+  options: EventSourceOptions = {},
+) {
   const definition: MappingDefinition = {
     logicalId: 'TestMapping',
     functionArn: 'arn:aws:lambda:us-east-1:000000000000:function:test',
@@ -102,6 +110,7 @@ function eventSource(topic: string, fn: Invoker, overrides: Partial<MappingDefin
     kafkaFor('primary'),
     'test',
     fn,
+    options,
   );
   sources.push(source);
   return source;
@@ -180,7 +189,8 @@ describe('the lab Kafka event source', () => {
     expect(fn.offsetsOf(0)).toEqual(range(0, 10));
     for (const d of fn.deliveries) expect(d.bytes).toBeLessThanOrEqual(MAX_PAYLOAD_BYTES);
     // Full: one more record would not have fitted.
-    for (const d of fn.deliveries.slice(0, -1)) expect(d.bytes + 1_200_000).toBeGreaterThan(MAX_PAYLOAD_BYTES);
+    for (const d of fn.deliveries.slice(0, -1))
+      expect(d.bytes + 1_200_000).toBeGreaterThan(MAX_PAYLOAD_BYTES);
     expect(fn.deliveries.map((d) => d.offsets.length)).toEqual([5, 5]);
   });
 
@@ -271,5 +281,127 @@ describe('the lab Kafka event source', () => {
     eventSource(topic, again, { startingPosition: 'TRIM_HORIZON', consumerGroupId: source.groupId }).start();
     await eventually('3 records delivered', () => again.offsetsOf(0).length === 3, 15_000);
     expect(again.offsetsOf(0)).toEqual(range(25, 28));
+  });
+
+  it('disabled and enabled again while a batch is in flight: every partition goes on, one batch each at a time', async () => {
+    const topic = uniqueName('esm-flip');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await produce(topic, 0, 10);
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const fn = new RecordingFunction(async (d) => {
+      if (d.partition === 0 && d.offsets[0] === 0) await held;
+      return 'ok';
+    });
+    const source = eventSource(topic, fn);
+    source.start();
+    await eventually('partition 0 in flight', () => fn.deliveries.length === 1, 15_000);
+    source.setEnabled(false);
+    await sleep(1200);
+    source.setEnabled(true);
+    release();
+    await produce(topic, 1, 5);
+    await eventually('partition 1 delivered after the flip', () => fn.offsetsOf(1).length === 5, 20_000);
+    await eventually('enabled', () => source.state.State === 'Enabled', 10_000);
+    expect(fn.offsetsOf(0)).toEqual(range(0, 10));
+    expect(fn.maxInFlightPerPartition).toBe(1);
+  });
+
+  it('a failed read does not end the mapping: it reports the problem and goes on from the last commit', async () => {
+    const topic = uniqueName('esm-fault');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await produce(topic, 0, 10);
+    await produce(topic, 1, 10);
+    const real = new KafkaPartitionReader(kafkaFor('primary'), 'primary');
+    let failed = 0;
+    // The first read of partition 1 fails as a broker restart would make it fail.
+    const reader: PartitionReader = {
+      fetch: (tp, offset, options) => {
+        if (tp.partition === 1 && failed++ === 0) return Promise.reject(new Error('broker went away'));
+        return real.fetch(tp, offset, options);
+      },
+      readRange: (tp, from, to) => real.readRange(tp, from, to),
+      offsets: (t, partitions) => real.offsets(t, partitions),
+      close: () => real.close(),
+    };
+    const fn = new RecordingFunction(async () => {
+      await sleep(100);
+      return 'ok';
+    });
+    const source = eventSource(topic, fn, {}, { reader });
+    source.start();
+    await eventually(
+      'both partitions delivered',
+      () => fn.offsetsOf(0).length === 10 && fn.offsetsOf(1).length === 10,
+      20_000,
+    );
+    expect(failed).toBeGreaterThan(1);
+    expect(source.state.State).toBe('Enabled');
+    expect(fn.maxInFlightPerPartition).toBe(1);
+    expect(fn.offsetsOf(1)).toEqual(range(0, 10));
+  });
+
+  it('delivers committed transactional records only, and commits past the markers and aborted records', async () => {
+    const topic = uniqueName('esm-txn');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    const producer = kafkaFor('primary').producer({
+      transactionalId: uniqueName('esm-txn-id'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    try {
+      for (const [tag, commit] of [
+        ['a', true],
+        ['b', false],
+        ['c', true],
+      ] as const) {
+        const txn = await producer.transaction();
+        await txn.send({ topic, messages: [0, 1, 2].map((i) => ({ partition: 0, value: `${tag}${i}` })) });
+        if (commit) await txn.commit();
+        else await txn.abort();
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const fn = new RecordingFunction();
+    const source = eventSource(topic, fn);
+    source.start();
+    // Offsets 0-2 (a), 3 marker, 4-6 (b, aborted), 7 marker, 8-10 (c), 11 marker: end 12.
+    await eventually(
+      'the group committed past the last marker',
+      async () => (await committed(source.groupId, topic)).get(0) === 12,
+      20_000,
+    );
+    expect(fn.offsetsOf(0)).toEqual([0, 1, 2, 8, 9, 10]);
+  });
+
+  it('commits to the mapping UUID without a ConsumerGroupId; a committed offset below the log start starts at StartingPosition', async () => {
+    const topic = uniqueName('esm-uuid');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce(topic, 0, 10);
+    const fn = new RecordingFunction();
+    const source = eventSource(topic, fn, { consumerGroupId: undefined });
+    expect(source.groupId).toBe(source.state.UUID);
+    source.start();
+    await eventually(
+      'committed to the UUID group',
+      async () => (await committed(source.state.UUID, topic)).get(0) === 10,
+    );
+    await source.close();
+
+    // The group is at 10; DeleteRecords moves the log start to 15, past it.
+    await produce(topic, 0, 10);
+    await withAdmin('primary', async (admin) => {
+      // kafkajs's deleteTopicRecords finds the leaders in metadata it does not load itself.
+      await admin.fetchTopicMetadata({ topics: [topic] });
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '15' }] });
+    });
+    const again = new RecordingFunction();
+    eventSource(topic, again, { consumerGroupId: source.state.UUID }).start();
+    await eventually('the rest delivered', () => again.offsetsOf(0).length === 5, 15_000);
+    expect(again.offsetsOf(0)).toEqual(range(15, 20));
   });
 });

@@ -8,7 +8,7 @@ import {
   ListEventSourceMappingsCommand,
   UpdateEventSourceMappingCommand,
 } from '@aws-sdk/client-lambda';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   invokeAnswer,
   type LabFunction,
@@ -16,6 +16,7 @@ import {
   type MappingControl,
   type MappingState,
 } from '../../../infra/local/lambdaApi.ts';
+import type { Invocation } from '../../../infra/local/lambdaRuntime.ts';
 
 describe('invokeAnswer', () => {
   it('answers a success 200 with the payload and no function error', () => {
@@ -223,5 +224,88 @@ describe('LambdaApi over HTTP (no containers)', () => {
     expect(api.functions()).toEqual([
       { name: 'mirror', functionName: 'kdr-local-mirror', busy: 0, idle: 0, invocations: 0, coldStarts: 0 },
     ]);
+  });
+});
+
+/** The API with its containers replaced by a scripted answer per attempt (the queue is what is tested). */
+class ScriptedApi extends LambdaApi {
+  readonly attempts: unknown[] = [];
+  constructor(
+    private readonly answers: (Invocation | 'throttled')[],
+    asyncRetryDelaysMs: number[],
+  ) {
+    super({
+      runtime: { rie: '/nonexistent', node: '/nonexistent', ric: '/nonexistent' },
+      logDir: os.tmpdir(),
+      region: 'us-east-1',
+      environment: {},
+      asyncRetryDelaysMs,
+    });
+  }
+  override async invoke(_name: string, payload: unknown) {
+    this.attempts.push(payload);
+    return this.answers.shift() ?? { outcome: 'ok' as const, payload: 'done', ms: 0 };
+  }
+}
+
+const failure: Invocation = { outcome: 'error', errorType: 'Error', errorMessage: 'no', ms: 0 };
+
+describe('LambdaApi asynchronous invocations', () => {
+  it('retries a failed event as often as EventInvokeConfig says, then records how it ended', async () => {
+    const api = new ScriptedApi([failure, failure, failure], [10, 20]);
+    api.addFunction(mirror);
+    expect(api.invokeAsync('kdr-local-mirror', { n: 1 })).toBe(true);
+    await vi.waitFor(() => expect(api.asyncOutcomes('mirror')).toHaveLength(1));
+    // The first attempt and MaximumRetryAttempts (2) retries.
+    expect(api.attempts).toHaveLength(3);
+    expect(api.asyncOutcomes('mirror')[0]).toMatchObject({ attempts: 3, outcome: 'error' });
+    await api.close();
+  });
+
+  it('stops retrying once an attempt succeeds, and none with MaximumRetryAttempts 0', async () => {
+    const api = new ScriptedApi([failure, failure], [10, 20]);
+    api.addFunction(mirror);
+    api.addFunction({
+      ...mirror,
+      spec: { ...mirror.spec, name: 'restore' },
+      functionName: 'kdr-local-restore',
+      maximumRetryAttempts: 0,
+    });
+    api.invokeAsync('kdr-local-restore', { n: 1 });
+    await vi.waitFor(() => expect(api.asyncOutcomes('restore')).toHaveLength(1));
+    expect(api.asyncOutcomes('restore')[0]).toMatchObject({ attempts: 1, outcome: 'error' });
+    api.invokeAsync('kdr-local-mirror', { n: 2 });
+    await vi.waitFor(() => expect(api.asyncOutcomes('mirror')).toHaveLength(1));
+    expect(api.asyncOutcomes('mirror')[0]).toMatchObject({ attempts: 2, outcome: 'ok', result: 'done' });
+    await api.close();
+  });
+
+  it('keeps a throttled event queued and drops an event older than MaximumEventAgeInSeconds', async () => {
+    const api = new ScriptedApi(['throttled'], [10]);
+    api.addFunction(mirror);
+    api.addFunction({
+      ...mirror,
+      spec: { ...mirror.spec, name: 'checkpoint' },
+      functionName: 'kdr-local-checkpoint',
+      maximumEventAgeSeconds: -1,
+    });
+    api.invokeAsync('kdr-local-mirror', { n: 1 });
+    await vi.waitFor(() => expect(api.asyncOutcomes('mirror')).toHaveLength(1), { timeout: 5000 });
+    expect(api.asyncOutcomes('mirror')[0]).toMatchObject({ attempts: 1, outcome: 'ok' });
+    expect(api.attempts).toHaveLength(2);
+    api.invokeAsync('kdr-local-checkpoint', { n: 2 });
+    await vi.waitFor(() => expect(api.asyncOutcomes('checkpoint')).toHaveLength(1));
+    expect(api.asyncOutcomes('checkpoint')[0]).toMatchObject({ outcome: 'expired', attempts: 0 });
+    await api.close();
+  });
+
+  it('close() does not wait out a queued retry', async () => {
+    const api = new ScriptedApi([failure], [600_000]);
+    api.addFunction(mirror);
+    api.invokeAsync('kdr-local-mirror', { n: 1 });
+    await vi.waitFor(() => expect(api.attempts).toHaveLength(1));
+    const started = Date.now();
+    await api.close();
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });
