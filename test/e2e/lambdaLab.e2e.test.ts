@@ -124,6 +124,31 @@ describe('the packaged mirror function fed by the lab Kafka event source', () =>
   });
 });
 
+describe('an MSK event source mapping', () => {
+  it('feeds the packaged mirror aws:kafka events, mirrored exactly', { timeout: 300_000 }, async () => {
+    const { topic, env } = ownDrillPair('esm-msk');
+    await createTopics('primary', [{ topic, numPartitions: 2 }]);
+    await produce(topic, 2, 200, 'msk');
+    lab = await startLambdaLab({
+      topic,
+      pair: env.KDR_PAIR,
+      environment: env,
+      schedules: false,
+      params: ['sourceType=msk', 'mskAuthType=none'],
+    });
+    const source = lab.eventSources[0]!;
+    // The template's MSK mapping names the cluster by ARN; the lab's events carry the lab's brokers.
+    expect(source.definition).toMatchObject({
+      kind: 'aws:kafka',
+      eventSourceArn: expect.stringMatching(/^arn:aws:kafka:/),
+    });
+    await eventually('the event source delivered every record', () => caughtUp(source), 120_000);
+    const compared = await compareClusters([topic]);
+    expect(compared.problems).toEqual([]);
+    expect(compared.records).toBe(400);
+  });
+});
+
 describe('failover and failback invoked through the lab Lambda API', () => {
   it('planned failover disables the event source and moves the group exactly; failback enables it again', {
     timeout: 600_000,
