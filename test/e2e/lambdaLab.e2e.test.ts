@@ -15,7 +15,13 @@ import {
   readWithKcat,
   withAdmin,
 } from '../helpers/lab.ts';
-import { invokeFunction, labLambdaClient, mappingStates, startLambdaLab } from '../helpers/lambdaLab.ts';
+import {
+  invokeFunction,
+  labIamCheck,
+  labLambdaClient,
+  mappingStates,
+  startLambdaLab,
+} from '../helpers/lambdaLab.ts';
 import { describeGroup, ownDrillPair } from '../helpers/operations.ts';
 import { compareClusters } from '../helpers/records.ts';
 
@@ -32,8 +38,13 @@ beforeAll(async () => {
 }, 300_000);
 
 afterEach(async () => {
-  await lab?.close();
+  if (!lab) return;
+  await lab.close();
+  // Every AWS call its packaged functions made is allowed by the roles of the template it ran.
+  const iam = await labIamCheck(lab);
   lab = undefined;
+  expect(iam.denied).toEqual([]);
+  expect(iam.evaluated).toBeGreaterThan(0);
 });
 
 /** The mapping's consumer group has committed every partition's end: everything was delivered. */
@@ -211,6 +222,9 @@ describe('failover and failback invoked through the lab Lambda API', () => {
     const compared = await compareClusters([topic]);
     expect(compared.problems).toEqual([]);
     expect(compared.records).toBe(700);
+    // The switch was the functions' own calls, made under their roles (checked after the test).
+    const iam = await labIamCheck(lab);
+    expect(iam.byFunction).toMatchObject({ failover: expect.any(Number), failback: expect.any(Number) });
   });
 });
 

@@ -1,11 +1,33 @@
+import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { InvokeCommand, LambdaClient, ListEventSourceMappingsCommand } from '@aws-sdk/client-lambda';
+import { deniedCalls, readCallLog } from '../../infra/aws/awsCalls.ts';
 import { packageStack } from '../../infra/aws/packageStack.ts';
-import { loadStack } from '../../infra/aws/stackIam.ts';
+import { loadStack, roleOfFunction, type Stack } from '../../infra/aws/stackIam.ts';
 import type { EventSourceOptions } from '../../infra/local/kafkaEventSource.ts';
 import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment } from '../../infra/local/lambdaLab.ts';
 import { ensureLambdaRuntime, type FunctionSpec } from '../../infra/local/lambdaRuntime.ts';
 import { labPaths } from '../../infra/local/paths.ts';
 import { config, kafkaFor } from './lab.ts';
+
+/** The account the suite's IAM check evaluates in (moto's, which the lab's secrets' ARNs name). */
+const IAM_ACCOUNT = '123456789012';
+
+/** Each lab's packaged stack and the file its containers log their AWS calls to. */
+const labIam = new WeakMap<LambdaLab, { stack: Stack; callLog: string }>();
+
+/**
+ * The AWS calls a lab's packaged functions made, evaluated against the roles of the template that lab
+ * ran (not only the suite's stage-local one); they are added to the suite's log as well.
+ */
+export async function labIamCheck(lab: LambdaLab) {
+  const { stack, callLog } = labIam.get(lab)!;
+  const calls = readCallLog(callLog);
+  if (process.env.KDR_AWS_CALL_LOG && existsSync(callLog))
+    appendFileSync(process.env.KDR_AWS_CALL_LOG, readFileSync(callLog));
+  return deniedCalls(calls, stack, (fn) => roleOfFunction(stack, fn));
+}
 
 /** A container's environment in the suite's lab, with `environment` (a pair's own settings) added. */
 export const lambdaEnvironment = (environment: Record<string, string> = {}) =>
@@ -37,7 +59,8 @@ export async function startLambdaLab(options: {
       ...(options.params ?? []),
     ],
   });
-  return LambdaLab.start({
+  const callLog = path.join(mkdtempSync(path.join(os.tmpdir(), 'kdr-lab-calls-')), 'aws-calls.jsonl');
+  const lab = await LambdaLab.start({
     stack: loadStack(templatePath),
     packagedDir: dir,
     primary: kafkaFor('primary'),
@@ -45,11 +68,13 @@ export async function startLambdaLab(options: {
     runtime,
     logDir: labPaths().logs,
     region: config.aws.region,
-    environment: lambdaEnvironment(options.environment),
+    environment: lambdaEnvironment({ ...options.environment, KDR_AWS_CALL_LOG: callLog }),
     ...(options.eventSource ? { eventSource: options.eventSource } : {}),
     ...(options.schedules !== undefined ? { schedules: options.schedules } : {}),
     ...(options.overrides ? { overrides: options.overrides } : {}),
   });
+  labIam.set(lab, { stack: loadStack(templatePath, IAM_ACCOUNT), callLog });
+  return lab;
 }
 
 /** An SDK client of the lab's Lambda API: what an operator's `aws lambda invoke` would call. */
