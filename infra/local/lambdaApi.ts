@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +24,16 @@ export interface LabFunction {
   /** EventInvokeConfig: how often a failed asynchronous invocation is retried, and for how long. */
   maximumRetryAttempts: number;
   maximumEventAgeSeconds: number;
+  /** DeadLetterConfig.TargetArn: where a failed asynchronous event goes once retries are spent. */
+  deadLetterArn?: string;
 }
+
+/** Sends a failed asynchronous event to its function's dead-letter queue. */
+export type DeadLetterSink = (
+  fn: LabFunction,
+  payload: unknown,
+  failure: { requestId: string; errorMessage: string },
+) => Promise<void>;
 
 /** One event source mapping as ListEventSourceMappings answers it (the fields kdr and the lab read). */
 export interface MappingState {
@@ -91,6 +101,8 @@ export interface AsyncOutcome {
   attempts: number;
   outcome: Invocation['outcome'] | 'expired';
   result?: unknown;
+  /** Sent to the function's dead-letter queue (or why that failed). */
+  deadLetter?: 'sent' | string;
 }
 
 export interface LambdaApiOptions {
@@ -103,6 +115,8 @@ export interface LambdaApiOptions {
   defaultConcurrency?: number;
   /** Delays before the retries of a failed asynchronous invocation (Lambda: 1 min, then 2 min). */
   asyncRetryDelaysMs?: number[];
+  /** Where failed asynchronous events of a function with a dead-letter queue go. */
+  deadLetters?: DeadLetterSink;
 }
 
 export class LambdaApi {
@@ -248,7 +262,24 @@ export class LambdaApi {
     // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
     const delays = this.options.asyncRetryDelaysMs ?? [60_000, 120_000];
     let throttled = 0;
-    const record = (outcome: AsyncOutcome) => {
+    const record = async (outcome: AsyncOutcome) => {
+      // "When ... Lambda discards the event": to the dead-letter queue if the function has one
+      // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html).
+      if (outcome.outcome !== 'ok' && pool.fn.deadLetterArn && this.options.deadLetters) {
+        const errorMessage =
+          outcome.outcome === 'expired'
+            ? 'event expired before it could be processed'
+            : String(
+                (outcome.result as { errorMessage?: string } | undefined)?.errorMessage ?? outcome.outcome,
+              );
+        outcome.deadLetter = await this.options
+          .deadLetters(pool.fn, event.payload, {
+            requestId: randomUUID(),
+            errorMessage: errorMessage.slice(0, 1024),
+          })
+          .then(() => 'sent' as const)
+          .catch((error: unknown) => `not sent: ${String(error)}`);
+      }
       pool.asyncOutcomes.push(outcome);
       if (pool.asyncOutcomes.length > 1000) pool.asyncOutcomes.shift();
     };

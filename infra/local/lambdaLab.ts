@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { CreateQueueCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Kafka } from 'kafkajs';
 import type { KdrConfig } from '../../src/config.ts';
 import { LabError } from '../../src/errors.ts';
 import type { Stack } from '../aws/stackIam.ts';
 import { type EventSourceOptions, KafkaEventSource, mappingDefinitions } from './kafkaEventSource.ts';
-import { LAB_ACCOUNT, type LabFunction, LambdaApi, type LambdaApiOptions } from './lambdaApi.ts';
+import {
+  type DeadLetterSink,
+  LAB_ACCOUNT,
+  type LabFunction,
+  LambdaApi,
+  type LambdaApiOptions,
+} from './lambdaApi.ts';
 import { type FunctionSpec, functionSpec } from './lambdaRuntime.ts';
 
 /**
@@ -83,7 +90,11 @@ export function labFunctions(
     if (resource.Type !== 'AWS::Lambda::Function') continue;
     const name = logicalId.replace(/LambdaFunction$/, '');
     const short = `${name[0]!.toLowerCase()}${name.slice(1)}`;
-    const p = resource.Properties as { FunctionName: string; ReservedConcurrentExecutions?: unknown };
+    const p = resource.Properties as {
+      FunctionName: string;
+      ReservedConcurrentExecutions?: unknown;
+      DeadLetterConfig?: { TargetArn?: string };
+    };
     const config = Object.values(stack.resources).find(
       (r) =>
         r.Type === 'AWS::Lambda::EventInvokeConfig' &&
@@ -97,6 +108,7 @@ export function labFunctions(
         : {}),
       maximumRetryAttempts: config?.MaximumRetryAttempts ?? 2,
       maximumEventAgeSeconds: config?.MaximumEventAgeInSeconds ?? 21_600,
+      ...(p.DeadLetterConfig?.TargetArn ? { deadLetterArn: String(p.DeadLetterConfig.TargetArn) } : {}),
     });
   }
   return functions;
@@ -139,6 +151,29 @@ export const LAB_LAMBDA_PARAMS = [
   'vpcSecurityGroups=sg-lab',
   'mirrorFunctionName=kdr-local-mirror',
 ];
+
+/**
+ * Dead-letter queues in moto's SQS: the queue named by the ARN's last part, created when missing; the
+ * event as its body with the attributes Lambda adds (RequestID, ErrorCode, ErrorMessage).
+ */
+export function sqsDeadLetters(client: SQSClient): DeadLetterSink {
+  return async (fn, payload, failure) => {
+    const name = fn.deadLetterArn!.split(':').at(-1)!;
+    const { QueueUrl } = await client.send(new CreateQueueCommand({ QueueName: name }));
+    const text = (value: string) => ({ DataType: 'String', StringValue: value });
+    await client.send(
+      new SendMessageCommand({
+        QueueUrl,
+        MessageBody: JSON.stringify(payload),
+        MessageAttributes: {
+          RequestID: text(failure.requestId),
+          ErrorCode: { DataType: 'Number', StringValue: '200' },
+          ErrorMessage: text(failure.errorMessage),
+        },
+      }),
+    );
+  };
+}
 
 export interface LambdaLabOptions extends LambdaApiOptions {
   stack: Stack;

@@ -1,8 +1,9 @@
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { createKafka } from '../../src/adapters/kafka/client.ts';
 import { loadConfig } from '../../src/config.ts';
 import { packageStack } from '../aws/packageStack.ts';
 import { loadStack } from '../aws/stackIam.ts';
-import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment } from './lambdaLab.ts';
+import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment, sqsDeadLetters } from './lambdaLab.ts';
 import { ensureLambdaRuntime, LAMBDA_CONTAINER_MARK } from './lambdaRuntime.ts';
 import { labPaths } from './paths.ts';
 
@@ -36,6 +37,13 @@ const lab = await LambdaLab.start({
   environment: labLambdaEnvironment(config, { [LAMBDA_CONTAINER_MARK]: labPaths().root }),
   eventSource: { log },
   port,
+  deadLetters: sqsDeadLetters(
+    new SQSClient({
+      region: config.aws.region,
+      ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}),
+      ...(config.aws.credentials ? { credentials: config.aws.credentials } : {}),
+    }),
+  ),
 });
 log(
   `Lambda API on ${lab.api.url}; functions ${lab.api

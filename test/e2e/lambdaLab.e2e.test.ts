@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { GetQueueUrlCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildFunctions } from '../../infra/build.ts';
 import type { KafkaEventSource } from '../../infra/local/kafkaEventSource.ts';
@@ -13,12 +15,14 @@ import {
   eventually,
   kafkaFor,
   readWithKcat,
+  uniqueName,
   withAdmin,
 } from '../helpers/lab.ts';
 import {
   invokeFunction,
   labIamCheck,
   labLambdaClient,
+  labSqsClient,
   mappingStates,
   startLambdaLab,
 } from '../helpers/lambdaLab.ts';
@@ -222,6 +226,43 @@ describe('failover and failback invoked through the lab Lambda API', () => {
     const compared = await compareClusters([topic]);
     expect(compared.problems).toEqual([]);
     expect(compared.records).toBe(700);
+    // A failed asynchronous invocation goes to the function's dead-letter queue once its retries (0
+    // for failover) are spent, with Lambda's attributes.
+    const bad = { mode: 'sideways', note: uniqueName('dead-letter') };
+    await client.send(
+      new InvokeCommand({
+        FunctionName: 'kdr-local-failover',
+        InvocationType: 'Event',
+        Payload: Buffer.from(JSON.stringify(bad)),
+      }),
+    );
+    await eventually(
+      'the failed event was handled',
+      () => lab!.api.asyncOutcomes('failover').length === 2,
+      60_000,
+    );
+    expect(lab.api.asyncOutcomes('failover')[1]).toMatchObject({
+      outcome: 'error',
+      attempts: 1,
+      deadLetter: 'sent',
+    });
+    const sqs = labSqsClient();
+    try {
+      const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: 'kdr-local-dead-letters' }));
+      let found: { Body?: string; MessageAttributes?: Record<string, { StringValue?: string }> } | undefined;
+      await eventually('the event is in the dead-letter queue', async () => {
+        const { Messages } = await sqs.send(
+          new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'] }),
+        );
+        found ??= Messages?.find((m) => m.Body?.includes(bad.note));
+        return found !== undefined;
+      });
+      expect(JSON.parse(found!.Body!)).toEqual(bad);
+      expect(found!.MessageAttributes?.ErrorMessage?.StringValue).toContain('malformed failover request');
+    } finally {
+      sqs.destroy();
+    }
+
     // The switch was the functions' own calls, made under their roles (checked after the test).
     const iam = await labIamCheck(lab);
     expect(iam.byFunction).toMatchObject({ failover: expect.any(Number), failback: expect.any(Number) });

@@ -2,11 +2,17 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvokeCommand, LambdaClient, ListEventSourceMappingsCommand } from '@aws-sdk/client-lambda';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { deniedCalls, readCallLog } from '../../infra/aws/awsCalls.ts';
 import { packageStack } from '../../infra/aws/packageStack.ts';
 import { loadStack, roleOfFunction, type Stack } from '../../infra/aws/stackIam.ts';
 import type { EventSourceOptions } from '../../infra/local/kafkaEventSource.ts';
-import { LAB_LAMBDA_PARAMS, LambdaLab, labLambdaEnvironment } from '../../infra/local/lambdaLab.ts';
+import {
+  LAB_LAMBDA_PARAMS,
+  LambdaLab,
+  labLambdaEnvironment,
+  sqsDeadLetters,
+} from '../../infra/local/lambdaLab.ts';
 import { ensureLambdaRuntime, type FunctionSpec } from '../../infra/local/lambdaRuntime.ts';
 import { labPaths } from '../../infra/local/paths.ts';
 import { config, kafkaFor } from './lab.ts';
@@ -72,9 +78,19 @@ export async function startLambdaLab(options: {
     ...(options.eventSource ? { eventSource: options.eventSource } : {}),
     ...(options.schedules !== undefined ? { schedules: options.schedules } : {}),
     ...(options.overrides ? { overrides: options.overrides } : {}),
+    deadLetters: sqsDeadLetters(labSqsClient()),
   });
   labIam.set(lab, { stack: loadStack(templatePath, IAM_ACCOUNT), callLog });
   return lab;
+}
+
+/** moto's SQS, where the lab's dead-letter queues are. */
+export function labSqsClient(): SQSClient {
+  return new SQSClient({
+    region: config.aws.region,
+    endpoint: config.aws.endpoint!,
+    credentials: config.aws.credentials!,
+  });
 }
 
 /** An SDK client of the lab's Lambda API: what an operator's `aws lambda invoke` would call. */
