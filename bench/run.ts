@@ -8,6 +8,7 @@ import { benchCompare } from './compare.ts';
 import { benchFailover } from './failover.ts';
 import { machine, updateDoc, writeResults } from './harness.ts';
 import { benchHotpath } from './hotpath.ts';
+import { benchLambda } from './lambda.ts';
 import { benchMirror } from './mirror.ts';
 import { benchRestore } from './restore.ts';
 import { benchSnapshot } from './snapshot.ts';
@@ -213,6 +214,68 @@ same size to the same standby right after. Median of ${result.runs.length} runs.
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- restore\`.`,
     );
     process.stderr.write(`restore: ${JSON.stringify(m)}\n`);
+  }
+  if (selected('lambda')) {
+    const result = await benchLambda(config);
+    all.lambda = result;
+    const file = writeResults('lambda', result);
+    const m = result.machine;
+    const ms = (x: number) => Math.round(x).toLocaleString('en');
+    const pct = (x: number | null | undefined) => (x == null ? 'n/a' : `${Math.round(x * 100)}%`);
+    const rows = result.summary
+      .map(
+        (r) =>
+          `| ${r.batchSize.toLocaleString('en')} | ${r.records.toLocaleString('en')} | ${ms(r.recordsPerSecond)} | ${ms(r.recordsPerSecondFromFirstInvocation)} | ${ms(r.recordsPerInvocation)} | ${ms(r.medianDurationMs)} | ${r.gbSecondsPerMillionRecords.toFixed(0)} / ${r.warmGbSecondsPerMillionRecords.toFixed(0)} | ${ms(r.warmCpuSecondsPerMillionRecords)} | ${pct(r.warmRunQueueShareOfBilled)} | ${r.dynamodbPerInvocation.toFixed(2)} | ${ms(r.readUnitsPerMillionRecords)} / ${ms(r.writeUnitsPerMillionRecords)} | ${r.s3PerInvocation} |`,
+      )
+      .join('\n');
+    const latencyRows = result.latency
+      .map(
+        (l) =>
+          `| ${l.batchSize.toLocaleString('en')} | ${l.windowSeconds} s | ${l.received.toLocaleString('en')} / ${l.produced.toLocaleString('en')} | ${l.p50Ms} | ${l.p99Ms} | ${l.maxMs} | ${ms(l.recordsPerInvocation)} | ${l.gbSecondsPerMillionRecords.toFixed(0)} / ${(l.warmGbSecondsPerMillionRecords ?? Number.NaN).toFixed(0)} | ${ms(l.cpu?.warmCpuSecondsPerMillionRecords ?? Number.NaN)} | ${pct(l.cpu?.warmRunQueueShareOfBilled)} | ${l.aws.dynamodbPerInvocation.toFixed(2)} |`,
+      )
+      .join('\n');
+    const c = result.coldStart;
+    updateDoc(
+      'lambda',
+      `## The packaged mirror function, as Lambda runs it (${result.date.slice(0, 10)})
+
+\`sls package --stage local\` with the lab's params and \`mirrorBatchSize\` = 100, 1,000 or 10,000; the mirror
+function's zip run by AWS's Runtime Interface Emulator (${result.lambdaRuntime.rie}, ${result.lambdaRuntime.node},
+${result.lambdaRuntime.ric}) behind the lab's Lambda API, fed by the lab's Kafka event source from the template's
+mapping (one batch in flight per partition, commit after each success); at most ${result.setup.concurrency} containers (the template
+reserves no concurrency), ${result.setup.memoryMb} MB each as the template says but not enforced by the emulator; standby
+compression ${result.setup.standbyCompression} (the template's). Own topic of ${result.setup.partitions} partitions, pair and groups per run. Machine: ${m.cpus} cores
+(${m.cpuModel}), ${m.memoryGiB} GiB, x86-64 (the template deploys arm64), Kafka ${m.kafka}, one broker per cluster, DynamoDB on moto.
+
+**Throughput on a backlog** of random ${result.setup.size} B values spread evenly over the partitions, written before the lab
+starts. *Warm*: from the moment every partition's first batch had been answered (containers started, their
+connections made) to every partition's end committed by the event source's group; *from first invocation*
+includes the ${result.setup.concurrency} cold starts. GB-s from RIE's REPORT lines (billed ms x memory size); *warm* GB-s leave out each
+container's first invocation and each partition's first batch. CPU: user+system time of the runtime processes
+(/proc), over the warm window; *waiting for a core*: the JavaScript thread's run-queue time (/proc schedstat)
+as a share of the billed time: time lost to the other processes on the lab's cores. DynamoDB calls from the functions' own call log
+(\`KDR_AWS_CALL_LOG\`); request units computed from them (see bench/lambda.ts \`requestUnits\`). Medians of ${result.setup.runs} runs.
+
+| BatchSize | backlog records | records/s warm | records/s from first invocation | records per invocation | median invocation (ms) | GB-s per million records (all / warm) | CPU-s per million records (warm) | main thread waiting for a core (share of warm billed time) | DynamoDB requests per invocation | DynamoDB read / write units per million records | S3 requests per invocation |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${rows}
+
+**Replication latency** at a steady ${result.setup.latency.rate.toLocaleString('en')} records/s for ${result.setup.latency.seconds} s into a warm stack (CreateTime timestamps; latency =
+receipt by a \`read_committed\` kafkajs consumer of the standby topic minus the record's timestamp), one run each.
+The template's batching window (\`mirrorBatchWindowSeconds\`, 1 s by default) holds each batch that long first.
+
+| BatchSize | batching window | received | p50 (ms) | p99 (ms) | max (ms) | records per invocation | GB-s per million records (all / warm) | CPU-s per million records (steady) | main thread waiting for a core | DynamoDB requests per invocation |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${latencyRows}
+
+**Cold start**: init of a mirror container (RIE's \`INIT REPORT(durationMs)\`; the REPORT line's own "Init
+Duration" reads ${c.medianReportInitDurationMs} ms under this emulator), median ${ms(c.medianInitMs)} ms over ${c.containers} containers (${ms(c.minInitMs)} to ${ms(c.maxInitMs)}),
+up to ${result.setup.concurrency} starting at once on ${m.cpus} cores; each container's first invocation (connections to both clusters
+and DynamoDB) took a median ${ms(c.medianFirstInvocationMs)} ms more.
+
+Cost per TB from these figures: [COST.md](COST.md). Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- lambda\`.`,
+    );
+    process.stderr.write(`lambda: ${JSON.stringify(result.summary)} ${JSON.stringify(result.coldStart)}\n`);
   }
 } finally {
   if (Object.keys(all).length > 0) writeResults('all', all);
