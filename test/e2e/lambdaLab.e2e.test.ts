@@ -405,8 +405,11 @@ describe('kdr lab up --lambda', () => {
       }) => s.report.functions.find((f) => f.name === 'mirror')!;
       const before = mirror(await lambdaStatus());
       expect(before.idle + before.busy).toBeGreaterThan(0);
-      const killed = await runKdr(['lab', 'kill-function', 'mirror']);
-      expect(killed.stderr).toMatch(/killed \d+ container\(s\) of mirror/);
+      const killed = await runKdr(['lab', 'kill-function', 'mirror', '--json']);
+      expect(JSON.parse(killed.stdout)).toMatchObject({
+        function: 'mirror',
+        killed: before.idle + before.busy,
+      });
       await produce(topic, 2, 10, 'cold');
       await eventually(
         'the mapping delivered the new records',
@@ -421,8 +424,9 @@ describe('kdr lab up --lambda', () => {
       const pid = JSON.parse(up.stdout || '{}').lambda?.pid as number | undefined;
       const under = pid ? descendants(pid) : [];
       if (pid) process.kill(pid, 'SIGKILL');
-      const stopped = await runKdr(['lab', 'stop-lambda']);
+      const stopped = await runKdr(['lab', 'stop-lambda', '--json']);
       expect(stopped.stderr).toMatch(/killed \d+ Lambda container process\(es\) left behind/);
+      expect(JSON.parse(stopped.stdout)).toEqual({ stopped: true });
       // Nothing of it is left: the process, its emulators and their runtimes.
       expect([pid, ...under].filter((p): p is number => p !== undefined && isAlive(p))).toEqual([]);
       expect(processesWithEnvironment(`${LAMBDA_CONTAINER_MARK}=${labPaths().root}`)).toEqual([]);

@@ -192,9 +192,12 @@ export function registerLab(program: Command): void {
   lab
     .command('stop-lambda')
     .description('stop what `lab up --lambda` started (the event sources, schedules and every container)')
-    .action(async () => {
+    .option('--json', 'print what was stopped as JSON')
+    .action(async (options: { json?: boolean }) => {
       const stopped = await new Lab({ log: note }).stopLambda();
-      note(stopped ? 'stopped the lab Lambda functions' : 'the lab Lambda functions were not running');
+      emit(Boolean(options.json), { stopped }, () =>
+        stopped ? 'stopped the lab Lambda functions' : 'the lab Lambda functions were not running',
+      );
     });
 
   lab
@@ -203,7 +206,8 @@ export function registerLab(program: Command): void {
       'kill every container of a lab Lambda function, as Lambda recycles them: its next invocation starts cold',
     )
     .argument('<function>', 'the function: mirror, checkpoint, snapshot, failover, failback, restore, status')
-    .action(async (name: string) => {
+    .option('--json', 'print how many containers were killed as JSON')
+    .action(async (name: string, options: { json?: boolean }) => {
       const lambda = (await new Lab().probe()).lambda;
       if (!lambda?.answering)
         throw new LabError(
@@ -213,9 +217,9 @@ export function registerLab(program: Command): void {
       const response = await fetch(`${lambda.apiUrl}/lab/functions/${encodeURIComponent(name)}/kill`, {
         method: 'POST',
       });
-      const body = (await response.json()) as { killed?: number; message?: string };
+      const body = (await response.json()) as { function: string; killed: number; message?: string };
       if (!response.ok) throw new InputError(body.message ?? `HTTP ${response.status}`);
-      note(`killed ${body.killed} container(s) of ${name}`);
+      emit(Boolean(options.json), body, () => `killed ${body.killed} container(s) of ${name}`);
     });
 
   lab
