@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kafka } from 'kafkajs';
 import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
-import type { SourceRecord } from '../../src/core/records.ts';
 import { LabError } from '../../src/errors.ts';
+import { type EventRecord, eventRecord } from '../../src/events/kafkaEvent.ts';
 import type { PartitionReader } from '../../src/ports/kafka.ts';
 import type { Stack } from '../aws/stackIam.ts';
 import type { MappingControl, MappingState } from './lambdaApi.ts';
@@ -106,31 +106,6 @@ export function mappingDefinitions(stack: Stack): MappingDefinition[] {
   }
   return found;
 }
-
-/**
- * One record as the event carries it (https://docs.aws.amazon.com/lambda/latest/dg/with-kafka.html#smaa-sample-event):
- * key and value base64, headers a list of single-key objects whose value is the header's bytes. AWS's
- * sample has ASCII bytes only; the poller is Java, and AWS's own event libraries read them as signed
- * bytes (aws-lambda-go PR 506, aws-lambda-dotnet PR 1476), so the lab sends signed bytes. A null key
- * is left out (AWS Powertools issue 6508); a null value too (undocumented; kdr reads both forms).
- */
-export function eventRecord(topic: string, partition: number, r: SourceRecord) {
-  return {
-    topic,
-    partition,
-    offset: r.offset,
-    timestamp: r.timestamp,
-    timestampType: r.timestampType === 'LogAppendTime' ? 'LOG_APPEND_TIME' : 'CREATE_TIME',
-    ...(r.key === null ? {} : { key: r.key.toString('base64') }),
-    ...(r.value === null ? {} : { value: r.value.toString('base64') }),
-    headers: r.headers.map((h) => ({
-      [h.key]:
-        h.value === null ? null : [...new Int8Array(h.value.buffer, h.value.byteOffset, h.value.length)],
-    })),
-  };
-}
-
-export type EventRecord = ReturnType<typeof eventRecord>;
 
 /** The event of one batch of one partition ("topic-partition" keys; the lab's events hold one each). */
 export function kafkaEvent(mapping: MappingDefinition, records: EventRecord[]) {

@@ -82,6 +82,32 @@ export function parseKafkaEvent(event: unknown): PartitionBatch[] {
   return batches;
 }
 
+/**
+ * One record as the event carries it (https://docs.aws.amazon.com/lambda/latest/dg/with-kafka.html#smaa-sample-event):
+ * key and value base64, headers a list of single-key objects whose value is the header's bytes. AWS's
+ * sample has ASCII bytes only; the poller is Java, and AWS's own event libraries read them as signed
+ * bytes (aws-lambda-go PR 506, aws-lambda-dotnet PR 1476), so signed bytes they are. A null key is left
+ * out (AWS Powertools issue 6508); a null value too (undocumented; the parser reads both forms).
+ */
+export function eventRecord(topic: string, partition: number, r: SourceRecord) {
+  return {
+    topic,
+    partition,
+    offset: r.offset,
+    timestamp: r.timestamp,
+    timestampType:
+      r.timestampType === 'LogAppendTime' ? ('LOG_APPEND_TIME' as const) : ('CREATE_TIME' as const),
+    ...(r.key === null ? {} : { key: r.key.toString('base64') }),
+    ...(r.value === null ? {} : { value: r.value.toString('base64') }),
+    headers: r.headers.map((h) => ({
+      [h.key]:
+        h.value === null ? null : [...new Int8Array(h.value.buffer, h.value.byteOffset, h.value.length)],
+    })),
+  };
+}
+
+export type EventRecord = ReturnType<typeof eventRecord>;
+
 /** Builds an event as Lambda's Kafka poller delivers it (for tests and `kdr` drills). */
 export function toKafkaEvent(
   batches: PartitionBatch[],
@@ -93,17 +119,7 @@ export function toKafkaEvent(
     records: Object.fromEntries(
       batches.map((b) => [
         `${b.topic}-${b.partition}`,
-        b.records.map((r) => ({
-          topic: b.topic,
-          partition: b.partition,
-          offset: r.offset,
-          timestamp: r.timestamp,
-          timestampType:
-            r.timestampType === 'LogAppendTime' ? ('LOG_APPEND_TIME' as const) : ('CREATE_TIME' as const),
-          ...(r.key === null ? {} : { key: r.key.toString('base64') }),
-          ...(r.value === null ? {} : { value: r.value.toString('base64') }),
-          headers: r.headers.map((h) => ({ [h.key]: h.value === null ? null : [...h.value] })),
-        })),
+        b.records.map((r) => eventRecord(b.topic, b.partition, r)),
       ]),
     ),
   };

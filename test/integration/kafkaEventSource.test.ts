@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  type EventRecord,
   type EventSourceOptions,
   type Invoker,
   KafkaEventSource,
@@ -12,6 +11,7 @@ import {
 import type { Invocation } from '../../infra/local/lambdaRuntime.ts';
 import { KafkaAdmin } from '../../src/adapters/kafka/admin.ts';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
+import type { EventRecord } from '../../src/events/kafkaEvent.ts';
 import type { PartitionReader } from '../../src/ports/kafka.ts';
 import { createTopics, eventually, kafkaFor, uniqueName, withAdmin } from '../helpers/lab.ts';
 

@@ -3,7 +3,6 @@ import type { Resource, Stack } from '../../../infra/aws/stackIam.ts';
 import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_BATCHING_WINDOW_SECONDS,
-  eventRecord,
   kafkaEvent,
   type MappingDefinition,
   mappingDefinitions,
@@ -11,7 +10,7 @@ import {
 } from '../../../infra/local/kafkaEventSource.ts';
 import type { SourceRecord } from '../../../src/core/records.ts';
 import { LabError } from '../../../src/errors.ts';
-import { parseKafkaEvent } from '../../../src/events/kafkaEvent.ts';
+import { eventRecord, parseKafkaEvent } from '../../../src/events/kafkaEvent.ts';
 
 const record = (over: Partial<SourceRecord> = {}): SourceRecord => ({
   offset: 7,
