@@ -6,7 +6,7 @@ import { LabError } from '../../src/errors.ts';
 import { type EventRecord, eventRecord } from '../../src/events/kafkaEvent.ts';
 import type { PartitionReader } from '../../src/ports/kafka.ts';
 import type { Stack } from '../aws/stackIam.ts';
-import type { MappingControl, MappingState } from './lambdaApi.ts';
+import type { MappingControl, MappingReport, MappingState } from './lambdaApi.ts';
 import type { Invocation } from './lambdaRuntime.ts';
 
 /**
@@ -128,6 +128,21 @@ export function retryDelayMs(attempt: number): number {
   return Math.min(30_000, 1000 * 2 ** Math.max(0, attempt - 1));
 }
 
+/** A new mapping's state as ListEventSourceMappings shows it, before its poller starts. */
+export function initialMappingState(definition: MappingDefinition, uuid: string): MappingState {
+  return {
+    UUID: uuid,
+    FunctionArn: definition.functionArn,
+    Topics: [definition.topic],
+    BatchSize: definition.batchSize,
+    MaximumBatchingWindowInSeconds: definition.batchingWindowSeconds,
+    StartingPosition: definition.startingPosition,
+    State: definition.enabled ? 'Enabling' : 'Disabled',
+    StateTransitionReason: 'USER_INITIATED',
+    LastModified: Date.now() / 1000,
+  };
+}
+
 export interface Invoker {
   invoke(functionName: string, payload: unknown): Promise<Invocation | 'throttled' | 'not-found'>;
 }
@@ -182,7 +197,7 @@ export class KafkaEventSource implements MappingControl {
     private readonly options: EventSourceOptions = {},
   ) {}
 
-  describe(): Record<string, unknown> {
+  describe(): Omit<MappingReport, keyof MappingState> {
     return { consumerGroupId: this.groupId, ...this.stats };
   }
 

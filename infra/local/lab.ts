@@ -19,6 +19,7 @@ import pLimit from 'p-limit';
 import { LAB_DEFAULTS, loadConfig } from '../../src/config.ts';
 import { describeError, LabError } from '../../src/errors.ts';
 import { checkPrerequisites, ensureKafka, ensureMoto, type KafkaDistribution } from './installs.ts';
+import type { LambdaApi } from './lambdaApi.ts';
 import { ensureLambdaRuntime, LAMBDA_CONTAINER_MARK } from './lambdaRuntime.ts';
 import { type LabPaths, labPaths, REPO_ROOT } from './paths.ts';
 import {
@@ -107,7 +108,7 @@ export interface LambdaStatus extends LambdaProcess {
   answering: boolean;
   apiUrl: string;
   /** The lab Lambda API's own report: containers per function, mappings with what they delivered. */
-  report?: { functions: unknown[]; mappings: unknown[] };
+  report?: ReturnType<LambdaApi['labStatus']>;
 }
 
 export interface LabOptions {
@@ -316,7 +317,7 @@ export class Lab {
       running,
       answering: report !== undefined,
       apiUrl,
-      ...(report ? { report: report as LambdaStatus['report'] & object } : {}),
+      ...(report ? { report: report as ReturnType<LambdaApi['labStatus']> } : {}),
     };
   }
 

@@ -54,35 +54,52 @@ export interface MappingState {
 export interface MappingControl {
   state: MappingState;
   setEnabled(enabled: boolean): void;
-  /** What `kdr lab status` shows of it (its group, what it delivered). */
-  describe?(): Record<string, unknown>;
+  /** What `kdr lab status` shows of it besides its state (its group, what it delivered). */
+  describe?(): Omit<MappingReport, keyof MappingState>;
 }
 
-/** How an invocation ended, as the Lambda API tells it (a timeout and a crash are function errors). */
-export function invokeAnswer(result: Invocation): {
+/** A function's containers, as `kdr lab status` shows them. */
+export interface FunctionReport {
+  name: string;
+  functionName: string;
+  busy: number;
+  idle: number;
+  invocations: number;
+  coldStarts: number;
+}
+
+/** A mapping as `kdr lab status` shows it: its state and what its poller reports. */
+export interface MappingReport extends MappingState {
+  consumerGroupId?: string;
+  records?: number;
+  invocations?: number;
+  failures?: number;
+  redeliveries?: number;
+}
+
+interface Answer {
   status: number;
   headers: Record<string, string>;
   body: string;
-} {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'x-amz-executed-version': '$LATEST',
-  };
-  if (result.outcome === 'ok') return { status: 200, headers, body: JSON.stringify(result.payload ?? null) };
-  headers['x-amz-function-error'] = 'Unhandled';
+}
+
+function json(status: number, value: unknown, headers: Record<string, string> = {}): Answer {
+  return { status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(value) };
+}
+
+function apiError(status: number, type: string, message: string): Answer {
+  return json(status, { Type: 'User', Message: message }, { 'x-amzn-errortype': type });
+}
+
+/** How an invocation ended, as the Lambda API tells it (a timeout and a crash are function errors). */
+export function invokeAnswer(result: Invocation): Answer {
+  const version = { 'x-amz-executed-version': '$LATEST' };
+  if (result.outcome === 'ok') return json(200, result.payload ?? null, version);
   const error =
     result.outcome === 'timeout'
       ? { errorType: 'Sandbox.Timedout', errorMessage: result.message }
       : { errorType: result.errorType, errorMessage: result.errorMessage };
-  return { status: 200, headers, body: JSON.stringify(error) };
-}
-
-function apiError(status: number, type: string, message: string) {
-  return {
-    status,
-    headers: { 'content-type': 'application/json', 'x-amzn-errortype': type },
-    body: JSON.stringify({ Type: 'User', Message: message }),
-  };
+  return json(200, error, { ...version, 'x-amz-function-error': 'Unhandled' });
 }
 
 interface Pool {
@@ -159,14 +176,7 @@ export class LambdaApi {
     return this.pools.get(name);
   }
 
-  functions(): {
-    name: string;
-    functionName: string;
-    busy: number;
-    idle: number;
-    invocations: number;
-    coldStarts: number;
-  }[] {
+  functions(): FunctionReport[] {
     return [...this.pools.values()].map((p) => ({
       name: p.fn.spec.name,
       functionName: p.fn.functionName,
@@ -306,7 +316,7 @@ export class LambdaApi {
   }
 
   /** The containers and mappings, for `kdr lab status`. */
-  labStatus() {
+  labStatus(): { functions: FunctionReport[]; mappings: MappingReport[] } {
     return {
       functions: this.functions(),
       mappings: [...this.mappings.values()].map((m) => ({ ...m.state, ...m.describe?.() })),
@@ -323,11 +333,6 @@ export class LambdaApi {
 
   /** Lab-only routes, beside the Lambda API's: status and container kills (drills of cold starts). */
   private async routeLab(method: string, url: URL) {
-    const json = (status: number, value: unknown) => ({
-      status,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(value),
-    });
     if (method === 'GET' && url.pathname === '/lab/status') return json(200, this.labStatus());
     const kill = /^\/lab\/functions\/([^/]+)\/kill$/.exec(url.pathname);
     if (method === 'POST' && kill) {
@@ -356,11 +361,7 @@ export class LambdaApi {
       const list = [...this.mappings.values()]
         .map((m) => m.state)
         .filter((s) => !target || s.FunctionArn === this.arnOf(target.fn.functionName));
-      return {
-        status: 200,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ EventSourceMappings: list }),
-      };
+      return json(200, { EventSourceMappings: list });
     }
     const one = /^\/2015-03-31\/event-source-mappings\/([^/]+)$/.exec(mappingPath);
     if (one) {
@@ -374,23 +375,22 @@ export class LambdaApi {
       if (method === 'PUT') {
         const update = JSON.parse(body || '{}') as { Enabled?: boolean };
         if (typeof update.Enabled === 'boolean') control.setEnabled(update.Enabled);
-        return {
-          status: 202,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(control.state),
-        };
+        return json(202, control.state);
       }
-      if (method === 'GET')
-        return {
-          status: 200,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(control.state),
-        };
+      if (method === 'GET') return json(200, control.state);
     }
     return apiError(
       400,
       'InvalidRequestContentException',
       `the lab's Lambda API does not serve ${method} ${url.pathname}`,
+    );
+  }
+
+  private functionNotFound(name: string): Answer {
+    return apiError(
+      404,
+      'ResourceNotFoundException',
+      `Function not found: ${this.arnOf(decodeURIComponent(name))}`,
     );
   }
 
@@ -403,12 +403,7 @@ export class LambdaApi {
     }
     const type = String(headers['x-amz-invocation-type'] ?? 'RequestResponse');
     if (type === 'Event') {
-      if (!this.invokeAsync(name, payload))
-        return apiError(
-          404,
-          'ResourceNotFoundException',
-          `Function not found: ${this.arnOf(decodeURIComponent(name))}`,
-        );
+      if (!this.invokeAsync(name, payload)) return this.functionNotFound(name);
       return { status: 202, headers: {}, body: '' };
     }
     if (type !== 'RequestResponse')
@@ -418,12 +413,7 @@ export class LambdaApi {
         `InvocationType ${type} is not served by the lab`,
       );
     const result = await this.invoke(name, payload);
-    if (result === 'not-found')
-      return apiError(
-        404,
-        'ResourceNotFoundException',
-        `Function not found: ${this.arnOf(decodeURIComponent(name))}`,
-      );
+    if (result === 'not-found') return this.functionNotFound(name);
     if (result === 'throttled') return apiError(429, 'TooManyRequestsException', 'Rate Exceeded.');
     return invokeAnswer(result);
   }

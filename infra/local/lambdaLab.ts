@@ -4,7 +4,12 @@ import type { Kafka } from 'kafkajs';
 import type { KdrConfig } from '../../src/config.ts';
 import { LabError } from '../../src/errors.ts';
 import type { Stack } from '../aws/stackIam.ts';
-import { type EventSourceOptions, KafkaEventSource, mappingDefinitions } from './kafkaEventSource.ts';
+import {
+  type EventSourceOptions,
+  initialMappingState,
+  KafkaEventSource,
+  mappingDefinitions,
+} from './kafkaEventSource.ts';
 import {
   type DeadLetterSink,
   LAB_ACCOUNT,
@@ -212,17 +217,7 @@ export class LambdaLab {
           : mapping;
       const source = new KafkaEventSource(
         definition,
-        {
-          UUID: randomUUID(),
-          FunctionArn: definition.functionArn,
-          Topics: [definition.topic],
-          BatchSize: definition.batchSize,
-          MaximumBatchingWindowInSeconds: definition.batchingWindowSeconds,
-          StartingPosition: definition.startingPosition,
-          State: definition.enabled ? 'Enabling' : 'Disabled',
-          StateTransitionReason: 'USER_INITIATED',
-          LastModified: Date.now() / 1000,
-        },
+        initialMappingState(definition, randomUUID()),
         options.primary,
         definition.functionArn,
         api,

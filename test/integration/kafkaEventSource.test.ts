@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type EventSourceOptions,
   type Invoker,
+  initialMappingState,
   KafkaEventSource,
   MAX_PAYLOAD_BYTES,
   type MappingDefinition,
@@ -96,17 +97,7 @@ function eventSource(
   };
   const source = new KafkaEventSource(
     definition,
-    {
-      UUID: randomUUID(),
-      FunctionArn: definition.functionArn,
-      Topics: [topic],
-      BatchSize: definition.batchSize,
-      MaximumBatchingWindowInSeconds: definition.batchingWindowSeconds,
-      StartingPosition: definition.startingPosition,
-      State: 'Enabling',
-      StateTransitionReason: 'USER_INITIATED',
-      LastModified: 0,
-    },
+    initialMappingState(definition, randomUUID()),
     kafkaFor('primary'),
     'test',
     fn,

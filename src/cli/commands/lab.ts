@@ -47,30 +47,10 @@ export function formatLabStatus(status: LabStatus): string {
   return [...header, table(rows), ...formatLambda(status.lambda)].join('\n');
 }
 
-interface FunctionReport {
-  name: string;
-  functionName: string;
-  busy: number;
-  idle: number;
-  invocations: number;
-  coldStarts: number;
-}
-
-interface MappingReport {
-  UUID: string;
-  Topics: string[];
-  State: string;
-  consumerGroupId?: string;
-  records?: number;
-  invocations?: number;
-  failures?: number;
-}
-
 /** The containers per function and the event sources, as the lab's Lambda API reports them. */
 function formatLambda(lambda: LabStatus['lambda']): string[] {
   if (!lambda?.report) return [];
-  const functions = lambda.report.functions as FunctionReport[];
-  const mappings = lambda.report.mappings as MappingReport[];
+  const { functions, mappings } = lambda.report;
   const fnRows: (string | number)[][] = [['FUNCTION', 'CONTAINERS', 'BUSY', 'INVOCATIONS', 'COLD STARTS']];
   for (const f of functions)
     fnRows.push([f.functionName, f.busy + f.idle, f.busy, f.invocations, f.coldStarts]);
