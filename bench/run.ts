@@ -11,6 +11,7 @@ import { benchHotpath } from './hotpath.ts';
 import { benchLambda } from './lambda.ts';
 import { benchMirror } from './mirror.ts';
 import { benchRestore } from './restore.ts';
+import { benchScale } from './scale.ts';
 import { benchSnapshot } from './snapshot.ts';
 
 /**
@@ -52,6 +53,65 @@ committed on the standby, fencing of all 50 partitions). Median of ${result.runs
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- failover\`.`,
     );
     process.stderr.write(`failover: ${JSON.stringify(result.median)}\n`);
+  }
+  if (selected('scale')) {
+    const result = await benchScale(config);
+    all.scale = result;
+    const file = writeResults('scale', result);
+    const label = (s: (typeof result.sizes)[number]) => `${s.partitions} partitions, ${s.groups} groups`;
+    const chart = barChartSvg({
+      title: `Failover, checkpoint and mirror start-up by size (${result.date.slice(0, 10)}, median of 3)`,
+      groups: result.sizes.map(label),
+      series: [
+        {
+          name: 'planned failover RTO',
+          color: '#2b6cb0',
+          values: result.sizes.map((s) => s.median.rtoMs / 1000),
+        },
+        {
+          name: 'kdr checkpoint',
+          color: '#dd6b20',
+          values: result.sizes.map((s) => s.median.checkpointMs / 1000),
+        },
+        {
+          name: 'kdr mirror --until-caught-up',
+          color: '#a0aec0',
+          values: result.sizes.map((s) => s.median.mirrorMs / 1000),
+        },
+      ],
+      unit: 's',
+    });
+    writeFileSync(path.join(REPO_ROOT, 'docs', 'bench-scale.svg'), chart);
+    const rows = result.sizes
+      .map(
+        (s) =>
+          `| ${s.partitions} | ${s.groups} | ${s.groupPartitions.toLocaleString('en')} | ${(s.median.rtoMs / 1000).toFixed(1)} | ${(s.median.checkpointMs / 1000).toFixed(1)} | ${(s.median.mirrorMs / 1000).toFixed(1)} | ${Math.round(s.median.mirrorPeakRssMiB)} | ${Math.round(s.median.failoverPeakRssMiB)} |`,
+      )
+      .join('\n');
+    const phases = result.sizes
+      .map((s) => `- ${label(s)}: ${s.runs.map((r) => JSON.stringify(r.timings)).join('; ')}`)
+      .join('\n');
+    updateDoc(
+      'scale',
+      `## Scale: failover, checkpoint and mirror start-up by size (${result.date.slice(0, 10)})
+
+Topics of ${result.sizes.map((s) => s.partitionsPerTopic).join('/')} partitions with ${result.setup.recordsPerPartition} records each; each group commits on
+every partition of one topic. Each command in a process of its own, as a user runs it (its start-up and first
+connections included): \`kdr mirror --until-caught-up\`, then \`kdr checkpoint\`, then \`kdr failover --planned\`
+(RTO from its report). One broker per cluster, DynamoDB on moto. Median of ${result.sizes[0]!.runs.length} runs per size.
+
+| partitions | groups | group-partitions | failover RTO (s) | checkpoint (s) | mirror until caught up (s) | mirror peak RSS (MiB) | failover peak RSS (MiB) |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${rows}
+
+![scale](bench-scale.svg)
+
+Failover phases (ms), each run:
+${phases}
+
+Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- scale\`.`,
+    );
+    process.stderr.write(`scale: ${JSON.stringify(result.sizes.map((s) => s.median))}\n`);
   }
   if (selected('compare')) {
     const result = await benchCompare(config);

@@ -308,6 +308,8 @@ async function copiesAtOrAfter(
   offsets: number[],
 ): Promise<Map<number, OffsetMapEntry | undefined>> {
   const found = new Map<number, OffsetMapEntry | undefined>();
+  // No head: nothing was ever copied back to this partition, so there is nothing to look up.
+  if (!(await counterpart.head(tp, { cached: true }))) return found;
   const generation = await copyGeneration(counterpart, tp, primaryTopicId);
   if (generation === null) return found;
   let entry: OffsetMapEntry | undefined;
@@ -329,6 +331,7 @@ export async function copiedRangesOf(
   from: number,
   to: number,
 ): Promise<{ from: number; to: number }[]> {
+  if (!(await counterpart.head(tp, { cached: true }))) return [];
   const generation = await copyGeneration(counterpart, tp, primaryTopicId);
   if (generation === null) return [];
   const first = await counterpart.coveringStandby({ ...tp, generation }, from);
