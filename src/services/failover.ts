@@ -338,9 +338,13 @@ async function moveGroups(
   const moved: Record<string, GroupMove[]> = {};
   // Groups in parallel (bounded): 400 groups one after the other were seconds of the RTO.
   const limit = pLimit(GROUP_MOVES_IN_FLIGHT);
-  await Promise.all(
+  // On the first failure (a lost lease, a broker error) no further group starts, and the run returns
+  // only once those in flight have ended: nothing commits behind a run that already failed.
+  let stopped = false;
+  const results = await Promise.allSettled(
     [...moves].map(([group, list]) =>
       limit(async () => {
+        if (stopped) return;
         await verify();
         const state = await admin.groupState(group);
         if (state !== 'Empty' && state !== 'Dead') {
@@ -354,10 +358,16 @@ async function moveGroups(
           list.map((m) => ({ topic: m.topic, partition: m.partition, offset: m.standbyOffset })),
         );
         moved[group] = list;
+      }).catch((error) => {
+        stopped = true;
+        throw error;
       }),
     ),
   );
-  return moved;
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  // In plan order, as one after the other gave them.
+  return Object.fromEntries([...moves.keys()].filter((g) => g in moved).map((g) => [g, moved[g]!]));
 }
 
 function rpoFrom(

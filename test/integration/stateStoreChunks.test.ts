@@ -186,6 +186,13 @@ describe('the state table at scale', () => {
         },
       }),
     );
+    // A first set's chunks whose writer died before its summary: not rows of the old checkpoint.
+    await clients.dynamodb.send(
+      new PutItemCommand({
+        TableName: config.stateTable,
+        Item: { pk, sk: { S: 'set|died|00000' }, chunk: { B: Buffer.from('partial') } },
+      }),
+    );
     const read = await store.getCheckpoints();
     expect(read.at).toBe(500);
     expect(read.groups).toEqual(expect.arrayContaining(old.groups));

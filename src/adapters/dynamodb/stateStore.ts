@@ -255,10 +255,9 @@ export class DynamoDBStateStore implements StateStore {
     const json = JSON.stringify(value);
     let item: Record<string, AttributeValue>;
     // A value written in chunks before: its chunks go once the new item no longer names them.
-    let replaced: { version: string; chunks: number } | undefined;
+    const replaced = await this.chunkedVersion(this.pk, sk);
     if (Buffer.byteLength(json, 'utf8') <= INLINE_BYTES) item = { data: { S: json } };
     else {
-      replaced = await this.chunkedVersion(this.pk, sk);
       const version = versionId();
       const chunks = toChunks(value);
       await this.batchWrite(
@@ -354,7 +353,8 @@ export class DynamoDBStateStore implements StateStore {
         current.previous.chunks,
       );
     // Checkpoints stored one item per row before: gone once a set replaces them.
-    if (current && !current.version) await this.deleteLegacyCheckpoints();
+    // Best effort, as for chunks: the set is written; rows left are never read again.
+    if (current && !current.version) await this.deleteLegacyCheckpoints().catch(() => {});
   }
 
   async getCheckpoints(): Promise<CheckpointSet> {
@@ -394,6 +394,9 @@ export class DynamoDBStateStore implements StateStore {
   private async legacyCheckpoints(): Promise<CheckpointSet> {
     const set: CheckpointSet = { groups: [], observations: [], at: null };
     for await (const item of this.queryAll(this.checkpointsPk, '', 'read checkpoints')) {
+      // A set's chunks under a summary without a version: a first set whose writer died before its
+      // summary (or is writing it now). Not rows of this checkpoint.
+      if (!item.data?.S) continue;
       const sk = item.sk!.S!;
       const data = JSON.parse(item.data!.S!);
       if (sk.startsWith('group|')) set.groups.push(data);

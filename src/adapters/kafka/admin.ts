@@ -14,11 +14,27 @@ const TOPIC_CONFIG_SOURCE = 1;
 export class KafkaAdmin implements TopicAdmin, GroupAdmin {
   private admin?: Promise<Admin>;
   private cluster?: KafkajsCluster;
+  private clusterConnecting?: Promise<KafkajsCluster>;
 
   constructor(
     private readonly kafka: Kafka,
     private readonly clusterName: string,
   ) {}
+
+  /**
+   * The low-level cluster, connected. Callers at once share one connect: a failover commits 16 groups
+   * at a time, and kafkajs' broker pool connecting twice at once can drop the other's seed broker.
+   */
+  private connectedCluster(): Promise<KafkajsCluster> {
+    this.clusterConnecting ??= (async () => {
+      this.cluster ??= createCluster(this.kafka);
+      await this.cluster.connect();
+      return this.cluster;
+    })().finally(() => {
+      this.clusterConnecting = undefined;
+    });
+    return this.clusterConnecting;
+  }
 
   private connected(): Promise<Admin> {
     this.admin ??= (async () => {
@@ -97,9 +113,7 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
 
   /** Topic ids through kdr's own Metadata v12 request (kafkajs's stops before ids). */
   async topicIds(topics: string[]): Promise<Map<string, string>> {
-    this.cluster ??= createCluster(this.kafka);
-    await this.cluster.connect();
-    return fetchTopicIds(this.cluster, topics);
+    return fetchTopicIds(await this.connectedCluster(), topics);
   }
 
   async brokerCount(): Promise<number> {
@@ -237,9 +251,8 @@ export class KafkaAdmin implements TopicAdmin, GroupAdmin {
       () =>
         pRetry(
           async () => {
-            this.cluster ??= createCluster(this.kafka);
-            await this.cluster.connect();
-            const coordinator = await this.cluster.findGroupCoordinator({ groupId: group });
+            const cluster = await this.connectedCluster();
+            const coordinator = await cluster.findGroupCoordinator({ groupId: group });
             await coordinator.offsetCommit({
               groupId: group,
               groupGenerationId: -1,
