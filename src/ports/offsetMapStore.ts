@@ -38,6 +38,12 @@ export interface OffsetMapStore {
    * `cached`: a head this store read or wrote in the last few seconds will do (readers; never writers).
    */
   head(tp: TopicPartition, options?: { cached?: boolean }): Promise<PartitionHead | undefined>;
+  /**
+   * Reads many partitions' heads in a few requests into the cache that `head({ cached: true })` reads:
+   * a checkpoint or a failover needs every partition's head, and one read each was most of their calls.
+   * Heads cached for a while yet are not read again.
+   */
+  prefetchHeads?(tps: TopicPartition[]): Promise<void>;
   /** Writes the head; never moves a partition back to an older generation. */
   putHead(tp: TopicPartition, head: PartitionHead): Promise<void>;
 }

@@ -244,7 +244,12 @@ export async function mirroredTopics(
 export async function translateAll<T extends TopicPartition & { offset: number }>(
   offsetMap: OffsetMapStore,
   items: T[],
-  options: { concurrency?: number; topicIds?: Map<string, string>; counterpartMap?: OffsetMapStore } = {},
+  options: {
+    concurrency?: number;
+    topicIds?: Map<string, string>;
+    counterpartMap?: OffsetMapStore;
+    mirrored?: MirroredOf;
+  } = {},
 ): Promise<(T & { standbyOffset: number | null })[]> {
   const concurrency = options.concurrency ?? 8;
   const byPartition = new Map<string, T[]>();
@@ -252,6 +257,14 @@ export async function translateAll<T extends TopicPartition & { offset: number }
     const key = `${item.topic}\u0000${item.partition}`;
     byPartition.set(key, [...(byPartition.get(key) ?? []), item]);
   }
+  const partitions = [...byPartition.values()].map((g) => ({
+    topic: g[0]!.topic,
+    partition: g[0]!.partition,
+  }));
+  await Promise.all([
+    offsetMap.prefetchHeads?.(partitions),
+    options.counterpartMap?.prefetchHeads?.(partitions),
+  ]);
   const limit = pLimit(concurrency);
   const translated = await Promise.all(
     [...byPartition.values()].map((group) =>
@@ -259,11 +272,14 @@ export async function translateAll<T extends TopicPartition & { offset: number }
         const offsets = group.map((g) => g.offset);
         const tp = { topic: group[0]!.topic, partition: group[0]!.partition };
         const liveId = options.topicIds?.get(tp.topic) ?? null;
-        const { generation } = await liveGeneration(offsetMap, tp, liveId);
+        const { generation, latest } = options.mirrored
+          ? await options.mirrored(tp, liveId)
+          : { ...(await liveGeneration(offsetMap, tp, liveId)), latest: undefined };
         const [entries, copies] = await Promise.all([
-          generation === null
+          // With `mirrored`, no latest entry means none at all: nothing to query.
+          generation === null || (options.mirrored && !latest)
             ? []
-            : offsetMap.coveringRange({ ...tp, generation }, Math.min(...offsets), Math.max(...offsets)),
+            : entriesFor(offsetMap, { ...tp, generation }, offsets, latest),
           options.counterpartMap
             ? copiesAtOrAfter(options.counterpartMap, tp, liveId, offsets)
             : new Map<number, OffsetMapEntry | undefined>(),
@@ -281,6 +297,49 @@ export async function translateAll<T extends TopicPartition & { offset: number }
     ),
   );
   return translated.flat();
+}
+
+/** A partition's live generation (null: none describes the live topic) and its latest entry in it. */
+export type MirroredOf = (
+  tp: TopicPartition,
+  liveTopicId: string | null,
+) => Promise<{ generation: number | null; latest: OffsetMapEntry | undefined }>;
+
+/** MirroredOf read once per partition and topic id (a checkpoint's translation and observation share it). */
+export function mirroredOnce(offsetMap: OffsetMapStore): MirroredOf {
+  const read = new Map<string, ReturnType<MirroredOf>>();
+  return (tp, liveTopicId) => {
+    const key = `${tp.topic}\u0000${tp.partition}\u0000${liveTopicId ?? ''}`;
+    let found = read.get(key);
+    if (!found) {
+      found = liveGeneration(offsetMap, tp, liveTopicId).then(async ({ generation }) => ({
+        generation,
+        latest: generation === null ? undefined : await offsetMap.latest({ ...tp, generation }),
+      }));
+      read.set(key, found);
+    }
+    return found;
+  };
+}
+
+/**
+ * The entries that translate `offsets`. Entries cover consecutive ranges of the log, so the latest one
+ * is the covering entry of every offset from its first run through its last, and beyond it nothing is
+ * mirrored: only offsets before its first run need the range Query (consumers that lag).
+ */
+async function entriesFor(
+  offsetMap: OffsetMapStore,
+  tp: TopicPartition & { generation: number },
+  offsets: number[],
+  latest: OffsetMapEntry | undefined,
+): Promise<OffsetMapEntry[]> {
+  if (!latest) return offsetMap.coveringRange(tp, Math.min(...offsets), Math.max(...offsets));
+  const start = latest.runs[0]?.sourceStart ?? latest.lastSource;
+  const before = offsets.filter((o) => o < start);
+  if (before.length === 0) return [latest];
+  const range = await offsetMap.coveringRange(tp, Math.min(...before), Math.max(...before));
+  // Entries written after `latest` was read are left out: the translations stay those of one moment.
+  return [...range.filter((e) => e.lastSource < latest.lastSource), latest];
 }
 
 /**
@@ -429,11 +488,23 @@ export async function runCheckpoint(
       `topic ${topic} does not exist on the standby: groups ${[...names].sort().join(', ')} were not checkpointed on it (is it mirrored?)`,
     );
   const topicIds = (await deps.primaryAdmin.topicIds?.(selected)) ?? new Map<string, string>();
+  const partitionOffsets = await Promise.all(
+    selected.map(async (topic) => ({ topic, offsets: await deps.primaryReader.offsets(topic) })),
+  );
+  // Every partition's head in a few batches, and its latest entry once: translation and observation share them.
+  const partitions = partitionOffsets.flatMap(({ topic, offsets }) =>
+    offsets.map((o) => ({ topic, partition: o.partition })),
+  );
+  await Promise.all([
+    deps.offsetMap.prefetchHeads?.(partitions),
+    deps.counterpartMap?.prefetchHeads?.(partitions),
+  ]);
+  const mirrored = mirroredOnce(deps.offsetMap);
   const checkpoints: GroupCheckpoint[] = (
     await translateAll(
       deps.offsetMap,
       perGroup.flat().filter((c) => !missing.has(c.topic)),
-      { topicIds, ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}) },
+      { topicIds, mirrored, ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}) },
     )
   ).map((c) => ({
     group: c.group,
@@ -451,28 +522,20 @@ export async function runCheckpoint(
     earlier ??= previousObservations(deps.stateStore, deps.logger);
     return earlier;
   };
-  const observations: PartitionObservation[] = (
-    await Promise.all(
-      selected.map(async (topic) =>
-        Promise.all(
-          (
-            await deps.primaryReader.offsets(topic)
-          ).map((o) =>
-            limit(() =>
-              observe(
-                deps,
-                { topic, partition: o.partition },
-                o,
-                previous,
-                clock,
-                topicIds.get(topic) ?? null,
-              ),
-            ),
-          ),
+  const observations: PartitionObservation[] = await Promise.all(
+    partitionOffsets.flatMap(({ topic, offsets }) =>
+      offsets.map((o) =>
+        limit(() =>
+          observe(deps, { topic, partition: o.partition }, o, {
+            previous,
+            clock,
+            liveTopicId: topicIds.get(topic) ?? null,
+            mirrored,
+          }),
         ),
       ),
-    )
-  ).flat();
+    ),
+  );
   const gaps = observations.flatMap((o) => (o.gap ? [o.gap] : []));
   for (const gap of gaps) if (!gap.markersOnly) deps.logger.warn(describeGap(gap, 'the primary'), { gap });
   // Read again: a failover may have begun while this one read the primary (narrows, does not close, the
@@ -580,13 +643,16 @@ async function observe(
   deps: Pick<CheckpointDeps, 'primaryReader' | 'offsetMap' | 'counterpartMap'>,
   tp: TopicPartition,
   offsets: PartitionOffsets,
-  previous: () => Promise<Map<string, PartitionObservation>>,
-  clock: () => number,
-  liveTopicId: string | null = null,
+  context: {
+    previous: () => Promise<Map<string, PartitionObservation>>;
+    clock: () => number;
+    liveTopicId: string | null;
+    mirrored: MirroredOf;
+  },
 ): Promise<PartitionObservation> {
+  const { previous, clock, liveTopicId } = context;
   // Of the generation that describes the live topic: a re-created topic has nothing mirrored yet.
-  const { generation } = await liveGeneration(deps.offsetMap, tp, liveTopicId);
-  const latest = generation === null ? undefined : await deps.offsetMap.latest({ ...tp, generation });
+  const { latest } = await context.mirrored(tp, liveTopicId);
   const lastMirrored = latest?.lastSource ?? null;
   let { logStart, lastStable } = offsets;
   let end = lastStable;

@@ -1,5 +1,6 @@
 import {
   type AttributeValue,
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   type DynamoDBClient,
@@ -11,6 +12,7 @@ import {
   type TransactWriteItem,
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
+import pLimit from 'p-limit';
 import type { PartitionHead } from '../../core/generation.ts';
 import { decodeRuns, encodeRuns, type OffsetMapEntry } from '../../core/offsetMap.ts';
 import type { TopicPartition } from '../../core/records.ts';
@@ -28,6 +30,9 @@ function cancelledBy(error: unknown, index: number): boolean {
 
 /** How long a head read from the table is trusted before it is read again (another process may move it). */
 const HEAD_CACHE_MS = 5_000;
+
+/** BatchGetItem's limit: at most 100 keys per request. */
+const BATCH_GET_KEYS = 100;
 
 /**
  * The offset map in DynamoDB: partition key p = "<pair>#<source alias>#<topic>#<partition>" (one map per
@@ -76,6 +81,51 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     const head = result.Item?.h?.S ? (JSON.parse(result.Item.h.S) as PartitionHead) : undefined;
     this.heads.set(this.base(tp), { head, until: this.clock() + HEAD_CACHE_MS });
     return head;
+  }
+
+  async prefetchHeads(tps: TopicPartition[]): Promise<void> {
+    // Heads cached for a while yet are not read again (a checkpoint's translation and observation both ask).
+    const fresh = this.clock() + HEAD_CACHE_MS / 2;
+    const wanted = tps.filter((tp) => (this.heads.get(this.base(tp))?.until ?? 0) <= fresh);
+    const byKey = new Map(wanted.map((tp) => [`${this.base(tp)}#head`, tp]));
+    const keys = [...byKey.keys()];
+    const limit = pLimit(4);
+    const chunks: string[][] = [];
+    for (let i = 0; i < keys.length; i += BATCH_GET_KEYS) chunks.push(keys.slice(i, i + BATCH_GET_KEYS));
+    await Promise.all(chunks.map((chunk) => limit(() => this.readHeads(chunk, byKey))));
+  }
+
+  /** One BatchGetItem of up to 100 heads into the cache; a head not found is cached as none. */
+  private async readHeads(chunk: string[], byKey: Map<string, TopicPartition>): Promise<void> {
+    const found = new Map<string, PartitionHead>();
+    const asked = this.clock();
+    let keys: Record<string, AttributeValue>[] = chunk.map((k) => ({ p: { S: k }, o: { N: '0' } }));
+    // DynamoDB may answer part of a batch (throttling, 16 MB): the rest is asked again, a few times.
+    for (let attempt = 0; keys.length > 0; attempt++) {
+      const tp = byKey.get(keys[0]!.p!.S!)!;
+      if (attempt >= 5)
+        throw new StoreError(
+          'STORE_UNAVAILABLE',
+          `could not read ${keys.length} partition heads in ${this.table}: still unprocessed after ${attempt} tries`,
+          { details: { table: this.table, topic: tp.topic, partition: tp.partition } },
+        );
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
+      const result = await this.call('read the partition heads', tp, () =>
+        this.client.send(
+          new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+        ),
+      );
+      for (const item of result.Responses?.[this.table] ?? [])
+        if (item.h?.S) found.set(item.p!.S!, JSON.parse(item.h.S) as PartitionHead);
+      keys = (result.UnprocessedKeys?.[this.table]?.Keys ?? []) as Record<string, AttributeValue>[];
+    }
+    const until = this.clock() + HEAD_CACHE_MS;
+    for (const key of chunk) {
+      const base = key.slice(0, -'#head'.length);
+      // A head this store wrote or read while the batch was out is at least as new: it stays.
+      if ((this.heads.get(base)?.until ?? 0) >= asked + HEAD_CACHE_MS) continue;
+      this.heads.set(base, { head: found.get(key), until });
+    }
   }
 
   /** The head as a conditional put: a partition never moves back to an older generation. */
