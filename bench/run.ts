@@ -11,7 +11,7 @@ import { benchHotpath } from './hotpath.ts';
 import { benchLambda } from './lambda.ts';
 import { benchMirror } from './mirror.ts';
 import { benchRestore } from './restore.ts';
-import { benchScale } from './scale.ts';
+import { benchScale, SCALE_SIZES } from './scale.ts';
 import { benchSnapshot } from './snapshot.ts';
 
 /**
@@ -55,12 +55,17 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- f
     process.stderr.write(`failover: ${JSON.stringify(result.median)}\n`);
   }
   if (selected('scale')) {
-    const result = await benchScale(config);
+    // SCALE_PARTITIONS=100,1000 and SCALE_RUNS=1 for a shorter look; the doc says what ran.
+    const only = process.env.SCALE_PARTITIONS?.split(',').map(Number);
+    const result = await benchScale(config, {
+      runs: Number(process.env.SCALE_RUNS) || 3,
+      ...(only ? { sizes: SCALE_SIZES.filter((s) => only.includes(s.topics * s.partitionsPerTopic)) } : {}),
+    });
     all.scale = result;
     const file = writeResults('scale', result);
     const label = (s: (typeof result.sizes)[number]) => `${s.partitions} partitions, ${s.groups} groups`;
     const chart = barChartSvg({
-      title: `Failover, checkpoint and mirror start-up by size (${result.date.slice(0, 10)}, median of 3)`,
+      title: `Failover, checkpoint and mirror start-up by size (${result.date.slice(0, 10)}, median of ${result.sizes[0]!.runs.length})`,
       groups: result.sizes.map(label),
       series: [
         {
