@@ -12,6 +12,7 @@ import { KafkaTransactionalWriterFactory } from './adapters/kafka/transactionalW
 import { S3ObjectStore } from './adapters/s3/objectStore.ts';
 import type { ClusterConfig, KdrConfig } from './config.ts';
 import { forwardMirrorAllowed, reverseMirrorAllowed } from './core/control.ts';
+import { freshRead } from './core/freshRead.ts';
 import type { TopicPartition } from './core/records.ts';
 import { topicSelector } from './core/topicSync.ts';
 import { InputError, StateError } from './errors.ts';
@@ -78,10 +79,12 @@ export function createRuntime(config: KdrConfig, logger: Logger, options: Runtim
   );
   // The mirror writes only in the states that allow its direction: forward while mirroring or draining
   // for a failover, reverse only while a failback drains it.
+  // Concurrent transactions share a control read, but never one that began before they asked.
+  const controlNow = freshRead(() => stateStore.getControl());
   const guard =
     options.guard ??
     (async () => {
-      const control = await stateStore.getControl();
+      const control = await controlNow();
       const allowed = direction === 'forward' ? forwardMirrorAllowed(control) : reverseMirrorAllowed(control);
       if (!allowed) {
         throw new StateError(
