@@ -26,3 +26,19 @@ declare module 'kafkajs/src/protocol/decoder.js' {
   const Decoder: unknown;
   export default Decoder;
 }
+
+// kafkajs's producer factory, which takes the cluster (connections) it sends through: kdr's transactional
+// writers share a few clusters instead of opening one each (adapters/kafka/transactionalWriter.ts).
+declare module 'kafkajs/src/producer/index.js' {
+  import type { Producer } from 'kafkajs';
+
+  const createProducer: (options: {
+    cluster: unknown;
+    logger: unknown;
+    retry?: object;
+    idempotent?: boolean;
+    transactionalId?: string;
+    transactionTimeout?: number;
+  }) => Producer;
+  export default createProducer;
+}

@@ -1,7 +1,10 @@
 import type { Socket } from 'node:net';
 import { expect, it } from 'vitest';
 import { KafkaPartitionReader } from '../../src/adapters/kafka/partitionReader.ts';
-import { config, createTopics, kafkaFor, uniqueName } from '../helpers/lab.ts';
+import { KafkaTransactionalWriterFactory } from '../../src/adapters/kafka/transactionalWriter.ts';
+import type { OutgoingRecord } from '../../src/core/records.ts';
+import { ProducerFencedError } from '../../src/errors.ts';
+import { config, createTopics, eventually, kafkaFor, readWithKcat, uniqueName } from '../helpers/lab.ts';
 import { fillPartitions } from '../helpers/records.ts';
 
 /**
@@ -39,4 +42,57 @@ it('concurrent first reads of many partitions share one connection per broker, a
     await reader.close();
     expect(openSocketsTo(broker).length, `round ${round}: sockets left open after close()`).toBe(before);
   }
+});
+
+it('transactional writers of many partitions share a few connections, fence each other as before, and close() leaves no socket', async () => {
+  const topic = uniqueName('conn-w');
+  const partitions = Array.from({ length: 40 }, (_, i) => i);
+  await createTopics('standby', [{ topic, numPartitions: partitions.length }]);
+  const broker = config.standby.brokers[0]!;
+  const before = openSocketsTo(broker).length;
+  const factory = new KafkaTransactionalWriterFactory(
+    kafkaFor('standby'),
+    uniqueName('pair'),
+    'primary',
+    'none',
+  );
+  const record = (partition: number, n: number): OutgoingRecord => ({
+    sourceOffset: n,
+    timestamp: 1_000 + n,
+    key: Buffer.from(`k${partition}`),
+    value: Buffer.from(`p${partition}-r${n}`),
+    headers: [],
+  });
+  try {
+    const writers = await Promise.all(partitions.map((partition) => factory.open({ topic, partition })));
+    await Promise.all(
+      writers.map((w, partition) =>
+        w.write({ topic, partition }, [[record(partition, 0), record(partition, 1)]]),
+      ),
+    );
+    // One producer cluster each would be two sockets per writer (seed broker and leader): 80 here.
+    const open = openSocketsTo(broker).length - before;
+    expect(open).toBeGreaterThan(0);
+    expect(open).toBeLessThanOrEqual(16);
+
+    // A writer opened again for partition 0 fences the first, even over the same connections.
+    const again = await factory.open({ topic, partition: 0 });
+    await expect(writers[0]!.write({ topic, partition: 0 }, [[record(0, 2)]])).rejects.toBeInstanceOf(
+      ProducerFencedError,
+    );
+    await again.write({ topic, partition: 0 }, [[record(0, 3)]]);
+  } finally {
+    await factory.close();
+  }
+  expect(openSocketsTo(broker).length, 'sockets left open after close()').toBe(before);
+
+  // kcat reads what each writer committed, and nothing of the fenced write (once the last markers are in).
+  let read: Awaited<ReturnType<typeof readWithKcat>> = [];
+  await eventually('kcat reads every committed record', async () => {
+    read = await readWithKcat('standby', topic);
+    return read.length >= 2 * partitions.length + 1;
+  });
+  const values = (p: number) => read.filter((r) => r.partition === p).map((r) => r.value!.toString());
+  expect(values(0)).toEqual(['p0-r0', 'p0-r1', 'p0-r3']);
+  for (const p of partitions.slice(1)) expect(values(p)).toEqual([`p${p}-r0`, `p${p}-r1`]);
 });

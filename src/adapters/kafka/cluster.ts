@@ -34,15 +34,36 @@ export interface KafkajsCluster {
 
 const READ_COMMITTED = 1;
 
-export function createCluster(kafka: Kafka): KafkajsCluster {
-  const symbol = Object.getOwnPropertySymbols(kafka).find(
-    (s) => s.description === 'private:Kafka:createCluster',
-  );
+/** One of the Kafka object's private members (its cluster factory, logger, retry options). */
+function kafkaPrivate<T>(kafka: Kafka, name: string): T {
+  const symbol = Object.getOwnPropertySymbols(kafka).find((s) => s.description === `private:Kafka:${name}`);
   if (!symbol)
     throw new KafkaError(
       'KAFKA_REQUEST_FAILED',
-      'this kafkajs build has no cluster factory (expected 2.2.4)',
+      `this kafkajs build has no private ${name} (expected 2.2.4)`,
     );
-  const create = (kafka as unknown as Record<symbol, (o: object) => KafkajsCluster>)[symbol]!;
+  return (kafka as unknown as Record<symbol, T>)[symbol]!;
+}
+
+export function createCluster(kafka: Kafka): KafkajsCluster {
+  const create = kafkaPrivate<(o: object) => KafkajsCluster>(kafka, 'createCluster');
   return create({ isolationLevel: READ_COMMITTED, metadataMaxAge: 60_000, allowAutoTopicCreation: false });
+}
+
+/**
+ * A cluster for producers, made as `kafka.producer()` makes its own (same metadata age, no topic
+ * creation), with no limit on requests in flight per connection: producers sharing it each send one
+ * request at a time. `logger` and `retry` are what `kafka.producer()` gives the producers it creates.
+ */
+export function createProducerCluster(kafka: Kafka): {
+  cluster: KafkajsCluster;
+  logger: unknown;
+  retry: object;
+} {
+  const create = kafkaPrivate<(o: object) => KafkajsCluster>(kafka, 'createCluster');
+  return {
+    cluster: create({ metadataMaxAge: 300_000, allowAutoTopicCreation: false }),
+    logger: kafkaPrivate<unknown>(kafka, 'logger'),
+    retry: kafkaPrivate<object | undefined>(kafka, 'clusterRetry') ?? {},
+  };
 }

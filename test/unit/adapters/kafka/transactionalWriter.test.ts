@@ -75,7 +75,11 @@ function fakeKafka(fail?: (compression: number, messages: number) => Error | und
 }
 
 async function openWriter(kafka: Kafka, compression: Compression) {
-  const factory = new KafkaTransactionalWriterFactory(kafka, 'pair', 'primary', compression);
+  // The writer's logic over the fake producer (connection sharing is the integration tests' subject).
+  const factory = new KafkaTransactionalWriterFactory(kafka, 'pair', 'primary', compression, {
+    producer: () => kafka.producer(),
+    close: async () => {},
+  });
   return factory.open({ topic: 'orders', partition: 1 });
 }
 
