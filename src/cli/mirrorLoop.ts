@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit from 'p-limit';
 import { GroupMirror } from '../adapters/kafka/groupMirror.ts';
+import type { TopicPartition } from '../core/records.ts';
 import { emptySelectionMessage } from '../core/topicSync.ts';
 import { isKdrError, type KdrError } from '../errors.ts';
 import { checkpointDeps, snapshotDeps } from '../operations.ts';
@@ -17,6 +19,71 @@ import { emptySelectionError } from './context.ts';
 
 /** How often `--until-caught-up` names the partitions it still waits for. */
 const PENDING_REPORT_MS = 15_000;
+
+/** Partitions checked against the map and the source at once (each is a few reads). */
+const CAUGHT_UP_READS = 16;
+/** Most partitions checked by reading in one pass (about a second), those checked longest ago first. */
+const CAUGHT_UP_READS_PER_PASS = 32;
+/** How long a partition the engine cannot yet call caught up waits between checks that read. */
+const CAUGHT_UP_RECHECK_MS = 2000;
+/**
+ * A partition this process mirrors is checked by reading only once no batch of it came for this long (its
+ * tail may be markers or copies, which the engine never writes); before its first batch, that long after
+ * the start.
+ */
+const IDLE_BEFORE_READ_MS = 1000;
+const FIRST_BATCH_GRACE_MS = 5000;
+
+interface CatchUpTarget extends TopicPartition {
+  end: number;
+  logStart: number;
+  done: boolean;
+  /** When the partition was last checked against the map and the source. */
+  checkedAt: number;
+}
+
+/**
+ * Marks the targets that are caught up. A partition this process mirrored up to the end needs no read (its
+ * engine committed it, or recovered it from the map); one with nothing to mirror neither. The others
+ * (mirrored by another member of the group, or ending in transaction markers, aborted records or copies of
+ * the standby's own records) are checked by reading every few seconds, a few at a time and a bounded number
+ * per pass: read one after the other, every second, a thousand partitions took minutes and crowded the
+ * offset table while the mirror wrote.
+ */
+async function checkCaughtUp(
+  rt: Runtime,
+  targets: CatchUpTarget[],
+  route: { sourceAlias: string; targetAlias: string },
+  activity: { started: number; lastBatchAt: (tp: TopicPartition) => number | undefined },
+): Promise<void> {
+  const now = Date.now();
+  const reads: CatchUpTarget[] = [];
+  for (const t of targets) {
+    if (t.done) continue;
+    const known = rt.engine.lastMirrored(t);
+    if (t.end <= t.logStart || (typeof known === 'number' && known >= t.end - 1)) {
+      t.done = true;
+      continue;
+    }
+    if (now - t.checkedAt < CAUGHT_UP_RECHECK_MS) continue;
+    if (rt.engine.latestKnown(t).known) {
+      const last = activity.lastBatchAt(t);
+      const quietSince = last ?? activity.started + FIRST_BATCH_GRACE_MS - IDLE_BEFORE_READ_MS;
+      if (now - quietSince < IDLE_BEFORE_READ_MS) continue;
+    }
+    reads.push(t);
+  }
+  reads.sort((a, b) => a.checkedAt - b.checkedAt);
+  const limit = pLimit(CAUGHT_UP_READS);
+  await Promise.all(
+    reads.slice(0, CAUGHT_UP_READS_PER_PASS).map((t) =>
+      limit(async () => {
+        t.checkedAt = Date.now();
+        t.done = await caughtUp(rt, t, t.end, t.logStart, route);
+      }),
+    ),
+  );
+}
 
 export interface MirrorLoopOptions {
   untilCaughtUp: boolean;
@@ -54,7 +121,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   let fatal: KdrError | undefined;
   let recordsMirrored = 0;
   const failing = new Set<string>();
-  const highWatermarks = new Map<string, { hw: number; lastMirrored: number | null }>();
+  const highWatermarks = new Map<string, { hw: number; lastMirrored: number | null; at: number }>();
 
   const route = { sourceAlias: rt.source.alias, targetAlias: rt.target.alias };
   let sync = await rt.topicSync.sync();
@@ -83,10 +150,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
     });
   };
   await warnIfNothingSelected();
-  const targets = new Map<
-    string,
-    { topic: string; partition: number; end: number; logStart: number; done: boolean }
-  >();
+  const targets = new Map<string, CatchUpTarget>();
   if (options.untilCaughtUp) {
     for (const topic of sync.selected) {
       for (const o of await rt.sourceReader.offsets(topic)) {
@@ -96,6 +160,8 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
           end: o.lastStable,
           logStart: o.logStart,
           done: false,
+          // The first check that reads comes a second after the start, as the first pass.
+          checkedAt: started + 1000 - CAUGHT_UP_RECHECK_MS,
         });
       }
     }
@@ -111,7 +177,7 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
         recordsMirrored += result.mirrored;
         const key = `${result.source.topic}-${result.source.partition}`;
         failing.delete(key);
-        highWatermarks.set(key, { hw, lastMirrored: result.lastMirrored });
+        highWatermarks.set(key, { hw, lastMirrored: result.lastMirrored, at: Date.now() });
       },
       onError: (source, error) => {
         failing.add(`${source.topic}-${source.partition}`);
@@ -136,9 +202,10 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
       await Promise.race([sleep(1000), options.stopped]);
       if (stop || fatal) break;
       if (options.untilCaughtUp) {
-        for (const t of targets.values()) {
-          if (!t.done) t.done = await caughtUp(rt, t, t.end, t.logStart, route);
-        }
+        await checkCaughtUp(rt, [...targets.values()], route, {
+          started,
+          lastBatchAt: (tp) => highWatermarks.get(`${tp.topic}-${tp.partition}`)?.at,
+        });
         const pending = [...targets.values()].filter((t) => !t.done);
         if (pending.length === 0) break;
         if (Date.now() - lastPendingReport >= PENDING_REPORT_MS) {
@@ -238,15 +305,50 @@ export async function runMirrorLoop(rt: Runtime, options: MirrorLoopOptions): Pr
   if (fatal) throw fatal;
   if (options.untilCaughtUp) {
     // "Caught up" means a read_committed consumer of the standby sees it all: wait for the last markers.
-    for (const t of targets.values()) {
-      const entry = await rt.offsetMap.latest(t);
-      if (entry) await waitVisible(rt.targetReader, rt.engine.targetOf(t), entry.lastStandby + 1);
-    }
+    await waitAllVisible(rt, [...targets.values()]);
   }
   return {
     recordsMirrored,
     durationMs: Date.now() - started,
     topics: sync.selected,
-    partitions: await partitionLag(rt, sync.selected),
+    partitions: await partitionLag(rt, sync.selected, Date.now(), (tp) => rt.engine.latestKnown(tp)),
   };
+}
+
+/**
+ * Waits until read_committed consumers of the standby see the last mirrored transaction of every
+ * partition. The entries come from the engine where it holds the writer (from the map otherwise); the
+ * standby's offsets are read once per topic, and only partitions not yet visible are polled.
+ */
+async function waitAllVisible(rt: Runtime, partitions: TopicPartition[]): Promise<void> {
+  const limit = pLimit(CAUGHT_UP_READS);
+  const ends = new Map<string, { target: TopicPartition; end: number }[]>();
+  await Promise.all(
+    partitions.map((tp) =>
+      limit(async () => {
+        const known = rt.engine.latestKnown(tp);
+        const entry = known.known ? known.entry : await rt.offsetMap.latest(tp);
+        if (!entry) return;
+        const target = rt.engine.targetOf(tp);
+        const list = ends.get(target.topic) ?? [];
+        list.push({ target, end: entry.lastStandby + 1 });
+        ends.set(target.topic, list);
+      }),
+    ),
+  );
+  for (const [topic, list] of ends) {
+    const stable = new Map(
+      (
+        await rt.targetReader.offsets(
+          topic,
+          list.map((e) => e.target.partition),
+        )
+      ).map((o) => [o.partition, o.lastStable]),
+    );
+    await Promise.all(
+      list
+        .filter((e) => (stable.get(e.target.partition) ?? -1) < e.end)
+        .map((e) => limit(() => waitVisible(rt.targetReader, e.target, e.end))),
+    );
+  }
 }

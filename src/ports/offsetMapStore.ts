@@ -44,6 +44,11 @@ export interface OffsetMapStore {
    * Heads cached for a while yet are not read again.
    */
   prefetchHeads?(tps: TopicPartition[]): Promise<void>;
+  /**
+   * Reads many partitions' heads now, in a few strongly consistent requests, whatever is cached (a writer
+   * reads its heads after its fence: a head read before may have been moved by the writer it fenced).
+   */
+  readHeads?(tps: TopicPartition[]): Promise<(PartitionHead | undefined)[]>;
   /** Writes the head; never moves a partition back to an older generation. */
   putHead(tp: TopicPartition, head: PartitionHead): Promise<void>;
 }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { OffsetMapEntry } from '../core/offsetMap.ts';
 import type { TopicPartition } from '../core/records.ts';
 import { KafkaError } from '../errors.ts';
 import type { PartitionReader } from '../ports/kafka.ts';
@@ -37,17 +38,33 @@ export interface PartitionLag {
   mirroredAt: number | null;
 }
 
+/** What a running writer knows of a partition's latest entry (the mirror engine's `latestKnown`). */
+export type KnownLatest = (
+  tp: TopicPartition,
+) => { known: false } | { known: true; entry: OffsetMapEntry | undefined };
+
 export async function partitionLag(
   deps: LagDeps,
   topics: string[],
   now = Date.now(),
+  knownLatest?: KnownLatest,
 ): Promise<PartitionLag[]> {
   const rows: PartitionLag[] = [];
   const ids = await deps.sourceAdmin?.topicIds(topics);
   for (const topic of topics) {
     const offsets = await deps.sourceReader.offsets(topic);
+    const known = offsets.map(
+      (o): ReturnType<KnownLatest> => knownLatest?.({ topic, partition: o.partition }) ?? { known: false },
+    );
+    // The heads of the partitions read from the map, in a few requests rather than one each.
+    await deps.offsetMap.prefetchHeads?.(
+      offsets.filter((_, i) => !known[i]!.known).map((o) => ({ topic, partition: o.partition })),
+    );
     const entries = await Promise.all(
-      offsets.map((o) => liveLatest(deps, { topic, partition: o.partition }, ids)),
+      offsets.map((o, i) => {
+        const k = known[i]!;
+        return k.known ? k.entry : liveLatest(deps, { topic, partition: o.partition }, ids);
+      }),
     );
     offsets.forEach((o, i) => {
       const entry = entries[i];

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit from 'p-limit';
 import {
   decideGeneration,
   generationStale,
@@ -92,6 +93,8 @@ export interface BatchResult {
 
 export interface RecoveryResult {
   lastMirrored: number | null;
+  /** The latest entry whose transaction is on the standby (undefined: nothing mirrored yet). */
+  latest?: OffsetMapEntry;
   generation: number;
   /** Set when this recovery began a new generation (a topic re-created on either side). */
   generationChanged?: { from: number; to: number; reason: string };
@@ -100,9 +103,23 @@ export interface RecoveryResult {
   headUnsaved: boolean;
 }
 
+/** A promise and its resolve (Promise.withResolvers, which Node 20 lacks). */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A partition's head as read after its writer's fence. */
+interface HeadRead {
+  head: PartitionHead | undefined;
+}
+
 interface PartitionState {
   writer?: TransactionalWriter;
   lastMirrored: number | null;
+  /** The entry of the last transaction on the standby, known to this writer (recovered or committed). */
+  latest?: OffsetMapEntry;
   head?: PartitionHead;
   /** The head changed in a way that may wait for the next entry (written with it, in one request). */
   headUnsaved: boolean;
@@ -147,15 +164,20 @@ export class MirrorEngine {
     records: readonly SourceRecord[],
     options: { checkContinuity?: boolean } = {},
   ): Promise<BatchResult> {
+    const state = this.stateOf(source);
+    const run = state.queue.then(() => this.mirrorSerial(source, records, state, options));
+    state.queue = run.catch(() => {});
+    return run;
+  }
+
+  private stateOf(source: TopicPartition): PartitionState {
     const key = partitionKey(source);
     let state = this.partitions.get(key);
     if (!state) {
       state = { lastMirrored: null, expectedNext: null, headUnsaved: false, queue: Promise.resolve() };
       this.partitions.set(key, state);
     }
-    const run = state.queue.then(() => this.mirrorSerial(source, records, state!, options));
-    state.queue = run.catch(() => {});
-    return run;
+    return state;
   }
 
   /** The standby partition a source partition is mirrored to. */
@@ -166,6 +188,16 @@ export class MirrorEngine {
   /** What the standby has of a partition (recovering it if this process has not yet). */
   lastMirrored(source: TopicPartition): number | null | undefined {
     return this.partitions.get(partitionKey(source))?.lastMirrored;
+  }
+
+  /**
+   * The latest offset-map entry of a partition as its writer here knows it: recovered after the fence or
+   * written by it and committed. `known: false` when this process holds no writer for it (not recovered,
+   * failed, or released); another process may have mirrored more then.
+   */
+  latestKnown(source: TopicPartition): { known: false } | { known: true; entry: OffsetMapEntry | undefined } {
+    const state = this.partitions.get(partitionKey(source));
+    return state?.writer ? { known: true, entry: state.latest } : { known: false };
   }
 
   private async mirrorSerial(
@@ -205,18 +237,7 @@ export class MirrorEngine {
     let recovered: RecoveryResult | undefined;
     const maxMessageBytes = await this.ensureTopic(source.topic);
     await this.dropIfTopicChanged(source, state);
-    if (!state.writer) {
-      state.writer = await this.options.writers.open(source);
-      recovered = await this.recover(source);
-      state.lastMirrored = recovered.lastMirrored;
-      state.sweepAfter = recovered.lastMirrored;
-      state.head = recovered.head;
-      state.headUnsaved = recovered.headUnsaved;
-      state.expectedNext =
-        recovered.lastMirrored !== null ? recovered.lastMirrored + 1 : recovered.generation > 1 ? 0 : null;
-      // Until a batch is known to follow what the standby has, each one is checked for a gap before it.
-      state.continuityUnknown = true;
-    }
+    if (!state.writer) recovered = await this.openAndRecover(source, state);
     const checkContinuity = options.checkContinuity === true || state.continuityUnknown;
     // Room for the record batch header around the records.
     const maxRequestBytes = Math.min(
@@ -255,6 +276,90 @@ export class MirrorEngine {
     };
   }
 
+  /**
+   * Opens the partition's writer (the fence), then learns what the standby has. `afterFence` may supply
+   * the partition's head, read after the fence (prepare reads many in one request).
+   */
+  private async openAndRecover(
+    source: TopicPartition,
+    state: PartitionState,
+    afterFence?: () => Promise<HeadRead | undefined>,
+  ): Promise<RecoveryResult> {
+    state.writer = await this.options.writers.open(source);
+    const recovered = await this.recover(source, await afterFence?.());
+    state.lastMirrored = recovered.lastMirrored;
+    state.latest = recovered.latest;
+    state.sweepAfter = recovered.lastMirrored;
+    state.head = recovered.head;
+    state.headUnsaved = recovered.headUnsaved;
+    state.expectedNext =
+      recovered.lastMirrored !== null ? recovered.lastMirrored + 1 : recovered.generation > 1 ? 0 : null;
+    // Until a batch is known to follow what the standby has, each one is checked for a gap before it.
+    state.continuityUnknown = true;
+    return recovered;
+  }
+
+  /**
+   * Opens and recovers the writers of partitions this process was just given, ahead of their first
+   * batches: one after the other (behind the consumer's few concurrent batches) they were most of a
+   * start-up over hundreds of partitions. `concurrency` partitions at a time, in two groups: each group
+   * opens its writers, reads their heads in one request (after the fences), then recovers them. Each runs
+   * in its partition's queue, like a batch, so it never overlaps one; a failure is only logged (the
+   * partition's first batch tries again).
+   */
+  async prepare(sources: readonly TopicPartition[], concurrency: number): Promise<void> {
+    const size = Math.max(1, Math.ceil(concurrency / 2));
+    const groups: TopicPartition[][] = [];
+    for (let i = 0; i < sources.length; i += size) groups.push(sources.slice(i, i + size));
+    const limit = pLimit(2);
+    await Promise.all(groups.map((group) => limit(() => this.prepareGroup(group))));
+  }
+
+  private async prepareGroup(group: readonly TopicPartition[]): Promise<void> {
+    if (this.closed) return;
+    const fenced = group.map(() => deferred<boolean>());
+    const heads = deferred<Map<string, HeadRead> | undefined>();
+    const tasks = group.map((source, i) => {
+      const state = this.stateOf(source);
+      const run = state.queue.then(async () => {
+        try {
+          if (this.closed || state.writer) return;
+          await this.ensureTopic(source.topic);
+          await this.openAndRecover(source, state, async () => {
+            fenced[i]!.resolve(true);
+            return (await heads.promise)?.get(partitionKey(source));
+          });
+        } finally {
+          fenced[i]!.resolve(false);
+        }
+      });
+      state.queue = run.catch(async (error) => {
+        await this.reset(state);
+        this.options.logger.debug(
+          'opening a writer ahead of its first batch failed; its first batch tries again',
+          {
+            topic: source.topic,
+            partition: source.partition,
+            error: (error as Error).message,
+          },
+        );
+      });
+      return state.queue;
+    });
+    const flags = await Promise.all(fenced.map((f) => f.promise));
+    const read = group.filter((_, i) => flags[i]);
+    // Without the batch (no such request, or it failed), each partition reads its own head.
+    heads.resolve(
+      read.length > 0 && this.options.offsetMap.readHeads
+        ? await this.options.offsetMap
+            .readHeads(read)
+            .then((found) => new Map(read.map((tp, i) => [partitionKey(tp), { head: found[i] }])))
+            .catch(() => undefined)
+        : undefined,
+    );
+    await Promise.all(tasks);
+  }
+
   /** Plans and writes records that follow what the standby has, transaction by transaction. */
   private async mirrorRecords(
     source: TopicPartition,
@@ -289,6 +394,7 @@ export class MirrorEngine {
       // a crash can leave an entry whose transaction never committed, which recovery checks and removes,
       // but never a committed transaction without its entry, so recovery never scans the standby's tail.
       const sent = transaction.requests.flat();
+      let written: OffsetMapEntry | undefined;
       await state.writer!.write(target, transaction.requests, {
         // A request over the limit is one record the source took compressed: it goes compressed too.
         compressAbove: maxRequestBytes,
@@ -306,9 +412,11 @@ export class MirrorEngine {
           });
           state.headUnsaved = false;
           await this.sweepZombies(source, state, entry.lastSource);
+          written = entry;
         },
       });
       state.lastMirrored = transaction.lastSource;
+      state.latest = written;
       mirrored += transaction.records;
     }
     let firstOffset: number | null = null;
@@ -470,11 +578,11 @@ export class MirrorEngine {
    * What the standby has of a source partition. Runs right after the writer was opened (the fence), so no
    * other writer can commit while the tail is read.
    */
-  async recover(source: TopicPartition): Promise<RecoveryResult> {
+  async recover(source: TopicPartition, preread?: HeadRead): Promise<RecoveryResult> {
     const target = this.target(source);
     const { offsetMap, targetReader } = this.options;
     const [head, live, [offsets]] = await Promise.all([
-      offsetMap.head(source),
+      preread ? preread.head : offsetMap.head(source),
       this.options.topicIds ? this.liveIds(source) : Promise.resolve({ source: null, standby: null }),
       targetReader.offsets(target.topic, [target.partition]),
     ]);
@@ -509,6 +617,7 @@ export class MirrorEngine {
       decision.kind === 'new' ? undefined : await this.confirmLatest(source, generation, known, offsets);
     return {
       lastMirrored: confirmed?.lastSource ?? null,
+      ...(confirmed ? { latest: confirmed } : {}),
       generation,
       ...(changed ? { generationChanged: changed } : {}),
       head: decision.head,
@@ -657,6 +766,7 @@ export class MirrorEngine {
     const writer = state.writer;
     state.writer = undefined;
     state.lastMirrored = null;
+    state.latest = undefined;
     await writer?.close();
   }
 
@@ -666,6 +776,21 @@ export class MirrorEngine {
     await Promise.all([...this.partitions.values()].map((s) => s.queue));
     await Promise.all([...this.partitions.values()].map((s) => this.reset(s)));
     await this.options.writers.close();
+  }
+
+  /** Forgets every partition but `sources` (after a rebalance), closing their writers. */
+  async retain(sources: readonly TopicPartition[]): Promise<void> {
+    const keep = new Set(sources.map(partitionKey));
+    const gone = [...this.partitions.keys()].filter((key) => !keep.has(key));
+    await Promise.all(
+      gone.map(async (key) => {
+        const state = this.partitions.get(key);
+        if (!state) return;
+        this.partitions.delete(key);
+        await state.queue;
+        await this.reset(state);
+      }),
+    );
   }
 
   /** Forgets a partition (after a rebalance took it away), closing its writer. */

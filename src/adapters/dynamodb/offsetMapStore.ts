@@ -86,17 +86,32 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
   async prefetchHeads(tps: TopicPartition[]): Promise<void> {
     // Heads cached for a while yet are not read again (a checkpoint's translation and observation both ask).
     const fresh = this.clock() + HEAD_CACHE_MS / 2;
-    const wanted = tps.filter((tp) => (this.heads.get(this.base(tp))?.until ?? 0) <= fresh);
+    await this.readIntoCache(tps.filter((tp) => (this.heads.get(this.base(tp))?.until ?? 0) <= fresh));
+  }
+
+  async readHeads(tps: TopicPartition[]): Promise<(PartitionHead | undefined)[]> {
+    await this.readIntoCache(tps);
+    // What the batch read, or what this store wrote or read since it was asked (newer still); a head
+    // whose write failed meanwhile is no longer cached, and is read again.
+    return Promise.all(
+      tps.map((tp) => {
+        const cached = this.heads.get(this.base(tp));
+        return cached ? cached.head : this.head(tp);
+      }),
+    );
+  }
+
+  private async readIntoCache(wanted: TopicPartition[]): Promise<void> {
     const byKey = new Map(wanted.map((tp) => [`${this.base(tp)}#head`, tp]));
     const keys = [...byKey.keys()];
     const limit = pLimit(4);
     const chunks: string[][] = [];
     for (let i = 0; i < keys.length; i += BATCH_GET_KEYS) chunks.push(keys.slice(i, i + BATCH_GET_KEYS));
-    await Promise.all(chunks.map((chunk) => limit(() => this.readHeads(chunk, byKey))));
+    await Promise.all(chunks.map((chunk) => limit(() => this.readHeadBatch(chunk, byKey))));
   }
 
   /** One BatchGetItem of up to 100 heads into the cache; a head not found is cached as none. */
-  private async readHeads(chunk: string[], byKey: Map<string, TopicPartition>): Promise<void> {
+  private async readHeadBatch(chunk: string[], byKey: Map<string, TopicPartition>): Promise<void> {
     const found = new Map<string, PartitionHead>();
     const asked = this.clock();
     let keys: Record<string, AttributeValue>[] = chunk.map((k) => ({ p: { S: k }, o: { N: '0' } }));

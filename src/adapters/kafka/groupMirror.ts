@@ -26,6 +26,12 @@ export interface GroupMirrorOptions {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * Writers opened and recovered at once after an assignment, ahead of the first batches. Each is a few
+ * round trips (InitProducerId, the map's head and latest entry, the standby's offsets), so this bounds the
+ * requests a start-up puts on the standby's coordinator and the offset table, not CPU.
+ */
+const PREPARE_CONCURRENCY = 32;
 
 /** The wait before retrying a partition's batch for the `attempt`th time: 500 ms, doubling, at most 30 s. */
 export function retryBackoffMs(attempt: number): number {
@@ -97,6 +103,16 @@ export class GroupMirror {
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       const assigned = event.payload.memberAssignment as Record<string, number[]>;
       logger.info('partitions assigned', { groupId, assigned });
+      const sources = Object.entries(assigned).flatMap(([topic, partitions]) =>
+        partitions.map((partition) => ({ topic, partition })),
+      );
+      // Writers of partitions another member now has would only hold connections (that member fences them).
+      void this.engine
+        .retain(sources)
+        .then(() => this.engine.prepare(sources, PREPARE_CONCURRENCY))
+        .catch((error) =>
+          logger.warn('preparing the assigned partitions failed', { error: describeError(error) }),
+        );
     });
     await consumer.connect();
     if (topics.length > 0) await consumer.subscribe({ topics, fromBeginning: true });
