@@ -252,25 +252,35 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
  * connection to a seed broker and one to each broker it talks to, their request timers and metadata, which
  * at 1,000 partitions came to about 0.8 MB of memory and most of the mirror's CPU (garbage collection,
  * request-queue timers). A producer's transactional id, producer id, epoch and sequence numbers live in
- * the producer, not in its connections, so producers can share them: fencing is unchanged. A broker
- * answers the requests of one connection one at a time, so there are several clusters, each producer
- * sending through one of them (round robin).
+ * the producer, not in its connections, so producers can share them: fencing is unchanged.
+ *
+ * Producers share only with producers of the same key (the topic they write): a cluster's metadata
+ * covers every topic its producers ever wrote, and kafkajs fails a whole refresh when one of them is gone,
+ * so a standby topic deleted under a cluster shared across topics would stop the writers of all of them.
+ * A broker answers one connection's requests one at a time (an acks=all produce or a commit holds the
+ * connection until it is replicated), so a key has up to `perKey` clusters, its producers spread over
+ * them. A cluster is closed when its last producer disconnects.
  */
 export class SharedProducerClusters implements TransactionalProducers {
-  private readonly members: { cluster: KafkajsCluster; view: KafkajsCluster }[] = [];
-  private next = 0;
+  private readonly byKey = new Map<string, SharedCluster[]>();
+  private readonly turns = new Map<string, number>();
   private shared?: { logger: unknown; retry: object };
 
   constructor(
     private readonly kafka: Kafka,
-    private readonly size: number,
+    private readonly perKey: number,
   ) {}
 
-  /** A transactional producer that sends through one of the shared clusters. */
-  producer(options: { transactionalId: string; transactionTimeout: number; retry: object }): Producer {
-    const member = this.member();
+  /** A transactional producer sending through a cluster shared with producers of the same key. */
+  producer(options: {
+    transactionalId: string;
+    transactionTimeout: number;
+    retry: object;
+    shareKey?: string;
+  }): Producer {
+    const member = this.member(options.shareKey ?? `id:${options.transactionalId}`);
     return createProducer({
-      cluster: member.view,
+      cluster: member.view(),
       logger: this.shared!.logger,
       retry: { ...this.shared!.retry, ...options.retry },
       // kafkajs makes every transactional send idempotent (as kafka.producer({ idempotent: false }) did).
@@ -280,50 +290,92 @@ export class SharedProducerClusters implements TransactionalProducers {
     });
   }
 
-  private member() {
-    if (this.members.length < this.size) {
+  private member(key: string): SharedCluster {
+    const members = this.byKey.get(key) ?? [];
+    this.byKey.set(key, members);
+    if (members.length < this.perKey) {
       const { cluster, logger, retry } = createProducerCluster(this.kafka);
       this.shared ??= { logger, retry };
-      this.members.push({ cluster, view: sharedView(cluster) });
+      const member = new SharedCluster(cluster, () => {
+        const left = (this.byKey.get(key) ?? []).filter((m) => m !== member);
+        if (left.length > 0) this.byKey.set(key, left);
+        else this.byKey.delete(key);
+      });
+      members.push(member);
+      return member;
     }
-    const member = this.members[this.next % this.members.length]!;
-    this.next++;
-    return member;
+    const turn = this.turns.get(key) ?? 0;
+    this.turns.set(key, turn + 1);
+    return members[turn % members.length]!;
   }
 
   async close(): Promise<void> {
-    const members = this.members.splice(0);
-    await Promise.all(members.map((m) => m.cluster.disconnect().catch(() => {})));
+    const members = [...this.byKey.values()].flat();
+    this.byKey.clear();
+    this.turns.clear();
+    await Promise.all(members.map((m) => m.close()));
   }
 }
 
 /**
- * The cluster as one producer sees it: connecting joins one shared connect, and a producer's disconnect
- * leaves the connections to the others (the pool closes them). Everything else is the cluster's own,
- * called on the cluster itself (its methods keep state on `this`).
+ * One kafkajs cluster and the producers using it. Each producer sees it through a view: connecting joins
+ * one shared connect, disconnecting only leaves (the last to leave closes the cluster). Everything else is
+ * the cluster's own, called on the cluster itself (its methods keep state on `this`).
  */
-function sharedView(cluster: KafkajsCluster): KafkajsCluster {
-  let connecting: Promise<void> | undefined;
-  const connect = () => {
-    connecting ??= cluster.connect().finally(() => (connecting = undefined));
-    return connecting;
-  };
-  return new Proxy(cluster, {
-    get(target, property) {
-      if (property === 'connect') return connect;
-      if (property === 'disconnect') return async () => {};
-      const value = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+class SharedCluster {
+  private users = 0;
+  private connecting?: Promise<void>;
+  private closed = false;
+
+  constructor(
+    private readonly cluster: KafkajsCluster,
+    private readonly onEmpty: () => void,
+  ) {}
+
+  view(): KafkajsCluster {
+    this.users++;
+    let left = false;
+    const connect = () => {
+      this.connecting ??= this.cluster.connect().finally(() => (this.connecting = undefined));
+      return this.connecting;
+    };
+    const disconnect = async () => {
+      if (left) return;
+      left = true;
+      if (--this.users === 0) await this.close();
+    };
+    const cluster = this.cluster;
+    return new Proxy(cluster, {
+      get(target, property) {
+        if (property === 'connect') return connect;
+        if (property === 'disconnect') return disconnect;
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.onEmpty();
+    await this.connecting?.catch(() => {});
+    await this.cluster.disconnect().catch(() => {});
+  }
 }
 
-/** Shared clusters per standby: enough connections that a broker works on several producers' requests at once. */
+/** Clusters per topic: enough connections that a broker works on several of its producers' requests at once. */
 const SHARED_PRODUCER_CLUSTERS = 8;
 
 /** Where the factory's transactional producers come from (shared clusters; a stand-in in unit tests). */
 export interface TransactionalProducers {
-  producer(options: { transactionalId: string; transactionTimeout: number; retry: object }): Producer;
+  producer(options: {
+    transactionalId: string;
+    transactionTimeout: number;
+    retry: object;
+    /** Producers with the same key may share connections (the topic a mirror writer writes). */
+    shareKey?: string;
+  }): Producer;
   close(): Promise<void>;
 }
 
@@ -342,12 +394,19 @@ export class KafkaTransactionalWriterFactory implements TransactionalWriterFacto
   ) {}
 
   open(source: TopicPartition): Promise<TransactionalWriter> {
-    return this.openWithId(transactionalId(this.pair, this.sourceAlias, source), { ...source });
+    // A partition's writer writes its topic's standby topic: it shares connections with that topic's writers.
+    return this.openWithId(transactionalId(this.pair, this.sourceAlias, source), { ...source }, source.topic);
   }
 
-  async openWithId(id: string, details: Record<string, unknown> = {}): Promise<KafkaTransactionalWriter> {
+  /** A writer of its own connections unless `shareKey` names writers it may share them with. */
+  async openWithId(
+    id: string,
+    details: Record<string, unknown> = {},
+    shareKey?: string,
+  ): Promise<KafkaTransactionalWriter> {
     const producer = this.clusters.producer({
       transactionalId: id,
+      ...(shareKey !== undefined ? { shareKey: `topic:${shareKey}` } : {}),
       transactionTimeout: 60_000,
       // The coordinator answers CONCURRENT_TRANSACTIONS until the previous commit's markers are written;
       // kafkajs's default 300 ms backoff would cap a partition at ~3 transactions per second.
