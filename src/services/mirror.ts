@@ -120,6 +120,8 @@ interface PartitionState {
   lastMirrored: number | null;
   /** The entry of the last transaction on the standby, known to this writer (recovered or committed). */
   latest?: OffsetMapEntry;
+  /** Set once the writer's recovery ended: until then `latest` is not known. */
+  recovered?: boolean;
   head?: PartitionHead;
   /** The head changed in a way that may wait for the next entry (written with it, in one request). */
   headUnsaved: boolean;
@@ -197,7 +199,7 @@ export class MirrorEngine {
    */
   latestKnown(source: TopicPartition): { known: false } | { known: true; entry: OffsetMapEntry | undefined } {
     const state = this.partitions.get(partitionKey(source));
-    return state?.writer ? { known: true, entry: state.latest } : { known: false };
+    return state?.writer && state.recovered ? { known: true, entry: state.latest } : { known: false };
   }
 
   private async mirrorSerial(
@@ -289,6 +291,7 @@ export class MirrorEngine {
     const recovered = await this.recover(source, await afterFence?.());
     state.lastMirrored = recovered.lastMirrored;
     state.latest = recovered.latest;
+    state.recovered = true;
     state.sweepAfter = recovered.lastMirrored;
     state.head = recovered.head;
     state.headUnsaved = recovered.headUnsaved;
@@ -315,15 +318,17 @@ export class MirrorEngine {
     await Promise.all(groups.map((group) => limit(() => this.prepareGroup(group))));
   }
 
-  private async prepareGroup(group: readonly TopicPartition[]): Promise<void> {
-    if (this.closed) return;
+  private async prepareGroup(all: readonly TopicPartition[]): Promise<void> {
+    // A rebalance since the prepare began may have given some of them to another member.
+    const group = all.filter((source) => this.isAssigned(source));
+    if (this.closed || group.length === 0) return;
     const fenced = group.map(() => deferred<boolean>());
     const heads = deferred<Map<string, HeadRead> | undefined>();
     const tasks = group.map((source, i) => {
       const state = this.stateOf(source);
       const run = state.queue.then(async () => {
         try {
-          if (this.closed || state.writer) return;
+          if (this.closed || state.writer || !this.isAssigned(source)) return;
           await this.ensureTopic(source.topic);
           await this.openAndRecover(source, state, async () => {
             fenced[i]!.resolve(true);
@@ -767,6 +772,7 @@ export class MirrorEngine {
     state.writer = undefined;
     state.lastMirrored = null;
     state.latest = undefined;
+    state.recovered = false;
     await writer?.close();
   }
 
@@ -778,27 +784,27 @@ export class MirrorEngine {
     await this.options.writers.close();
   }
 
-  /** Forgets every partition but `sources` (after a rebalance), closing their writers. */
+  /**
+   * Closes the writers of every partition but `sources` (after a rebalance gave them to another member),
+   * each in its partition's queue, so that work for a partition given back meanwhile runs after it; a
+   * prepare still running skips partitions no longer assigned.
+   */
   async retain(sources: readonly TopicPartition[]): Promise<void> {
     const keep = new Set(sources.map(partitionKey));
-    const gone = [...this.partitions.keys()].filter((key) => !keep.has(key));
-    await Promise.all(
-      gone.map(async (key) => {
-        const state = this.partitions.get(key);
-        if (!state) return;
-        this.partitions.delete(key);
-        await state.queue;
-        await this.reset(state);
-      }),
-    );
+    this.assigned = keep;
+    const closing: Promise<unknown>[] = [];
+    for (const [key, state] of this.partitions) {
+      if (keep.has(key)) continue;
+      state.queue = state.queue.then(() => this.reset(state)).catch(() => {});
+      closing.push(state.queue);
+    }
+    await Promise.all(closing);
   }
 
-  /** Forgets a partition (after a rebalance took it away), closing its writer. */
-  async release(source: TopicPartition): Promise<void> {
-    const state = this.partitions.get(partitionKey(source));
-    if (!state) return;
-    this.partitions.delete(partitionKey(source));
-    await state.queue;
-    await this.reset(state);
+  /** The partitions this process was last assigned (undefined: not told, so every partition). */
+  private assigned?: Set<string>;
+
+  private isAssigned(source: TopicPartition): boolean {
+    return this.assigned === undefined || this.assigned.has(partitionKey(source));
   }
 }

@@ -81,10 +81,13 @@ function offsetTableRequests(rt: Runtime): { take: () => string[] } {
       const input = args.input as {
         TableName?: string;
         TransactItems?: Record<string, { TableName?: string }>[];
+        RequestItems?: Record<string, unknown>;
       };
       const tables = input.TableName
         ? [input.TableName]
-        : (input.TransactItems ?? []).flatMap((item) => Object.values(item).map((op) => op.TableName));
+        : input.RequestItems
+          ? Object.keys(input.RequestItems)
+          : (input.TransactItems ?? []).flatMap((item) => Object.values(item).map((op) => op.TableName));
       if (tables.includes(config.offsetTable)) seen.push(context.commandName ?? 'unknown');
       return next(args);
     },
@@ -146,6 +149,80 @@ describe('mirror engine', () => {
     expect(headReads).toBeLessThanOrEqual(1);
     const standby = await readWithKcat('standby', topic);
     expect(standby).toHaveLength(2400);
+  });
+
+  it('prepares assigned writers ahead of their batches (heads in one BatchGetItem), opens none a rebalance gave away, and mirrors exactly once after', async () => {
+    const topic = uniqueName('prep');
+    const all = Array.from({ length: 12 }, (_, partition) => ({ topic, partition }));
+    await createTopics('primary', [{ topic, numPartitions: all.length }]);
+    await createTopics('standby', [{ topic, numPartitions: all.length }]);
+    await fillPartitions(
+      topic,
+      all.map((tp) => tp.partition),
+      7,
+      (p, i) => `p${p}-r${i}`,
+    );
+    const rt = runtime();
+    const requests = offsetTableRequests(rt);
+    const real = new KafkaTransactionalWriterFactory(
+      rt.targetKafka,
+      config.pair,
+      config.primary.alias,
+      'none',
+    );
+    const opened: number[] = [];
+    const engine = new MirrorEngine({
+      sourceAlias: config.primary.alias,
+      targetAlias: config.standby.alias,
+      writers: {
+        open: (source) => {
+          opened.push(source.partition);
+          return real.open(source);
+        },
+        openWithId: (id) => real.openWithId(id),
+        close: () => real.close(),
+      },
+      targetReader: rt.targetReader,
+      offsetMap: rt.offsetMap,
+      limits: { maxTransactionRecords: 100, maxRequestBytes: 1_000_000 },
+      logger: capturingLogger().logger,
+    });
+    const kept = all.slice(0, 6);
+    try {
+      // Groups of 2, two at a time: partitions 0-3 are under way when the rebalance keeps 0-5 only.
+      const preparing = engine.prepare(all, 4);
+      await engine.retain(kept);
+      await preparing;
+      expect(
+        opened.filter((p) => p >= 6),
+        'writers opened for partitions given away',
+      ).toEqual([]);
+      // Prepared once: a second prepare opens nothing. Every head was read in a batch after the fences.
+      await engine.prepare(kept, 12);
+      for (const tp of kept) expect(engine.latestKnown(tp)).toEqual({ known: true, entry: undefined });
+      for (const tp of all.slice(6)) expect(engine.latestKnown(tp)).toEqual({ known: false });
+      const reads = requests.take();
+      expect(reads.filter((c) => c === 'GetItemCommand')).toEqual([]);
+      expect(reads.filter((c) => c === 'BatchGetItemCommand').length).toBeGreaterThan(0);
+      expect(opened.length).toBe(kept.length);
+      const before = opened.length;
+      for (const tp of kept) {
+        const result = await engine.mirrorBatch(tp, await readAll(rt, tp));
+        expect(result.mirrored, `${tp.partition}`).toBe(7);
+      }
+      // Their batches used the prepared writers.
+      expect(opened.length).toBe(before);
+      // Delivered again (a consumer replay): nothing doubles.
+      for (const tp of kept) expect((await engine.mirrorBatch(tp, await readAll(rt, tp))).mirrored).toBe(0);
+    } finally {
+      await engine.close();
+    }
+    for (const tp of kept) {
+      const standby = await readWithKcat('standby', topic, { partition: tp.partition });
+      expect(standby.map((r) => r.value!.toString())).toEqual(
+        Array.from({ length: 7 }, (_, i) => `p${tp.partition}-r${i}`),
+      );
+    }
   });
 
   it('lets exactly one of two racing writers of a partition write: fenced, no duplicate, no loss', async () => {

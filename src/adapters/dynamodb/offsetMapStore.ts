@@ -90,28 +90,29 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
   }
 
   async readHeads(tps: TopicPartition[]): Promise<(PartitionHead | undefined)[]> {
-    await this.readIntoCache(tps);
-    // What the batch read, or what this store wrote or read since it was asked (newer still); a head
-    // whose write failed meanwhile is no longer cached, and is read again.
-    return Promise.all(
-      tps.map((tp) => {
-        const cached = this.heads.get(this.base(tp));
-        return cached ? cached.head : this.head(tp);
-      }),
-    );
+    // What the batch itself read: a head in the cache may come from a read sent before the caller asked.
+    const read = await this.readIntoCache(tps);
+    return tps.map((tp) => read.get(`${this.base(tp)}#head`));
   }
 
-  private async readIntoCache(wanted: TopicPartition[]): Promise<void> {
+  /** Reads the heads of `wanted` (cached too); returns what was read, by head key. */
+  private async readIntoCache(wanted: TopicPartition[]): Promise<Map<string, PartitionHead | undefined>> {
     const byKey = new Map(wanted.map((tp) => [`${this.base(tp)}#head`, tp]));
     const keys = [...byKey.keys()];
     const limit = pLimit(4);
     const chunks: string[][] = [];
     for (let i = 0; i < keys.length; i += BATCH_GET_KEYS) chunks.push(keys.slice(i, i + BATCH_GET_KEYS));
-    await Promise.all(chunks.map((chunk) => limit(() => this.readHeadBatch(chunk, byKey))));
+    const read = new Map<string, PartitionHead | undefined>();
+    await Promise.all(chunks.map((chunk) => limit(() => this.readHeadBatch(chunk, byKey, read))));
+    return read;
   }
 
   /** One BatchGetItem of up to 100 heads into the cache; a head not found is cached as none. */
-  private async readHeadBatch(chunk: string[], byKey: Map<string, TopicPartition>): Promise<void> {
+  private async readHeadBatch(
+    chunk: string[],
+    byKey: Map<string, TopicPartition>,
+    read: Map<string, PartitionHead | undefined>,
+  ): Promise<void> {
     const found = new Map<string, PartitionHead>();
     const asked = this.clock();
     let keys: Record<string, AttributeValue>[] = chunk.map((k) => ({ p: { S: k }, o: { N: '0' } }));
@@ -136,6 +137,7 @@ export class DynamoDBOffsetMapStore implements OffsetMapStore {
     }
     const until = this.clock() + HEAD_CACHE_MS;
     for (const key of chunk) {
+      read.set(key, found.get(key));
       const base = key.slice(0, -'#head'.length);
       // A head this store wrote or read while the batch was out is at least as new: it stays.
       if ((this.heads.get(base)?.until ?? 0) >= asked + HEAD_CACHE_MS) continue;
