@@ -96,6 +96,7 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- f
     const phases = result.sizes
       .map((s) => `- ${label(s)}: ${s.runs.map((r) => JSON.stringify(r.timings)).join('; ')}`)
       .join('\n');
+    const growth = scaleGrowth(result.sizes);
     updateDoc(
       'scale',
       `## Scale: failover, checkpoint and mirror start-up by size (${result.date.slice(0, 10)})
@@ -103,13 +104,15 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- f
 Topics of ${result.sizes.map((s) => s.partitionsPerTopic).join('/')} partitions with ${result.setup.recordsPerPartition} records each; each group commits on
 every partition of one topic. Each command in a process of its own, as a user runs it (its start-up and first
 connections included): \`kdr mirror --until-caught-up\`, then \`kdr checkpoint\`, then \`kdr failover --planned\`
-(RTO from its report). One broker per cluster, DynamoDB on moto. Median of ${result.sizes[0]!.runs.length} runs per size.
+(RTO from its report). One broker per cluster, DynamoDB on moto. ${result.sizes[0]!.runs.length === 1 ? 'One run per size (not a median: `SCALE_RUNS=1`).' : `Median of ${result.sizes[0]!.runs.length} runs per size.`}
 
 | partitions | groups | group-partitions | failover RTO (s) | checkpoint (s) | mirror until caught up (s) | mirror peak RSS (MiB) | failover peak RSS (MiB) |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows}
 
 ![scale](bench-scale.svg)
+
+${growth}
 
 Failover phases (ms), each run:
 ${phases}
@@ -345,4 +348,34 @@ Cost per TB from these figures: [COST.md](COST.md). Raw: \`${file.split('/').sli
 } finally {
   if (Object.keys(all).length > 0) writeResults('all', all);
   if (!wasUp) await lab.down();
+}
+
+/**
+ * How each figure grows between the smallest and the largest size measured (per 1,000 partitions, the
+ * mirror's memory per partition), and a straight-line extrapolation to 10x the largest size.
+ */
+function scaleGrowth(
+  sizes: {
+    partitions: number;
+    median: Record<'rtoMs' | 'checkpointMs' | 'mirrorMs' | 'mirrorPeakRssMiB', number>;
+  }[],
+): string {
+  if (sizes.length < 2) return 'Only one size ran: no growth to state.';
+  const [a, b] = [sizes[0]!, sizes.at(-1)!];
+  const span = b.partitions - a.partitions;
+  const slope = (f: 'rtoMs' | 'checkpointMs' | 'mirrorMs' | 'mirrorPeakRssMiB') =>
+    (b.median[f] - a.median[f]) / span;
+  const at10x = (f: 'rtoMs' | 'checkpointMs' | 'mirrorMs' | 'mirrorPeakRssMiB') =>
+    b.median[f] + slope(f) * (9 * b.partitions);
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  return [
+    `Growth from ${a.partitions} to ${b.partitions} partitions (straight line through the two figures; the 10x column extrapolates it to ${10 * b.partitions} partitions, which the lab cannot run):`,
+    '',
+    '| figure | per 1,000 partitions | at 10x |',
+    '| --- | --- | --- |',
+    `| mirror until caught up | ${s(slope('mirrorMs') * 1000)} | ${s(at10x('mirrorMs'))} |`,
+    `| mirror peak RSS | ${Math.round(slope('mirrorPeakRssMiB') * 1000)} MiB (${Math.round(slope('mirrorPeakRssMiB') * 1024)} KiB per partition) | ${Math.round(at10x('mirrorPeakRssMiB'))} MiB |`,
+    `| kdr checkpoint | ${s(slope('checkpointMs') * 1000)} | ${s(at10x('checkpointMs'))} |`,
+    `| planned failover RTO | ${s(slope('rtoMs') * 1000)} | ${s(at10x('rtoMs'))} |`,
+  ].join('\n');
 }
