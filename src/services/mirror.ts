@@ -199,7 +199,9 @@ export class MirrorEngine {
    */
   latestKnown(source: TopicPartition): { known: false } | { known: true; entry: OffsetMapEntry | undefined } {
     const state = this.partitions.get(partitionKey(source));
-    return state?.writer && state.recovered ? { known: true, entry: state.latest } : { known: false };
+    return state?.writer && state.recovered && this.isAssigned(source)
+      ? { known: true, entry: state.latest }
+      : { known: false };
   }
 
   private async mirrorSerial(
@@ -220,7 +222,8 @@ export class MirrorEngine {
         // A fence means another writer took the partition. Taking it back once (which recovers what that
         // writer committed) keeps two Lambda containers from failing each other's batches forever; after a
         // random pause, so that two writers fencing each other fall out of step and one finishes.
-        if (error instanceof ProducerFencedError && attempt === 1) {
+        // Not a partition a rebalance gave to another member: that member is the one fencing it.
+        if (error instanceof ProducerFencedError && attempt === 1 && this.isAssigned(source)) {
           log.warn('fenced by another writer; taking the partition back', { error: error.message });
           await sleep(RETAKE_PAUSE_MS * (0.5 + Math.random()));
           continue;
@@ -330,6 +333,8 @@ export class MirrorEngine {
         try {
           if (this.closed || state.writer || !this.isAssigned(source)) return;
           await this.ensureTopic(source.topic);
+          // A rebalance may have come while the topic was ensured (its first time: admin requests).
+          if (!this.isAssigned(source)) return;
           await this.openAndRecover(source, state, async () => {
             fenced[i]!.resolve(true);
             return (await heads.promise)?.get(partitionKey(source));

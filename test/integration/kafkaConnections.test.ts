@@ -79,10 +79,11 @@ it('transactional writers of many partitions share a few connections, fence each
         w.write({ topic, partition }, [[record(partition, 0), record(partition, 1)]]),
       ),
     );
-    // One producer cluster each would be two sockets per writer (seed broker and leader): 80 here.
+    // A producer cluster each was a socket per writer on this one-broker lab: 40 here. Now a cluster per
+    // 16 writers of a topic (one socket each here, the seed broker being the leader).
     const open = openSocketsTo(broker).length - before;
     expect(open).toBeGreaterThan(0);
-    expect(open).toBeLessThanOrEqual(16);
+    expect(open).toBeLessThanOrEqual(3);
 
     // A writer opened again for partition 0 fences the first, even over the same connections.
     const again = await factory.open({ topic, partition: 0 });
@@ -150,4 +151,36 @@ it('a standby topic deleted under its writers stops only them: writers of other 
     const [a, b] = await Promise.all([readWithKcat('standby', kept), readWithKcat('standby', later)]);
     return a.length === 2 * partitions.length && b.length === partitions.length;
   });
+});
+
+it('writers of topics with a few partitions share one cluster per topic', async () => {
+  const topics = Array.from({ length: 6 }, () => uniqueName('conn-small'));
+  await createTopics(
+    'standby',
+    topics.map((topic) => ({ topic, numPartitions: 3 })),
+  );
+  const broker = config.standby.brokers[0]!;
+  const before = openSocketsTo(broker).length;
+  const factory = new KafkaTransactionalWriterFactory(
+    kafkaFor('standby'),
+    uniqueName('pair'),
+    'primary',
+    'none',
+  );
+  try {
+    const targets = topics.flatMap((topic) => [0, 1, 2].map((partition) => ({ topic, partition })));
+    const writers = await Promise.all(targets.map((tp) => factory.open(tp)));
+    await Promise.all(
+      writers.map((w, i) =>
+        w.write(targets[i]!, [
+          [{ sourceOffset: 0, timestamp: Date.now(), key: null, value: Buffer.from('r'), headers: [] }],
+        ]),
+      ),
+    );
+    // 18 writers: one cluster (a socket here) per topic.
+    expect(openSocketsTo(broker).length - before).toBe(topics.length);
+  } finally {
+    await factory.close();
+  }
+  expect(openSocketsTo(broker).length).toBe(before);
 });

@@ -258,12 +258,11 @@ class KafkaTransactionalWriter implements TransactionalWriter, MultiPartitionWri
  * covers every topic its producers ever wrote, and kafkajs fails a whole refresh when one of them is gone,
  * so a standby topic deleted under a cluster shared across topics would stop the writers of all of them.
  * A broker answers one connection's requests one at a time (an acks=all produce or a commit holds the
- * connection until it is replicated), so a key has up to `perKey` clusters, its producers spread over
- * them. A cluster is closed when its last producer disconnects.
+ * connection until it is replicated), so a key gets another cluster each 16 producers, up to `perKey`,
+ * a new producer going to the least used. A cluster is closed when its last producer disconnects.
  */
 export class SharedProducerClusters implements TransactionalProducers {
   private readonly byKey = new Map<string, SharedCluster[]>();
-  private readonly turns = new Map<string, number>();
   private shared?: { logger: unknown; retry: object };
 
   constructor(
@@ -293,7 +292,9 @@ export class SharedProducerClusters implements TransactionalProducers {
   private member(key: string): SharedCluster {
     const members = this.byKey.get(key) ?? [];
     this.byKey.set(key, members);
-    if (members.length < this.perKey) {
+    // A new cluster only when those of the key are busy: topics of a few partitions share one.
+    const room = members.some((m) => m.producers < PRODUCERS_PER_CLUSTER);
+    if (members.length < this.perKey && !room) {
       const { cluster, logger, retry } = createProducerCluster(this.kafka);
       this.shared ??= { logger, retry };
       const member = new SharedCluster(cluster, () => {
@@ -304,15 +305,13 @@ export class SharedProducerClusters implements TransactionalProducers {
       members.push(member);
       return member;
     }
-    const turn = this.turns.get(key) ?? 0;
-    this.turns.set(key, turn + 1);
-    return members[turn % members.length]!;
+    // The least used, so that producers spread over the key's clusters as they open and close.
+    return members.reduce((a, b) => (b.producers < a.producers ? b : a));
   }
 
   async close(): Promise<void> {
     const members = [...this.byKey.values()].flat();
     this.byKey.clear();
-    this.turns.clear();
     await Promise.all(members.map((m) => m.close()));
   }
 }
@@ -324,6 +323,12 @@ export class SharedProducerClusters implements TransactionalProducers {
  */
 class SharedCluster {
   private users = 0;
+
+  /** Producers using the cluster now. */
+  get producers(): number {
+    return this.users;
+  }
+
   private connecting?: Promise<void>;
   private closed = false;
 
@@ -336,6 +341,9 @@ class SharedCluster {
     this.users++;
     let left = false;
     const connect = () => {
+      // A cluster closed under a producer (the pool closing) is not opened again behind the pool's back.
+      if (this.closed)
+        return Promise.reject(new KafkaError('KAFKA_REQUEST_FAILED', 'the writer pool is closed'));
       this.connecting ??= this.cluster.connect().finally(() => (this.connecting = undefined));
       return this.connecting;
     };
@@ -366,6 +374,8 @@ class SharedCluster {
 
 /** Clusters per topic: enough connections that a broker works on several of its producers' requests at once. */
 const SHARED_PRODUCER_CLUSTERS = 8;
+/** Producers a cluster takes before its topic gets another (up to SHARED_PRODUCER_CLUSTERS). */
+const PRODUCERS_PER_CLUSTER = 16;
 
 /** Where the factory's transactional producers come from (shared clusters; a stand-in in unit tests). */
 export interface TransactionalProducers {
