@@ -39,22 +39,20 @@ export interface PartitionLag {
 }
 
 /** What a running writer knows of a partition's latest entry (the mirror engine's `latestKnown`). */
-export type KnownLatest = (
-  tp: TopicPartition,
-) => { known: false } | { known: true; entry: OffsetMapEntry | undefined };
+export type LatestKnown = { known: false } | { known: true; entry: OffsetMapEntry | undefined };
 
 export async function partitionLag(
   deps: LagDeps,
   topics: string[],
   now = Date.now(),
-  knownLatest?: KnownLatest,
+  knownLatest?: (tp: TopicPartition) => LatestKnown,
 ): Promise<PartitionLag[]> {
   const rows: PartitionLag[] = [];
   const ids = await deps.sourceAdmin?.topicIds(topics);
   for (const topic of topics) {
     const offsets = await deps.sourceReader.offsets(topic);
     const known = offsets.map(
-      (o): ReturnType<KnownLatest> => knownLatest?.({ topic, partition: o.partition }) ?? { known: false },
+      (o): LatestKnown => knownLatest?.({ topic, partition: o.partition }) ?? { known: false },
     );
     // The heads of the partitions read from the map, in a few requests rather than one each.
     await deps.offsetMap.prefetchHeads?.(

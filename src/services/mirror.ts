@@ -21,7 +21,7 @@ import type {
   TransactionalWriterFactory,
 } from '../ports/kafka.ts';
 import type { OffsetMapStore } from '../ports/offsetMapStore.ts';
-import { waitVisible } from './lag.ts';
+import { type LatestKnown, waitVisible } from './lag.ts';
 import { verifiedCopies } from './provenance.ts';
 
 /**
@@ -120,8 +120,6 @@ interface PartitionState {
   lastMirrored: number | null;
   /** The entry of the last transaction on the standby, known to this writer (recovered or committed). */
   latest?: OffsetMapEntry;
-  /** Set once the writer's recovery ended: until then `latest` is not known. */
-  recovered?: boolean;
   head?: PartitionHead;
   /** The head changed in a way that may wait for the next entry (written with it, in one request). */
   headUnsaved: boolean;
@@ -197,11 +195,9 @@ export class MirrorEngine {
    * written by it and committed. `known: false` when this process holds no writer for it (not recovered,
    * failed, or released); another process may have mirrored more then.
    */
-  latestKnown(source: TopicPartition): { known: false } | { known: true; entry: OffsetMapEntry | undefined } {
+  latestKnown(source: TopicPartition): LatestKnown {
     const state = this.partitions.get(partitionKey(source));
-    return state?.writer && state.recovered && this.isAssigned(source)
-      ? { known: true, entry: state.latest }
-      : { known: false };
+    return state?.writer && this.isAssigned(source) ? { known: true, entry: state.latest } : { known: false };
   }
 
   private async mirrorSerial(
@@ -283,18 +279,25 @@ export class MirrorEngine {
 
   /**
    * Opens the partition's writer (the fence), then learns what the standby has. `afterFence` may supply
-   * the partition's head, read after the fence (prepare reads many in one request).
+   * the partition's head, read after the fence (prepare reads many in one request). The state holds the
+   * writer only once its recovery ended: what it knows before then is not known.
    */
   private async openAndRecover(
     source: TopicPartition,
     state: PartitionState,
     afterFence?: () => Promise<HeadRead | undefined>,
   ): Promise<RecoveryResult> {
-    state.writer = await this.options.writers.open(source);
-    const recovered = await this.recover(source, await afterFence?.());
+    const writer = await this.options.writers.open(source);
+    let recovered: RecoveryResult;
+    try {
+      recovered = await this.recover(source, await afterFence?.());
+    } catch (error) {
+      await writer.close();
+      throw error;
+    }
+    state.writer = writer;
     state.lastMirrored = recovered.lastMirrored;
     state.latest = recovered.latest;
-    state.recovered = true;
     state.sweepAfter = recovered.lastMirrored;
     state.head = recovered.head;
     state.headUnsaved = recovered.headUnsaved;
@@ -777,7 +780,6 @@ export class MirrorEngine {
     state.writer = undefined;
     state.lastMirrored = null;
     state.latest = undefined;
-    state.recovered = false;
     await writer?.close();
   }
 
