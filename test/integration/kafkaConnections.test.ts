@@ -34,6 +34,22 @@ function openSocketsTo(broker: string): Socket[] {
   );
 }
 
+/**
+ * A record for a writer, stamped now: a 1970 timestamp is past the retention, and the broker may delete
+ * it before kcat reads it.
+ */
+const record = (sourceOffset: number, value: string): OutgoingRecord => ({
+  sourceOffset,
+  timestamp: Date.now(),
+  key: null,
+  value: Buffer.from(value),
+  headers: [],
+});
+
+/** A writer factory of its own for the standby, under a pair of its own. */
+const standbyWriters = () =>
+  new KafkaTransactionalWriterFactory(kafkaFor('standby'), uniqueName('pair'), 'primary', 'none');
+
 it('concurrent first reads of many partitions share one connection per broker, all closed by close()', async () => {
   const topic = uniqueName('conn-t');
   const partitions = [0, 1, 2, 3, 4, 5, 6, 7];
@@ -58,25 +74,12 @@ it('transactional writers of many partitions share a few connections, fence each
   await createTopics('standby', [{ topic, numPartitions: partitions.length }]);
   const broker = config.standby.brokers[0]!;
   const before = openSocketsTo(broker).length;
-  const factory = new KafkaTransactionalWriterFactory(
-    kafkaFor('standby'),
-    uniqueName('pair'),
-    'primary',
-    'none',
-  );
-  const record = (partition: number, n: number): OutgoingRecord => ({
-    sourceOffset: n,
-    // Now: a 1970 timestamp is past the retention, and the broker may delete the records before kcat reads them.
-    timestamp: Date.now(),
-    key: Buffer.from(`k${partition}`),
-    value: Buffer.from(`p${partition}-r${n}`),
-    headers: [],
-  });
+  const factory = standbyWriters();
   try {
     const writers = await Promise.all(partitions.map((partition) => factory.open({ topic, partition })));
     await Promise.all(
       writers.map((w, partition) =>
-        w.write({ topic, partition }, [[record(partition, 0), record(partition, 1)]]),
+        w.write({ topic, partition }, [[record(0, `p${partition}-r0`), record(1, `p${partition}-r1`)]]),
       ),
     );
     // A producer cluster each was a socket per writer on this one-broker lab: 40 here. Now a cluster per
@@ -87,10 +90,10 @@ it('transactional writers of many partitions share a few connections, fence each
 
     // A writer opened again for partition 0 fences the first, even over the same connections.
     const again = await factory.open({ topic, partition: 0 });
-    await expect(writers[0]!.write({ topic, partition: 0 }, [[record(0, 2)]])).rejects.toBeInstanceOf(
+    await expect(writers[0]!.write({ topic, partition: 0 }, [[record(2, 'p0-r2')]])).rejects.toBeInstanceOf(
       ProducerFencedError,
     );
-    await again.write({ topic, partition: 0 }, [[record(0, 3)]]);
+    await again.write({ topic, partition: 0 }, [[record(3, 'p0-r3')]]);
   } finally {
     await factory.close();
   }
@@ -115,24 +118,11 @@ it('a standby topic deleted under its writers stops only them: writers of other 
     'standby',
     [gone, kept, later].map((topic) => ({ topic, numPartitions: partitions.length })),
   );
-  const factory = new KafkaTransactionalWriterFactory(
-    kafkaFor('standby'),
-    uniqueName('pair'),
-    'primary',
-    'none',
-  );
-  const record = (n: number): OutgoingRecord => ({
-    sourceOffset: n,
-    // Now: a 1970 timestamp is past the retention, and the broker may delete the records before kcat reads them.
-    timestamp: Date.now(),
-    key: null,
-    value: Buffer.from(`r${n}`),
-    headers: [],
-  });
+  const factory = standbyWriters();
   try {
     const targets = [gone, kept].flatMap((topic) => partitions.map((partition) => ({ topic, partition })));
     const writers = await Promise.all(targets.map((tp) => factory.open(tp)));
-    await Promise.all(writers.map((w, i) => w.write(targets[i]!, [[record(0)]])));
+    await Promise.all(writers.map((w, i) => w.write(targets[i]!, [[record(0, 'r0')]])));
     // Deleted once its transactions' markers are in (markers bound for a deleted partition hold up the
     // coordinator's other transactions for a while: not what this test is about).
     await eventually('the deleted topic has its committed records', async () => {
@@ -141,9 +131,11 @@ it('a standby topic deleted under its writers stops only them: writers of other 
     await withAdmin('standby', (admin) => admin.deleteTopics({ topics: [gone] }));
     // A topic new to a cluster makes it read metadata for every topic it has written.
     const fresh = await Promise.all(partitions.map((partition) => factory.open({ topic: later, partition })));
-    await Promise.all(fresh.map((w, partition) => w.write({ topic: later, partition }, [[record(1)]])));
+    await Promise.all(fresh.map((w, partition) => w.write({ topic: later, partition }, [[record(1, 'r1')]])));
     const keptWriters = writers.filter((_, i) => targets[i]!.topic === kept);
-    await Promise.all(keptWriters.map((w, partition) => w.write({ topic: kept, partition }, [[record(2)]])));
+    await Promise.all(
+      keptWriters.map((w, partition) => w.write({ topic: kept, partition }, [[record(2, 'r2')]])),
+    );
   } finally {
     await factory.close();
   }
@@ -161,22 +153,11 @@ it('writers of topics with a few partitions share one cluster per topic', async 
   );
   const broker = config.standby.brokers[0]!;
   const before = openSocketsTo(broker).length;
-  const factory = new KafkaTransactionalWriterFactory(
-    kafkaFor('standby'),
-    uniqueName('pair'),
-    'primary',
-    'none',
-  );
+  const factory = standbyWriters();
   try {
     const targets = topics.flatMap((topic) => [0, 1, 2].map((partition) => ({ topic, partition })));
     const writers = await Promise.all(targets.map((tp) => factory.open(tp)));
-    await Promise.all(
-      writers.map((w, i) =>
-        w.write(targets[i]!, [
-          [{ sourceOffset: 0, timestamp: Date.now(), key: null, value: Buffer.from('r'), headers: [] }],
-        ]),
-      ),
-    );
+    await Promise.all(writers.map((w, i) => w.write(targets[i]!, [[record(0, 'r')]])));
     // 18 writers: one cluster (a socket here) per topic.
     expect(openSocketsTo(broker).length - before).toBe(topics.length);
   } finally {
