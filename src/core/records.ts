@@ -32,6 +32,18 @@ export interface OutgoingRecord {
 
 export const partitionKey = (tp: TopicPartition): string => `${tp.topic}-${tp.partition}`;
 
+/** Items grouped by key, in first-seen order (Map.groupBy, which Node 20 lacks). */
+export function groupBy<T, K>(items: Iterable<T>, keyOf: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
 /** Kafka offsets are int64; kdr keeps them in JS numbers and refuses any it could not hold exactly. */
 export function toOffset(value: string | number | bigint, what = 'offset'): number {
   const n = typeof value === 'number' ? value : Number(value);

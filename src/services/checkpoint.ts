@@ -7,7 +7,7 @@ import {
   translateCommitted,
   translateThroughCopies,
 } from '../core/offsetMap.ts';
-import type { SourceRecord, TopicPartition } from '../core/records.ts';
+import { groupBy, type SourceRecord, type TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -39,6 +39,8 @@ export interface CheckpointDeps {
   selectGroup: (group: string) => boolean;
   logger: Logger;
   clock?: () => number;
+  /** What the caller already knows of each partition's latest entry (a failover's fence); else read once each. */
+  mirrored?: MirroredOf;
 }
 
 export interface CheckpointResult {
@@ -252,11 +254,7 @@ export async function translateAll<T extends TopicPartition & { offset: number }
   } = {},
 ): Promise<(T & { standbyOffset: number | null })[]> {
   const concurrency = options.concurrency ?? 8;
-  const byPartition = new Map<string, T[]>();
-  for (const item of items) {
-    const key = `${item.topic}\u0000${item.partition}`;
-    byPartition.set(key, [...(byPartition.get(key) ?? []), item]);
-  }
+  const byPartition = groupBy(items, (item) => `${item.topic}\u0000${item.partition}`);
   const partitions = [...byPartition.values()].map((g) => ({
     topic: g[0]!.topic,
     partition: g[0]!.partition,
@@ -499,7 +497,7 @@ export async function runCheckpoint(
     deps.offsetMap.prefetchHeads?.(partitions),
     deps.counterpartMap?.prefetchHeads?.(partitions),
   ]);
-  const mirrored = mirroredOnce(deps.offsetMap);
+  const mirrored = deps.mirrored ?? mirroredOnce(deps.offsetMap);
   const checkpoints: GroupCheckpoint[] = (
     await translateAll(
       deps.offsetMap,
@@ -547,9 +545,9 @@ export async function runCheckpoint(
 
   const committedOnStandby: string[] = [];
   if (options.commitOnStandby) {
-    for (const group of [...new Set(checkpoints.map((c) => c.group))]) {
-      const offsets = checkpoints
-        .filter((c) => c.group === group && c.standbyOffset !== null)
+    for (const [group, list] of groupBy(checkpoints, (c) => c.group)) {
+      const offsets = list
+        .filter((c) => c.standbyOffset !== null)
         .map((c) => ({ topic: c.topic, partition: c.partition, offset: c.standbyOffset! }));
       if (offsets.length === 0) continue;
       // Before each commit: a failover that began meanwhile makes the standby's groups live ones.

@@ -1,7 +1,8 @@
 import pLimit from 'p-limit';
 import { describeConflict } from '../core/control.ts';
+import type { OffsetMapEntry } from '../core/offsetMap.ts';
 import { type OperationPhase, phaseReached } from '../core/operation.ts';
-import type { SourceRecord, TopicPartition } from '../core/records.ts';
+import { groupBy, partitionKey, type SourceRecord, type TopicPartition } from '../core/records.ts';
 import { isInternalTopic } from '../core/topicSync.ts';
 import { describeError, KdrError, ProducerFencedError, StateError, TimeoutError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -19,6 +20,8 @@ import {
   gapBelow,
   type LogStartGap,
   logStartOf,
+  type MirroredOf,
+  mirroredOnce,
   previousObservations,
   readFromLogStart,
   runCheckpoint,
@@ -185,7 +188,7 @@ const optional = (deps: { counterpartMap?: OffsetMapStore; sourceAdmin?: LagDeps
 });
 
 const DRAIN_BATCH_RECORDS = 5000;
-const DRAIN_CHECKS_IN_FLIGHT = 16;
+const DRAIN_CHECKS_IN_FLIGHT = 32;
 /** A drain batch's bytes: well inside a 512 MB function with the reader's prefetch. */
 const DRAIN_BATCH_BYTES = 16 * 1024 * 1024;
 
@@ -230,15 +233,24 @@ export async function drain(
       logStart: number;
       lastMirrored: number | null;
     }[] = [];
-    const byTopic = new Map<string, number[]>();
-    for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    const byTopic = groupBy(partitions, (tp) => tp.topic);
+    // Per round: the topics' ids in one request and the heads in a few, then one latest read per
+    // partition that the catching-up check shares (each was read twice, with a metadata request each).
+    const lag: LagDeps = { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) };
+    const [liveIds] = await Promise.all([
+      deps.sourceAdmin?.topicIds([...byTopic.keys()]),
+      deps.offsetMap.prefetchHeads?.(partitions),
+    ]);
     // Partitions checked in parallel (bounded): one after the other, 1,000 caught-up partitions took
     // seconds of a failover's RTO doing nothing but reads.
     const limit = pLimit(DRAIN_CHECKS_IN_FLIGHT);
     const checks: Promise<void>[] = [];
     const found: (typeof pending)[number][][] = [];
     for (const [topic, ids] of byTopic) {
-      for (const o of await deps.reader.offsets(topic, ids)) {
+      for (const o of await deps.reader.offsets(
+        topic,
+        ids.map((tp) => tp.partition),
+      )) {
         const slot: (typeof pending)[number][] = [];
         found.push(slot);
         checks.push(
@@ -248,10 +260,7 @@ export async function drain(
             if (!targets.has(key)) targets.set(key, o.lastStable);
             const target = Math.min(targets.get(key)!, o.lastStable);
             const floor = await deps.floor?.(tp);
-            const latest = await liveLatest(
-              { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
-              tp,
-            );
+            const latest = await liveLatest(lag, tp, liveIds);
             // Where this direction's unmirrored records start (unknown: from the log start, no gap).
             const expected = latest ? latest.lastSource + 1 : floor;
             if (expected !== undefined) gaps.add(gapBelow(tp, expected, o.logStart, clock()));
@@ -259,13 +268,7 @@ export async function drain(
             const route = { ...deps.route, ...(floor !== undefined ? { floor } : {}) };
             let done: boolean;
             try {
-              done = await caughtUp(
-                { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) },
-                tp,
-                target,
-                o.logStart,
-                route,
-              );
+              done = await caughtUp(lag, tp, target, o.logStart, route, { known: true, entry: latest });
             } catch (error) {
               // The log start passed the read since the offsets were taken: the copy below starts from it.
               const now = await logStartOf(deps.reader, tp);
@@ -435,6 +438,27 @@ interface Unfenced extends TopicPartition {
 
 interface FailoverRun extends PhaseRun {
   deps: FailoverDeps;
+  /**
+   * What this run's fence found of each partition: the latest committed entry of its generation. Nothing
+   * is mirrored after the fence, so the checkpoint and the moves read it here rather than once each
+   * from the map; a run that resumes after the fence has none and reads the map.
+   */
+  fenced: Map<string, { generation: number; latest: OffsetMapEntry | undefined }>;
+  /** Each partition's live generation and latest entry, from the fence when it describes the live topic. */
+  mirrored: MirroredOf;
+}
+
+/** What the fence found when its generation describes the live topic, else read from the map once. */
+function mirroredAfterFence(offsetMap: OffsetMapStore, fenced: FailoverRun['fenced']): MirroredOf {
+  const read = mirroredOnce(offsetMap);
+  return async (tp, liveTopicId) => {
+    const found = fenced.get(partitionKey(tp));
+    if (found) {
+      const { generation } = await liveGeneration(offsetMap, tp, liveTopicId);
+      if (generation === found.generation) return { generation, latest: found.latest };
+    }
+    return read(tp, liveTopicId);
+  };
 }
 
 /**
@@ -447,6 +471,7 @@ export async function runFailover(deps: FailoverDeps, options: FailoverOptions):
   const log = deps.logger.child({ pair: deps.pair, operation: 'failover' });
   const lease = await acquireFailover(deps, options, log);
   if (!(lease instanceof OperationLease)) return lease;
+  const fenced: FailoverRun['fenced'] = new Map();
   const run: FailoverRun = {
     deps,
     lease,
@@ -454,6 +479,8 @@ export async function runFailover(deps: FailoverDeps, options: FailoverOptions):
     clock,
     runDeadline: options.runDeadline,
     stateStore: deps.stateStore,
+    fenced,
+    mirrored: mirroredAfterFence(deps.offsetMap, fenced),
   };
   return runOperation<FailoverReport, FailoverRun>(run, FAILOVER_PHASE_RUNNERS, deps, stableOf(deps));
 }
@@ -589,21 +616,19 @@ async function fencePhase(run: FailoverRun): Promise<PhaseResult> {
   const started = run.clock();
   await deps.engine.close();
   const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
-  const limit = pLimit(8);
   // One partition that cannot be fenced (its topic deleted meanwhile, standby data lost) is reported and
   // its groups left alone; it never aborts the failover of the others.
   const unfenced: Unfenced[] = [];
-  await Promise.all(
-    partitions.map((tp) =>
-      limit(async () => {
-        lease.check();
-        await deps.engine.fenceAndRepair(tp).catch((error) => {
-          unfenced.push({ ...tp, error: describeError(error) });
-          run.log.warn('could not fence a partition', { ...tp, error: describeError(error) });
-        });
-      }),
-    ),
-  );
+  lease.check();
+  for (const outcome of await deps.engine.fenceAll(partitions)) {
+    if (outcome.fenced) {
+      run.fenced.set(partitionKey(outcome.source), outcome);
+      continue;
+    }
+    unfenced.push({ ...outcome.source, error: describeError(outcome.error) });
+    run.log.warn('could not fence a partition', { ...outcome.source, error: describeError(outcome.error) });
+  }
+  lease.check();
   await save(run, 'fence', { partitions, unfenced, ms: run.clock() - started });
   return advance(run);
 }
@@ -624,6 +649,7 @@ async function checkpointPhase(run: FailoverRun): Promise<PhaseResult> {
       selectGroup: deps.selectGroup,
       logger: run.log,
       clock,
+      mirrored: run.mirrored,
     },
     { commitOnStandby: false, mirrorGroups: deps.mirrorGroups, during: 'failover' },
   );
@@ -676,7 +702,11 @@ async function translatePhase(run: FailoverRun): Promise<PhaseResult> {
   const again = await translateAll(
     deps.offsetMap,
     present.map((c) => ({ ...c, offset: c.sourceOffset })),
-    { topicIds: checkpointedIds, ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}) },
+    {
+      topicIds: checkpointedIds,
+      mirrored: run.mirrored,
+      ...(deps.counterpartMap ? { counterpartMap: deps.counterpartMap } : {}),
+    },
   );
   const plan = await planMoves(run, again, warnings);
   const fenced = await saved<{ partitions: TopicPartition[] }>(run, 'fence');
@@ -741,10 +771,14 @@ async function planMoves(
           `group ${c.group}: ${c.topic}-${c.partition} committed ${c.sourceOffset}, beyond what was mirrored; it starts right after the last mirrored record, at ${standbyOffset}`,
         );
     }
-    moves[c.group] = [
-      ...(moves[c.group] ?? []),
-      { topic: c.topic, partition: c.partition, sourceOffset: c.sourceOffset, standbyOffset, exact },
-    ];
+    moves[c.group] ??= [];
+    moves[c.group]!.push({
+      topic: c.topic,
+      partition: c.partition,
+      sourceOffset: c.sourceOffset,
+      standbyOffset,
+      exact,
+    });
   }
   return { moves, skippedGroups, warnings };
 }
@@ -755,8 +789,7 @@ async function afterLastMirrored(
   tp: TopicPartition,
   topicId: string | null,
 ): Promise<number> {
-  const { generation } = await liveGeneration(run.deps.offsetMap, tp, topicId);
-  const latest = generation === null ? undefined : await run.deps.offsetMap.latest({ ...tp, generation });
+  const { latest } = await run.mirrored(tp, topicId);
   if (latest) return latest.lastStandby + 1;
   const [o] = await run.deps.standbyReader.offsets(tp.topic, [tp.partition]);
   return o!.lastStable;
@@ -796,8 +829,7 @@ async function flipPhase(run: FailoverRun): Promise<PhaseResult> {
 
 /** Each partition's RPO plus what its primary partition got after the observation it came from. */
 async function writtenSinceCheckpoint(run: FailoverRun, rpo: PartitionRpo[]): Promise<PartitionRpo[]> {
-  const byTopic = new Map<string, PartitionRpo[]>();
-  for (const p of rpo) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
+  const byTopic = groupBy(rpo, (p) => p.topic);
   const now = run.clock();
   const out: PartitionRpo[] = [];
   for (const [topic, parts] of byTopic) {

@@ -95,8 +95,10 @@ export async function caughtUp(
   end: number,
   logStart = 0,
   route?: { sourceAlias: string; targetAlias: string; floor?: number },
+  /** The partition's latest entry when the caller has just read it (liveLatest). */
+  latest: LatestKnown = { known: false },
 ): Promise<boolean> {
-  const entry = await liveLatest(deps, tp);
+  const entry = latest.known ? latest.entry : await liveLatest(deps, tp);
   // Clamped to the log start: what it has passed can never be read (a gap the caller reports).
   const from = Math.max(entry ? entry.lastSource + 1 : (route?.floor ?? 0), logStart);
   if (from >= end) return true;

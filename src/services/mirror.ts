@@ -11,7 +11,13 @@ import {
 import { type MirrorLimits, planMirror } from '../core/mirrorPlan.ts';
 import { buildRuns, entryFromRuns, exactTargetOf, type OffsetMapEntry } from '../core/offsetMap.ts';
 import { lastHeader, parseSrc, SRC_HEADER } from '../core/provenance.ts';
-import { partitionKey, recordSize, type SourceRecord, type TopicPartition } from '../core/records.ts';
+import {
+  groupBy,
+  partitionKey,
+  recordSize,
+  type SourceRecord,
+  type TopicPartition,
+} from '../core/records.ts';
 import { IncompleteBatchError, KafkaError, ProducerFencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type {
@@ -109,6 +115,14 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
 }
+
+/** Partitions a fence group opens writers for together (fenceAll). */
+const FENCE_GROUP = 16;
+
+/** What fencing a partition found: its latest committed entry in its current generation, or why it failed. */
+export type FenceOutcome =
+  | { source: TopicPartition; fenced: true; generation: number; latest: OffsetMapEntry | undefined }
+  | { source: TopicPartition; fenced: false; error: unknown };
 
 /** A partition's head as read after its writer's fence. */
 interface HeadRead {
@@ -645,21 +659,86 @@ export class MirrorEngine {
    * committed entry in the map's current generation.
    */
   async fenceAndRepair(source: TopicPartition): Promise<OffsetMapEntry | undefined> {
-    const target = this.target(source);
-    const writer = await this.options.writers.open(source);
+    const [outcome] = await this.fenceAll([source]);
+    if (!outcome!.fenced) throw outcome!.error;
+    return outcome!.latest;
+  }
+
+  /**
+   * fenceAndRepair for many partitions, `FENCE_GROUP` at a time per group: a group opens its writers
+   * together, then reads their heads in one request (after the fences) and the standby's offsets in one
+   * request per topic. One partition after the other, 8 at once, a failover over 1,000 partitions spent
+   * 8-10 s of its RTO here. Each partition has its own outcome: one that cannot be fenced (its standby
+   * topic deleted meanwhile) never stops the others.
+   */
+  async fenceAll(sources: readonly TopicPartition[], concurrency = 64): Promise<FenceOutcome[]> {
+    const groups: TopicPartition[][] = [];
+    for (let i = 0; i < sources.length; i += FENCE_GROUP) groups.push(sources.slice(i, i + FENCE_GROUP));
+    const limit = pLimit(Math.max(1, Math.ceil(concurrency / FENCE_GROUP)));
+    return (await Promise.all(groups.map((group) => limit(() => this.fenceGroup(group))))).flat();
+  }
+
+  private async fenceGroup(group: readonly TopicPartition[]): Promise<FenceOutcome[]> {
+    const opened = await Promise.allSettled(group.map((source) => this.options.writers.open(source)));
     try {
-      const head = await this.options.offsetMap.head(source);
-      const generation = head?.generation ?? 1;
-      const [known, [offsets]] = await Promise.all([
-        this.options.offsetMap.latest({ ...source, generation }),
-        this.options.targetReader.offsets(target.topic, [target.partition]),
-      ]);
-      if (!offsets)
-        throw new KafkaError('KAFKA_REQUEST_FAILED', `no offsets for ${target.topic}-${target.partition}`);
-      return await this.confirmLatest(source, generation, known, offsets);
+      const fenced = group.filter((_, i) => opened[i]!.status === 'fulfilled');
+      const [heads, offsets] = await Promise.all([this.headsAfter(fenced), this.targetOffsets(fenced)]);
+      return await Promise.all(
+        group.map(async (source, i): Promise<FenceOutcome> => {
+          const writer = opened[i]!;
+          if (writer.status === 'rejected') return { source, fenced: false, error: writer.reason };
+          try {
+            const target = this.target(source);
+            const head = heads.has(partitionKey(source))
+              ? heads.get(partitionKey(source))
+              : await this.options.offsetMap.head(source);
+            const generation = head?.generation ?? 1;
+            const [known, [standby]] = await Promise.all([
+              this.options.offsetMap.latest({ ...source, generation }),
+              offsets.has(partitionKey(target))
+                ? [offsets.get(partitionKey(target))]
+                : this.options.targetReader.offsets(target.topic, [target.partition]),
+            ]);
+            if (!standby)
+              throw new KafkaError(
+                'KAFKA_REQUEST_FAILED',
+                `no offsets for ${target.topic}-${target.partition}`,
+              );
+            const latest = await this.confirmLatest(source, generation, known, standby);
+            return { source, fenced: true, generation, latest };
+          } catch (error) {
+            return { source, fenced: false, error };
+          }
+        }),
+      );
     } finally {
-      await writer.close();
+      await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
     }
+  }
+
+  /** Heads read in one batch after the fences; a partition missing from the map reads its own. */
+  private async headsAfter(fenced: TopicPartition[]): Promise<Map<string, PartitionHead | undefined>> {
+    const { offsetMap } = this.options;
+    if (fenced.length === 0 || !offsetMap.readHeads) return new Map();
+    const found = await offsetMap.readHeads(fenced).catch(() => undefined);
+    return new Map(found ? fenced.map((tp, i) => [partitionKey(tp), found[i]]) : []);
+  }
+
+  /** The standby's offsets of these partitions, one request per topic; a topic that fails is left out. */
+  private async targetOffsets(sources: TopicPartition[]): Promise<Map<string, PartitionOffsets>> {
+    const byTopic = groupBy(
+      sources.map((s) => this.target(s)),
+      (t) => t.topic,
+    );
+    const read = new Map<string, PartitionOffsets>();
+    await Promise.all(
+      [...byTopic].map(async ([topic, targets]) => {
+        const partitions = targets.map((t) => t.partition);
+        const offsets = await this.options.targetReader.offsets(topic, partitions).catch(() => []);
+        for (const o of offsets) read.set(partitionKey({ topic, partition: o.partition }), o);
+      }),
+    );
+    return read;
   }
 
   /**

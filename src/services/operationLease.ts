@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ControlState, PairState } from '../core/control.ts';
+import { freshRead } from '../core/freshRead.ts';
 import {
   abortDecision,
   flipped,
@@ -51,6 +52,8 @@ export class OperationLease {
   private timer: NodeJS.Timeout | undefined;
   private writes: Promise<unknown> = Promise.resolve();
   private lost: KdrError | undefined;
+  /** Concurrent verifies (a failover moves groups 16 at a time) share a read that began after they asked. */
+  private readonly controlNow = freshRead(() => this.options.stateStore.getControl());
   private constructor(
     private readonly options: LeaseOptions,
     private current: ControlState & { operation: Operation },
@@ -129,7 +132,7 @@ export class OperationLease {
    */
   async verify(): Promise<void> {
     this.check();
-    const now = await this.options.stateStore.getControl();
+    const now = await this.controlNow();
     const op = now.operation;
     if (now.epoch !== this.current.epoch || op?.id !== this.operation.id || op.owner !== this.options.owner) {
       this.lost = new KdrError(

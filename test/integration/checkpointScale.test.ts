@@ -23,21 +23,47 @@ import {
 
 const PARTITIONS = 40;
 
-async function produce(topic: string, perPartition: number, label: string): Promise<void> {
+/** The offset table's calls in a call log (KDR_AWS_CALL_LOG), counted by command. */
+function offsetTableCalls(callLog: string): (command: string) => number {
+  const calls = readFileSync(callLog, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as RecordedCall)
+    .filter(
+      (c) =>
+        c.input.TableName === config.offsetTable ||
+        (c.input.RequestItems as string[] | undefined)?.includes(config.offsetTable),
+    );
+  return (command) => calls.filter((c) => c.command === `${command}Command`).length;
+}
+
+/** `kdr` with the test's environment, expected to succeed; its --json output. */
+function kdrWith(env: Record<string, string>) {
+  return async (args: string[], extra: Record<string, string> = {}) => {
+    const result = await runKdr([...args, '--json'], { env: { ...env, ...extra } });
+    expect(result.exitCode, `kdr ${args.join(' ')}: ${result.stderr.slice(-2000)}`).toBe(0);
+    return JSON.parse(result.stdout);
+  };
+}
+
+async function produceOn(topic: string, partitions: number, perPartition: number, label: string) {
   const producer = kafkaFor('primary').producer({ idempotent: true });
   await producer.connect();
   try {
     await producer.send({
       topic,
-      messages: Array.from({ length: PARTITIONS * perPartition }, (_, i) => ({
-        partition: i % PARTITIONS,
-        value: `${label}-${i % PARTITIONS}-${Math.floor(i / PARTITIONS)}`,
+      messages: Array.from({ length: partitions * perPartition }, (_, i) => ({
+        partition: i % partitions,
+        value: `${label}-${i % partitions}-${Math.floor(i / partitions)}`,
       })),
     });
   } finally {
     await producer.disconnect();
   }
 }
+
+const produce = (topic: string, perPartition: number, label: string) =>
+  produceOn(topic, PARTITIONS, perPartition, label);
 
 describe('a checkpoint at many partitions', () => {
   it('reads heads in batches and the map once per partition, and every translation lands on the same record', async () => {
@@ -51,11 +77,7 @@ describe('a checkpoint at many partitions', () => {
       KDR_TOPICS: topic,
       KDR_GROUPS: `${base}-.*`,
     };
-    const kdr = async (args: string[], extra: Record<string, string> = {}) => {
-      const result = await runKdr([...args, '--json'], { env: { ...env, ...extra } });
-      expect(result.exitCode, `kdr ${args.join(' ')}: ${result.stderr.slice(-2000)}`).toBe(0);
-      return JSON.parse(result.stdout);
-    };
+    const kdr = kdrWith(env);
     await createTopics('primary', [{ topic, numPartitions: PARTITIONS }]);
     // Two passes: each partition's map then has an older entry (offsets 0-9) and a latest one (10-19).
     await produce(topic, 10, 'a');
@@ -92,20 +114,68 @@ describe('a checkpoint at many partitions', () => {
       );
     }
 
-    const calls = readFileSync(callLog, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as RecordedCall)
-      .filter(
-        (c) =>
-          c.input.TableName === config.offsetTable ||
-          (c.input.RequestItems as string[] | undefined)?.includes(config.offsetTable),
-      );
-    const count = (command: string) => calls.filter((c) => c.command === `${command}Command`).length;
+    const count = offsetTableCalls(callLog);
     // Before: a head GetItem per partition and map (80), and a range and a latest Query per partition (80).
     expect(count('GetItem')).toBe(0);
     expect(count('BatchGetItem')).toBeLessThanOrEqual(2);
     // One latest Query per partition, and a range Query where the old group is behind the latest entry.
     expect(count('Query')).toBeLessThanOrEqual(PARTITIONS + PARTITIONS / 2);
+  }, 240_000);
+});
+
+describe('a planned failover at many partitions', () => {
+  it("reads each partition's latest entry once before and once after the fence, heads in batches, and moves every group to the same record", async () => {
+    const base = uniqueName('fos');
+    const topics = [`${base}-a`, `${base}-b`];
+    const groups = { mid: `${base}-mid`, end: `${base}-end` };
+    const callLog = path.join(tmpdir(), `${base}-calls.jsonl`);
+    const kdr = kdrWith({
+      KDR_PAIR: `${base}-pair`,
+      KDR_MIRROR_GROUP_ID: `${base}-mirror`,
+      KDR_TOPICS: `${base}-[ab]`,
+      KDR_GROUPS: `${base}-.*`,
+    });
+    await createTopics(
+      'primary',
+      topics.map((topic) => ({ topic, numPartitions: PARTITIONS / 2 })),
+    );
+    for (const topic of topics) await produceOn(topic, PARTITIONS / 2, 10, 'a');
+    await kdr(['mirror', '--until-caught-up']);
+    for (const topic of topics) {
+      const at = (offset: number) => Array.from({ length: PARTITIONS / 2 }, () => offset);
+      await commitGroupOffsets('primary', groups.mid, topic, at(4));
+      await commitGroupOffsets('primary', groups.end, topic, at(10)); // caught up
+    }
+
+    const report = await kdr(['failover', '--planned', '--timeout', '120'], { KDR_AWS_CALL_LOG: callLog });
+
+    const moves = report.groups as Record<
+      string,
+      { topic: string; partition: number; sourceOffset: number; standbyOffset: number }[]
+    >;
+    expect(moves[groups.mid]).toHaveLength(PARTITIONS);
+    expect(moves[groups.end]).toHaveLength(PARTITIONS);
+    for (const topic of topics) {
+      const primary = await readWithKcat('primary', topic);
+      const standby = await readWithKcat('standby', topic);
+      const value = (records: typeof primary, partition: number, offset: number) =>
+        records.find((r) => r.partition === partition && r.offset === offset)?.value?.toString();
+      for (const m of moves[groups.mid]!.filter((m) => m.topic === topic))
+        expect(value(standby, m.partition, m.standbyOffset), `${topic}-${m.partition}`).toBe(
+          value(primary, m.partition, m.sourceOffset),
+        );
+      // Caught up: right after the partition's last record on the standby.
+      for (const m of moves[groups.end]!.filter((m) => m.topic === topic)) {
+        const last = Math.max(...standby.filter((r) => r.partition === m.partition).map((r) => r.offset));
+        expect(m.standbyOffset, `${topic}-${m.partition}`).toBe(last + 1);
+      }
+    }
+
+    const count = offsetTableCalls(callLog);
+    // Before: a head GetItem per partition in the drain and another in the fence (80), and five latest
+    // Queries per partition (drain twice, fence, checkpoint, moves: 200).
+    expect(count('GetItem')).toBe(0);
+    expect(count('BatchGetItem')).toBeLessThanOrEqual(6);
+    expect(count('Query')).toBeLessThanOrEqual(2 * PARTITIONS);
   }, 240_000);
 });
