@@ -27,3 +27,49 @@ it('reports the topic ids that kafka-topics prints (its own Metadata v12 request
     expect(described.find((t) => t.name === topic)?.topicId).toBe(printed);
   }
 });
+
+it("reads a group's committed offsets on the topics asked for only, as kafka-consumer-groups prints them", async () => {
+  const base = uniqueName('gof');
+  const [a, b, c] = [`${base}-a`, `${base}-b`, `${base}-c`];
+  const group = `${base}-g`;
+  await createTopics('primary', [
+    { topic: a, numPartitions: 3 },
+    { topic: b, numPartitions: 2 },
+    { topic: c, numPartitions: 1 },
+  ]);
+  // Partition 1 of a is never committed; c is committed but not asked for.
+  await admin.commitOffsets(group, [
+    { topic: a, partition: 0, offset: 5 },
+    { topic: a, partition: 2, offset: 7 },
+    { topic: b, partition: 0, offset: 0 },
+    { topic: b, partition: 1, offset: 3 },
+    { topic: c, partition: 0, offset: 9 },
+  ]);
+
+  const read = await admin.committedOffsets(group, [a, b]);
+
+  const sorted = (list: { topic: string; partition: number; offset: number }[]) =>
+    [...list].sort((x, y) => x.topic.localeCompare(y.topic) || x.partition - y.partition);
+  const tool = await kafkaTool(KAFKA_TOOLS.consumerGroups, [
+    '--bootstrap-server',
+    config.primary.brokers[0]!,
+    '--describe',
+    '--group',
+    group,
+  ]);
+  // GROUP TOPIC PARTITION CURRENT-OFFSET ...
+  const printed = tool.stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols[0] === group && (cols[1] === a || cols[1] === b))
+    .map((cols) => ({ topic: cols[1]!, partition: Number(cols[2]), offset: Number(cols[3]) }));
+  expect(sorted(read)).toEqual(sorted(printed));
+  expect(sorted(read)).toEqual([
+    { topic: a, partition: 0, offset: 5 },
+    { topic: a, partition: 2, offset: 7 },
+    { topic: b, partition: 0, offset: 0 },
+    { topic: b, partition: 1, offset: 3 },
+  ]);
+  expect(await admin.committedOffsets(group, [])).toEqual([]);
+  expect(await admin.committedOffsets(`${base}-none`, [a])).toEqual([]);
+});
