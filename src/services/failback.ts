@@ -543,7 +543,7 @@ async function lateWritesPhase(run: FailbackRun): Promise<PhaseResult> {
   // Fenced: no reverse writer commits after this; what the standby has beyond it stays there.
   await deps.reverseEngine.close();
   const partitions = await mirroredPartitions(deps.standbyAdmin, deps.selectTopic);
-  for (const outcome of await deps.reverseEngine.fenceAll(partitions))
+  for (const outcome of await deps.reverseEngine.fenceAll(partitions, { check: () => run.lease.check() }))
     if (!outcome.fenced) throw outcome.error;
   const left: FailbackReport['leftOnStandby'] = [];
   for (const tp of partitions) {

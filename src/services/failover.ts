@@ -234,8 +234,20 @@ export async function drain(
       lastMirrored: number | null;
     }[] = [];
     const byTopic = groupBy(partitions, (tp) => tp.topic);
+    const ends = await Promise.all(
+      [...byTopic].map(async ([topic, tps]) => ({
+        topic,
+        offsets: await deps.reader.offsets(
+          topic,
+          tps.map((tp) => tp.partition),
+        ),
+      })),
+    );
     // Per round: the topics' ids in one request and the heads in a few, then one latest read per
     // partition that the catching-up check shares (each was read twice, with a metadata request each).
+    // The ids after the offsets: a topic re-created between the two then has its new id, which no
+    // generation describes (nothing mirrored, so it is copied), never the old topic's map against the
+    // new topic's end.
     const lag: LagDeps = { offsetMap: deps.offsetMap, sourceReader: deps.reader, ...optional(deps) };
     const [liveIds] = await Promise.all([
       deps.sourceAdmin?.topicIds([...byTopic.keys()]),
@@ -246,11 +258,8 @@ export async function drain(
     const limit = pLimit(DRAIN_CHECKS_IN_FLIGHT);
     const checks: Promise<void>[] = [];
     const found: (typeof pending)[number][][] = [];
-    for (const [topic, ids] of byTopic) {
-      for (const o of await deps.reader.offsets(
-        topic,
-        ids.map((tp) => tp.partition),
-      )) {
+    for (const { topic, offsets } of ends) {
+      for (const o of offsets) {
         const slot: (typeof pending)[number][] = [];
         found.push(slot);
         checks.push(
@@ -619,8 +628,7 @@ async function fencePhase(run: FailoverRun): Promise<PhaseResult> {
   // One partition that cannot be fenced (its topic deleted meanwhile, standby data lost) is reported and
   // its groups left alone; it never aborts the failover of the others.
   const unfenced: Unfenced[] = [];
-  lease.check();
-  for (const outcome of await deps.engine.fenceAll(partitions)) {
+  for (const outcome of await deps.engine.fenceAll(partitions, { check: () => lease.check() })) {
     if (outcome.fenced) {
       run.fenced.set(partitionKey(outcome.source), outcome);
       continue;

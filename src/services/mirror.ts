@@ -109,6 +109,14 @@ export interface RecoveryResult {
   headUnsaved: boolean;
 }
 
+/** Every promise settled before the first rejection, if any, is thrown: nothing is left running unawaited. */
+async function settledAll<T>(promises: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
 /** A promise and its resolve (Promise.withResolvers, which Node 20 lacks). */
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   let resolve!: (value: T) => void;
@@ -669,17 +677,30 @@ export class MirrorEngine {
    * together, then reads their heads in one request (after the fences) and the standby's offsets in one
    * request per topic. One partition after the other, 8 at once, a failover over 1,000 partitions spent
    * 8-10 s of its RTO here. Each partition has its own outcome: one that cannot be fenced (its standby
-   * topic deleted meanwhile) never stops the others.
+   * topic deleted meanwhile) never stops the others. `check` runs before each group and each retry, and
+   * stops the rest when it throws (a lost lease).
    */
-  async fenceAll(sources: readonly TopicPartition[], concurrency = 64): Promise<FenceOutcome[]> {
+  async fenceAll(
+    sources: readonly TopicPartition[],
+    options: { concurrency?: number; check?: () => void } = {},
+  ): Promise<FenceOutcome[]> {
     const groups: TopicPartition[][] = [];
     for (let i = 0; i < sources.length; i += FENCE_GROUP) groups.push(sources.slice(i, i + FENCE_GROUP));
-    const limit = pLimit(Math.max(1, Math.ceil(concurrency / FENCE_GROUP)));
-    return (await Promise.all(groups.map((group) => limit(() => this.fenceGroup(group))))).flat();
+    const limit = pLimit(Math.max(1, Math.ceil((options.concurrency ?? 64) / FENCE_GROUP)));
+    const checked = (partitions: readonly TopicPartition[]) =>
+      limit(() => {
+        options.check?.();
+        return this.fenceGroup(partitions);
+      });
+    const first = await settledAll(groups.map(checked));
+    // A group's writers share connections, so one failed connect fails the whole group: each partition
+    // that failed tries once more on its own.
+    return settledAll(first.flat().map(async (o) => (o.fenced ? o : (await checked([o.source]))[0]!)));
   }
 
   private async fenceGroup(group: readonly TopicPartition[]): Promise<FenceOutcome[]> {
-    const opened = await Promise.allSettled(group.map((source) => this.options.writers.open(source)));
+    // Through an async function: an open that throws at once fails its partition, as one that rejects.
+    const opened = await Promise.allSettled(group.map(async (source) => this.options.writers.open(source)));
     try {
       const fenced = group.filter((_, i) => opened[i]!.status === 'fulfilled');
       const [heads, offsets] = await Promise.all([this.headsAfter(fenced), this.targetOffsets(fenced)]);
@@ -687,33 +708,40 @@ export class MirrorEngine {
         group.map(async (source, i): Promise<FenceOutcome> => {
           const writer = opened[i]!;
           if (writer.status === 'rejected') return { source, fenced: false, error: writer.reason };
-          try {
-            const target = this.target(source);
-            const head = heads.has(partitionKey(source))
-              ? heads.get(partitionKey(source))
-              : await this.options.offsetMap.head(source);
-            const generation = head?.generation ?? 1;
-            const [known, [standby]] = await Promise.all([
-              this.options.offsetMap.latest({ ...source, generation }),
-              offsets.has(partitionKey(target))
-                ? [offsets.get(partitionKey(target))]
-                : this.options.targetReader.offsets(target.topic, [target.partition]),
-            ]);
-            if (!standby)
-              throw new KafkaError(
-                'KAFKA_REQUEST_FAILED',
-                `no offsets for ${target.topic}-${target.partition}`,
-              );
-            const latest = await this.confirmLatest(source, generation, known, standby);
-            return { source, fenced: true, generation, latest };
-          } catch (error) {
-            return { source, fenced: false, error };
-          }
+          return this.repairAfterFence(source, heads, offsets).catch((error) => ({
+            source,
+            fenced: false,
+            error,
+          }));
         }),
       );
     } finally {
-      await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
+      // Closing only gives the writer's connection back: one that fails to close fenced all the same.
+      await Promise.allSettled(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
     }
+  }
+
+  /** After the fence: the partition's generation, and its latest entry once checked against the standby. */
+  private async repairAfterFence(
+    source: TopicPartition,
+    heads: Map<string, PartitionHead | undefined>,
+    offsets: Map<string, PartitionOffsets>,
+  ): Promise<FenceOutcome> {
+    const target = this.target(source);
+    const head = heads.has(partitionKey(source))
+      ? heads.get(partitionKey(source))
+      : await this.options.offsetMap.head(source);
+    const generation = head?.generation ?? 1;
+    const [known, [standby]] = await Promise.all([
+      this.options.offsetMap.latest({ ...source, generation }),
+      offsets.has(partitionKey(target))
+        ? [offsets.get(partitionKey(target))]
+        : this.options.targetReader.offsets(target.topic, [target.partition]),
+    ]);
+    if (!standby)
+      throw new KafkaError('KAFKA_REQUEST_FAILED', `no offsets for ${target.topic}-${target.partition}`);
+    const latest = await this.confirmLatest(source, generation, known, standby);
+    return { source, fenced: true, generation, latest };
   }
 
   /** Heads read in one batch after the fences; a partition missing from the map reads its own. */

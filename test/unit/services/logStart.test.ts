@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { PartitionHead } from '../../../src/core/generation.ts';
 import type { OffsetMapEntry } from '../../../src/core/offsetMap.ts';
 import type { SourceRecord, TopicPartition } from '../../../src/core/records.ts';
 import { KafkaError } from '../../../src/errors.ts';
@@ -147,7 +148,7 @@ class FakeOffsetMap implements OffsetMapStore {
     return undefined;
   }
   // One generation of every topic, no recorded head.
-  async head() {
+  async head(): Promise<PartitionHead | undefined> {
     return undefined;
   }
   async putHead(): Promise<void> {}
@@ -375,6 +376,51 @@ describe('drain clamped to log start', () => {
     expect(result.drained).toBe(10);
     expect(engine.batches.flat()).toEqual(Array.from({ length: 10 }, (_, i) => 20 + i));
     expect(result.gaps.map(shape)).toEqual([{ from: 10, to: 20, count: 10, markersOnly: false }]);
+  });
+
+  it('a topic re-created between its offsets and its ids: the new topic is copied, never called caught up by the old map', async () => {
+    const reader = new FakeReader();
+    const offsetMap = new FakeOffsetMap();
+    // The old topic was mirrored up to 999 (its head names its id); the new one has 5 records.
+    offsetMap.set(p0, 999);
+    let head: PartitionHead = {
+      generation: 1,
+      sourceTopicId: 'old-id',
+      standbyTopicId: 'standby-id',
+      standbyFloor: 0,
+      since: 0,
+      gaps: [],
+      previous: [],
+    };
+    offsetMap.head = async () => head;
+    reader.log(p0).append('record', 5);
+    // The ids a lookup returns change once the offsets were read: the topic was re-created in between.
+    let recreated = false;
+    const offsets = reader.offsets.bind(reader);
+    reader.offsets = async (topic, partitions) => {
+      const found = await offsets(topic, partitions);
+      recreated = true;
+      return found;
+    };
+    const sourceAdmin = {
+      topicIds: async (topics: string[]) =>
+        new Map(topics.map((t) => [t, recreated ? 'new-id' : 'old-id'] as [string, string])),
+    };
+    const engine = engineOver(offsetMap);
+    const mirrorBatch = engine.mirrorBatch;
+    // The engine's recovery begins the new generation before it writes.
+    engine.mirrorBatch = async (tp, records) => {
+      head = { ...head, generation: 2, sourceTopicId: 'new-id' };
+      return mirrorBatch(tp, records);
+    };
+    const result = await drain(
+      { engine, reader, offsetMap, sourceAdmin, route },
+      [p0],
+      Date.now() + 60_000,
+      Date.now,
+    );
+    expect(engine.batches.flat()).toEqual([0, 1, 2, 3, 4]);
+    expect(result).toMatchObject({ pending: [], drained: 5 });
   });
 
   it('a gap with nothing after it: caught up at once, the gap reported', async () => {
