@@ -7,7 +7,14 @@ import { isKdrError, type KdrError } from '../errors.ts';
 import { checkpointDeps, snapshotDeps } from '../operations.ts';
 import type { Runtime } from '../runtime.ts';
 import { runCheckpoint } from '../services/checkpoint.ts';
-import { caughtUp, type PartitionLag, partitionLag, waitVisible } from '../services/lag.ts';
+import {
+  caughtUp,
+  type LatestKnown,
+  liveLatest,
+  type PartitionLag,
+  partitionLag,
+  waitVisible,
+} from '../services/lag.ts';
 import { runSnapshot } from '../services/snapshot.ts';
 import { emptySelectionError } from './context.ts';
 
@@ -33,8 +40,10 @@ const CAUGHT_UP_RECHECK_MS = 2000;
  */
 const IDLE_BEFORE_READ_MS = 1000;
 const FIRST_BATCH_GRACE_MS = 5000;
+/** How long what a writer here learned of its partition stands in for the map in these checks. */
+const WRITER_ENTRY_TRUSTED_MS = 30_000;
 
-interface CatchUpTarget extends TopicPartition {
+export interface CatchUpTarget extends TopicPartition {
   end: number;
   logStart: number;
   done: boolean;
@@ -50,7 +59,7 @@ interface CatchUpTarget extends TopicPartition {
  * per pass: read one after the other, every second, a thousand partitions took minutes and crowded the
  * offset table while the mirror wrote.
  */
-async function checkCaughtUp(
+export async function checkCaughtUp(
   rt: Runtime,
   targets: CatchUpTarget[],
   route: { sourceAlias: string; targetAlias: string },
@@ -65,7 +74,12 @@ async function checkCaughtUp(
       t.done = true;
       continue;
     }
+    // Before the group's first assignment nothing says which partitions another member holds: the
+    // ones assigned here will be known without a read.
+    if (!rt.engine.assignmentKnown) continue;
     if (now - t.checkedAt < CAUGHT_UP_RECHECK_MS) continue;
+    // Its writer is being opened and recovered here: the engine will know it without a read.
+    if (rt.engine.isPreparing(t)) continue;
     if (rt.engine.latestKnown(t).known) {
       const last = activity.lastBatchAt(t);
       const quietSince = last ?? activity.started + FIRST_BATCH_GRACE_MS - IDLE_BEFORE_READ_MS;
@@ -74,12 +88,32 @@ async function checkCaughtUp(
     reads.push(t);
   }
   reads.sort((a, b) => a.checkedAt - b.checkedAt);
+  const pass = reads.slice(0, CAUGHT_UP_READS_PER_PASS);
+  if (pass.length === 0) return;
+  // What a writer here learned lately needs no map read: only the source's tail is read. Not for
+  // long: a rebalance this process has not seen yet may have let another writer fence it and mirror
+  // more, and the writer finds out only with its next batch; the map then tells. For the others, the
+  // pass's topic ids in one request and heads in one batch (each only warms what the reads below need),
+  // then a latest read each.
+  const trusted = (t: TopicPartition): LatestKnown | undefined => {
+    const held = rt.engine.latestKnown(t);
+    return held.known && held.at !== undefined && now - held.at < WRITER_ENTRY_TRUSTED_MS ? held : undefined;
+  };
+  const unknown = pass.filter((t) => !trusted(t));
+  const [liveIds] =
+    unknown.length === 0
+      ? [undefined]
+      : await Promise.all([
+          rt.sourceAdmin.topicIds?.([...new Set(unknown.map((t) => t.topic))]).catch(() => undefined),
+          rt.offsetMap.prefetchHeads?.(unknown).catch(() => {}),
+        ]);
   const limit = pLimit(CAUGHT_UP_READS);
   await Promise.all(
-    reads.slice(0, CAUGHT_UP_READS_PER_PASS).map((t) =>
+    pass.map((t) =>
       limit(async () => {
         t.checkedAt = Date.now();
-        t.done = await caughtUp(rt, t, t.end, t.logStart, route);
+        const latest = trusted(t) ?? { known: true as const, entry: await liveLatest(rt, t, liveIds) };
+        t.done = await caughtUp(rt, t, t.end, t.logStart, route, latest);
       }),
     ),
   );

@@ -39,7 +39,10 @@ export interface PartitionLag {
 }
 
 /** What a running writer knows of a partition's latest entry (the mirror engine's `latestKnown`). */
-export type LatestKnown = { known: false } | { known: true; entry: OffsetMapEntry | undefined };
+export type LatestKnown =
+  | { known: false }
+  /** `at`: when the writer learned it (recovered or committed); another writer may have moved on since. */
+  | { known: true; entry: OffsetMapEntry | undefined; at?: number };
 
 export async function partitionLag(
   deps: LagDeps,

@@ -142,6 +142,8 @@ interface PartitionState {
   lastMirrored: number | null;
   /** The entry of the last transaction on the standby, known to this writer (recovered or committed). */
   latest?: OffsetMapEntry;
+  /** When `latest` was last learned (recovered or committed): another writer may have fenced this one since. */
+  latestAt?: number;
   head?: PartitionHead;
   /** The head changed in a way that may wait for the next entry (written with it, in one request). */
   headUnsaved: boolean;
@@ -219,7 +221,9 @@ export class MirrorEngine {
    */
   latestKnown(source: TopicPartition): LatestKnown {
     const state = this.partitions.get(partitionKey(source));
-    return state?.writer && this.isAssigned(source) ? { known: true, entry: state.latest } : { known: false };
+    return state?.writer && this.isAssigned(source)
+      ? { known: true, entry: state.latest, ...(state.latestAt !== undefined ? { at: state.latestAt } : {}) }
+      : { known: false };
   }
 
   private async mirrorSerial(
@@ -320,6 +324,7 @@ export class MirrorEngine {
     state.writer = writer;
     state.lastMirrored = recovered.lastMirrored;
     state.latest = recovered.latest;
+    state.latestAt = this.clock();
     state.sweepAfter = recovered.lastMirrored;
     state.head = recovered.head;
     state.headUnsaved = recovered.headUnsaved;
@@ -342,14 +347,31 @@ export class MirrorEngine {
     const size = Math.max(1, Math.ceil(concurrency / 2));
     const groups: TopicPartition[][] = [];
     for (let i = 0; i < sources.length; i += size) groups.push(sources.slice(i, i + size));
+    for (const source of sources) this.preparing.add(partitionKey(source));
     const limit = pLimit(2);
     await Promise.all(groups.map((group) => limit(() => this.prepareGroup(group))));
   }
 
+  /** Whether the consumer group told this process its partitions yet (`retain`). */
+  get assignmentKnown(): boolean {
+    return this.assigned !== undefined;
+  }
+
+  /** Whether a prepare is under way or queued for the partition (`--until-caught-up` waits for it). */
+  isPreparing(source: TopicPartition): boolean {
+    return this.preparing.has(partitionKey(source));
+  }
+
+  private readonly preparing = new Set<string>();
+
   private async prepareGroup(all: readonly TopicPartition[]): Promise<void> {
     // A rebalance since the prepare began may have given some of them to another member.
     const group = all.filter((source) => this.isAssigned(source));
-    if (this.closed || group.length === 0) return;
+    for (const source of all) if (!group.includes(source)) this.preparing.delete(partitionKey(source));
+    if (this.closed || group.length === 0) {
+      for (const source of group) this.preparing.delete(partitionKey(source));
+      return;
+    }
     const fenced = group.map(() => deferred<boolean>());
     const heads = deferred<Map<string, HeadRead> | undefined>();
     const tasks = group.map((source, i) => {
@@ -366,6 +388,7 @@ export class MirrorEngine {
           });
         } finally {
           fenced[i]!.resolve(false);
+          this.preparing.delete(partitionKey(source));
         }
       });
       state.queue = run.catch(async (error) => {
@@ -452,6 +475,7 @@ export class MirrorEngine {
       });
       state.lastMirrored = transaction.lastSource;
       state.latest = written;
+      state.latestAt = this.clock();
       mirrored += transaction.records;
     }
     let firstOffset: number | null = null;

@@ -179,3 +179,30 @@ describe('a planned failover at many partitions', () => {
     expect(count('Query')).toBeLessThanOrEqual(2 * PARTITIONS);
   }, 240_000);
 });
+
+describe('kdr mirror --until-caught-up at many partitions', () => {
+  it('calls a partition whose writer it holds caught up from the writer, with no map read, and mirrors each record once', async () => {
+    const base = uniqueName('mcu');
+    const topic = `${base}-t`;
+    const partitions = 200;
+    const callLog = path.join(tmpdir(), `${base}-calls.jsonl`);
+    const kdr = kdrWith({
+      KDR_PAIR: `${base}-pair`,
+      KDR_MIRROR_GROUP_ID: `${base}-mirror`,
+      KDR_TOPICS: topic,
+    });
+    await createTopics('primary', [{ topic, numPartitions: partitions }]);
+    await produceOn(topic, partitions, 5, 'a');
+
+    await kdr(['mirror', '--until-caught-up'], { KDR_AWS_CALL_LOG: callLog });
+
+    const standby = await readWithKcat('standby', topic);
+    expect(standby).toHaveLength(partitions * 5);
+    expect(new Set(standby.map((r) => r.value?.toString())).size).toBe(partitions * 5);
+    const count = offsetTableCalls(callLog);
+    // Each partition: its recovery's latest entry and its first entry's sweep. Before, the caught-up
+    // checks read the map again for partitions whose writers were held here, and for all of them before
+    // the group's first assignment (a head GetItem and a latest Query each, 32 a second).
+    expect(count('Query')).toBeLessThanOrEqual(2 * partitions + 10);
+  }, 240_000);
+});
