@@ -373,7 +373,7 @@ export class MirrorEngine {
       return;
     }
     const fenced = group.map(() => deferred<boolean>());
-    const heads = deferred<Map<string, HeadRead> | undefined>();
+    const heads = deferred<Map<string, PartitionHead | undefined>>();
     const tasks = group.map((source, i) => {
       const state = this.stateOf(source);
       const run = state.queue.then(async () => {
@@ -384,7 +384,8 @@ export class MirrorEngine {
           if (!this.isAssigned(source)) return;
           await this.openAndRecover(source, state, async () => {
             fenced[i]!.resolve(true);
-            return (await heads.promise)?.get(partitionKey(source));
+            const read = await heads.promise;
+            return read.has(partitionKey(source)) ? { head: read.get(partitionKey(source)) } : undefined;
           });
         } finally {
           fenced[i]!.resolve(false);
@@ -407,14 +408,7 @@ export class MirrorEngine {
     const flags = await Promise.all(fenced.map((f) => f.promise));
     const read = group.filter((_, i) => flags[i]);
     // Without the batch (no such request, or it failed), each partition reads its own head.
-    heads.resolve(
-      read.length > 0 && this.options.offsetMap.readHeads
-        ? await this.options.offsetMap
-            .readHeads(read)
-            .then((found) => new Map(read.map((tp, i) => [partitionKey(tp), { head: found[i] }])))
-            .catch(() => undefined)
-        : undefined,
-    );
+    heads.resolve(await this.headsAfter(read));
     await Promise.all(tasks);
   }
 
@@ -685,21 +679,12 @@ export class MirrorEngine {
   }
 
   /**
-   * Fences the partition's mirror (a new writer with its transactional id aborts whatever transaction a
+   * Fences each partition's mirror (a new writer with its transactional id aborts whatever transaction a
    * running mirror has open) and removes an offset-map entry written ahead of a commit that never
-   * happened. Reads only the standby and the map: usable when the source is gone. Returns the latest
-   * committed entry in the map's current generation.
-   */
-  async fenceAndRepair(source: TopicPartition): Promise<OffsetMapEntry | undefined> {
-    const [outcome] = await this.fenceAll([source]);
-    if (!outcome!.fenced) throw outcome!.error;
-    return outcome!.latest;
-  }
-
-  /**
-   * fenceAndRepair for many partitions, `FENCE_GROUP` at a time per group: a group opens its writers
-   * together, then reads their heads in one request (after the fences) and the standby's offsets in one
-   * request per topic. One partition after the other, 8 at once, a failover over 1,000 partitions spent
+   * happened; each outcome has the latest committed entry in the map's current generation. Reads only
+   * the standby and the map: usable when the source is gone. `FENCE_GROUP` partitions at a time per
+   * group: a group opens its writers together, then reads their heads in one request (after the fences)
+   * and the standby's offsets in one request per topic. One partition after the other, 8 at once, a failover over 1,000 partitions spent
    * 8-10 s of its RTO here. Each partition has its own outcome: one that cannot be fenced (its standby
    * topic deleted meanwhile) never stops the others. `check` runs before each group and each retry, and
    * stops the rest when it throws (a lost lease).
