@@ -53,4 +53,22 @@ describe('kafkajs record encoding (patched)', () => {
     expect(grouped[0].length + grouped[1].length + grouped[2].length).toBe(50_000);
     expect(group({ topic: 't', partitionMetadata: [], messages, partitioner: () => 0 })).toEqual({});
   });
+
+  it('computes CRC-32C as the byte-at-a-time table does (slice-by-8), at every length and alignment', () => {
+    const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C') as (b: Buffer) => number;
+    // The reference: the Castagnoli polynomial, reflected, one bit at a time.
+    const reference = (b: Buffer) => {
+      let crc = 0xffffffff;
+      for (const byte of b) {
+        crc ^= byte;
+        for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+      }
+      return (crc ^ 0xffffffff) >>> 0;
+    };
+    expect(crc32C(Buffer.from('123456789'))).toBe(0xe3069283); // the standard check value
+    const bytes = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 0xff));
+    for (let start = 0; start < 9; start++)
+      for (let end = start; end <= bytes.length; end += 7)
+        expect(crc32C(bytes.subarray(start, end))).toBe(reference(bytes.subarray(start, end)));
+  });
 });
