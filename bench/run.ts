@@ -235,27 +235,29 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- m
     const result = await benchSnapshot(config);
     all.snapshot = result;
     const file = writeResults('snapshot', result);
-    const m = result.median;
+    const rows = Object.entries(result.median)
+      .map(
+        ([c, m]) =>
+          `| ${c} | ${m.snapshotMBps.toFixed(1)} | ${m.putObjectMBps.toFixed(1)} | ${m.ratio.toFixed(2)} | ${m.sizeRatio.toFixed(3)} | ${Math.round(m.peakRssMiB)} | ${Math.round(m.rssGrowthMiB)} |`,
+      )
+      .join('\n');
     updateDoc(
       'snapshot',
       `## Snapshot throughput (${result.date.slice(0, 10)})
 
-${result.setup.records.toLocaleString('en')} records of ${result.setup.size} B over ${result.setup.partitions} partitions, one snapshot from scratch
-(read with read_committed, encode, gzip, SHA-256, upload ${result.setup.segmentBytes / 2 ** 20} MiB segments to moto),
-next to raw PutObject of the same bytes in objects of the segment size against the same endpoint.
+${result.setup.records.toLocaleString('en')} records of ${result.setup.size} B over ${result.setup.partitions} partitions (\`kafka-producer-perf-test\`'s random
+payloads), one snapshot from scratch per segment compression of the same topic in each run (read with
+read_committed, encode, compress, SHA-256, upload ${result.setup.segmentBytes / 2 ** 20} MiB segments to moto), each next to raw
+PutObject of the same bytes in objects of the segment size against the same endpoint, right after it.
 Median of ${result.runs.length} runs.
 
-| metric | median |
-| --- | --- |
-| snapshot MB/s | ${m.snapshotMBps.toFixed(1)} |
-| raw PutObject MB/s | ${m.putObjectMBps.toFixed(1)} |
-| snapshot / PutObject | ${m.ratio.toFixed(2)} |
-| peak RSS of the process (MiB) | ${Math.round(m.peakRssMiB)} |
-| RSS growth during the snapshot (MiB) | ${Math.round(m.rssGrowthMiB)} |
+| compression | snapshot MB/s | raw PutObject MB/s | snapshot / PutObject | stored / record bytes | peak RSS of the process (MiB) | RSS growth during the snapshot (MiB) |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows}
 
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- snapshot\`.`,
     );
-    process.stderr.write(`snapshot: ${JSON.stringify(m)}\n`);
+    process.stderr.write(`snapshot: ${JSON.stringify(result.median)}\n`);
   }
   if (selected('restore')) {
     const result = await benchRestore(config);

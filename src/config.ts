@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { SEGMENT_COMPRESSIONS, type SegmentCompression } from './core/segment.ts';
 import { ConfigError } from './errors.ts';
 
 /**
@@ -107,6 +108,8 @@ export interface KdrConfig {
     prefix: string;
     /** Uncompressed bytes per segment object. */
     segmentBytes: number;
+    /** How new segments are compressed. */
+    compression: SegmentCompression;
     /** How often `kdr run` takes a snapshot (0: never). */
     intervalMs: number;
     leaseMs: number;
@@ -282,6 +285,7 @@ const envSchema = z.object({
   KDR_TOPIC_SYNC_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(30_000),
   KDR_CHECKPOINT_COMMIT_ON_STANDBY: bool.default(false),
   KDR_SNAPSHOT_SEGMENT_BYTES: positiveInt(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  KDR_SNAPSHOT_COMPRESSION: enumOf(SEGMENT_COMPRESSIONS).default('zstd'),
   KDR_SNAPSHOT_INTERVAL_MS: z
     .string()
     .regex(/^\d+$/, {
@@ -530,6 +534,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KdrConfig {
     snapshot: {
       prefix: e.KDR_SNAPSHOT_PREFIX,
       segmentBytes: e.KDR_SNAPSHOT_SEGMENT_BYTES,
+      compression: e.KDR_SNAPSHOT_COMPRESSION,
       intervalMs: e.KDR_SNAPSHOT_INTERVAL_MS,
       leaseMs: e.KDR_SNAPSHOT_LEASE_MS,
     },

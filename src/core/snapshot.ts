@@ -21,6 +21,8 @@ export interface SegmentRef {
   lastOffset: number;
   firstTimestamp: number;
   lastTimestamp: number;
+  /** The oldest record's timestamp; absent in segments written before it was recorded. */
+  minTimestamp?: number;
   records: number;
   /** Uncompressed size of the records; `size` is the object's size. */
   bytes: number;

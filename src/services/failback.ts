@@ -195,7 +195,7 @@ async function exportUnmirrored(
     const flush = async () => {
       if (pending.length === 0) return;
       pendingBytes = 0;
-      const segment = encodeSegment(pending);
+      const segment = await encodeSegment(pending);
       const key = `${prefix}/${tp.topic}/${tp.partition}/${String(segment.firstOffset).padStart(20, '0')}-${String(segment.lastOffset).padStart(20, '0')}.kdrseg`;
       await deps.objectStore.put(key, segment.data, { contentType: 'application/octet-stream' });
       part.objects.push({ key, sha256: segment.sha256, records: segment.records, bytes: segment.bytes });

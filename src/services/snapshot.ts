@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { SourceRecord } from '../core/records.ts';
-import { decodeSegment, encodeSegment } from '../core/segment.ts';
+import { decodeSegment, encodeSegment, type SegmentCompression } from '../core/segment.ts';
 import {
   chainSegments,
   clampGroups,
@@ -52,6 +52,10 @@ export interface SnapshotDeps {
   selectTopic: (topic: string) => boolean;
   /** Uncompressed bytes per segment. */
   segmentBytes: number;
+  /** Partitions read at the same time (memory: about two segments each). */
+  rangesInFlight?: number;
+  /** How new segments are compressed (zstd unless said otherwise; readers take either). */
+  compression?: SegmentCompression;
   /** How long the cluster's snapshot lease lasts without renewal (a crashed run blocks no longer). */
   leaseMs?: number;
   prefix?: string;
@@ -99,6 +103,11 @@ export type SnapshotResult =
     };
 
 const PREFIX = 'snapshots';
+/**
+ * Partitions read at the same time. One partition at a time left the process idle two thirds of the time,
+ * waiting on a fetch or an upload; each partition in flight holds up to about two segments and a fetch.
+ */
+const RANGES_IN_FLIGHT = 2;
 const LEASE_MS = 60_000;
 /** What a run keeps in hand before its deadline to save its progress. */
 const DEADLINE_MARGIN_MS = 1_000;
@@ -266,10 +275,7 @@ export async function runSnapshot(
       await run.save();
       log.info('snapshot started', { snapshotId: run.state.snapshotId, parent: run.state.parent });
     }
-    for (const range of run.state.ranges) {
-      if (range.next >= range.to) continue;
-      if (!(await run.readRange(range))) return await run.pause();
-    }
+    if (!(await run.readRanges(deps.rangesInFlight ?? RANGES_IN_FLIGHT))) return await run.pause();
     const manifest = await run.complete();
     return { status: 'complete', manifest, warnings: run.state.warnings };
   } finally {
@@ -280,6 +286,16 @@ export async function runSnapshot(
         log.warn('could not release the snapshot lease; it expires on its own', { error: error.message }),
       );
   }
+}
+
+/** One range being read: its segments upload one at a time, in order. */
+interface Lane {
+  uploading: Promise<void>;
+}
+
+interface AheadFetch {
+  at: number;
+  result: Promise<FetchResult>;
 }
 
 interface RunOptions {
@@ -295,9 +311,9 @@ interface RunOptions {
 
 /** One run of a snapshot: reads ranges into segments, saves progress, and completes the snapshot. */
 class SnapshotRun {
-  /** One upload in flight while the next segment is read: memory stays at about two segments. */
-  private uploading: Promise<void> = Promise.resolve();
   private uploadedThisRun = 0;
+  /** Saves one after another: partitions read at the same time must not put an older progress last. */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: SnapshotDeps,
@@ -309,9 +325,38 @@ class SnapshotRun {
    * Renews the lease, then writes the progress: a runner whose lease another took over (it stalled past the
    * lease, or its clock runs behind) stops here, before it writes anything.
    */
-  async save(): Promise<void> {
-    await this.renewLease();
-    await this.deps.objects.put(this.o.key, JSON.stringify(this.state), { contentType: 'application/json' });
+  save(): Promise<void> {
+    const saved = this.saving.then(async () => {
+      await this.renewLease();
+      await this.deps.objects.put(this.o.key, JSON.stringify(this.state), {
+        contentType: 'application/json',
+      });
+    });
+    this.saving = saved.catch(() => {});
+    return saved;
+  }
+
+  /**
+   * Reads every unfinished range, `inFlight` partitions at a time; false when the deadline stopped it. A
+   * failure stops the others taking new ranges, waits for what they are writing, and is thrown.
+   */
+  async readRanges(inFlight: number): Promise<boolean> {
+    const queue = this.state.ranges.filter((r) => r.next < r.to);
+    let stopped = false;
+    const lane = async () => {
+      for (let range = queue.shift(); range && !stopped; range = queue.shift()) {
+        try {
+          if (!(await this.readRange(range))) stopped = true;
+        } catch (error) {
+          stopped = true;
+          throw error;
+        }
+      }
+    };
+    const lanes = await Promise.allSettled(Array.from({ length: Math.max(1, inFlight) }, lane));
+    const failed = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+    if (failed) throw failed.reason;
+    return !stopped;
   }
 
   private async renewLease(): Promise<void> {
@@ -345,9 +390,12 @@ class SnapshotRun {
     });
   }
 
-  /** Encodes a segment and starts its upload once the previous one is done; progress is saved after it. */
-  private async flush(range: RangeProgress, records: SourceRecord[]): Promise<void> {
-    const segment = encodeSegment(records);
+  /**
+   * Encodes a segment and starts its upload once the range's previous one is done (one upload in flight per
+   * range: its progress moves in order); progress is saved after it.
+   */
+  private async flush(lane: Lane, range: RangeProgress, records: SourceRecord[]): Promise<void> {
+    const segment = await encodeSegment(records, this.deps.compression);
     const ref: SegmentRef = {
       key: '',
       topic: range.topic,
@@ -356,14 +404,15 @@ class SnapshotRun {
       lastOffset: segment.lastOffset,
       firstTimestamp: segment.firstTimestamp,
       lastTimestamp: segment.lastTimestamp,
+      minTimestamp: segment.minTimestamp,
       records: segment.records,
       bytes: segment.bytes,
       size: segment.data.length,
       sha256: segment.sha256,
     };
     ref.key = segmentKey(this.o.prefix, this.deps.cluster, ref);
-    await this.uploading;
-    this.uploading = (async () => {
+    await lane.uploading;
+    lane.uploading = (async () => {
       await this.deps.objects.put(ref.key, segment.data, { contentType: 'application/octet-stream' });
       this.uploadedThisRun++;
       this.state.segments.push(ref);
@@ -375,7 +424,7 @@ class SnapshotRun {
     })();
     // Its failure is thrown where the upload is awaited (the next flush, or the range's end), not while a
     // fetch is in flight as an unhandled rejection.
-    this.uploading.catch(() => {});
+    lane.uploading.catch(() => {});
   }
 
   /**
@@ -404,42 +453,52 @@ class SnapshotRun {
    * A fetch that failed because the log start passed `offset` (OFFSET_OUT_OF_RANGE): what was read is
    * flushed, and reading resumes at the log start after a gap. Any other failure is thrown.
    */
-  private async skipPurged(range: RangeProgress, offset: number, error: unknown): Promise<void> {
+  private async skipPurged(lane: Lane, range: RangeProgress, offset: number, error: unknown): Promise<void> {
     const logStart = await this.logStart(range).catch(() => {
       throw error;
     });
     if (logStart <= offset) throw error;
-    await this.uploading;
+    await lane.uploading;
     // What lies between the last record read and `offset` was read too (markers, aborted records).
     range.next = Math.max(range.next, offset);
     await this.clamp(range, logStart);
   }
 
-  /** Reads what is left of one range; false when the deadline stopped it (progress saved by `pause`). */
+  /**
+   * Reads what is left of one range; false when the deadline stopped it (progress saved by `pause`). The next
+   * fetch is in flight while a fetched batch is cut into segments.
+   */
   async readRange(range: RangeProgress): Promise<boolean> {
     await this.clamp(range, await this.logStart(range));
+    const lane: Lane = { uploading: Promise.resolve() };
     let pending: SourceRecord[] = [];
     let pendingBytes = 0;
+    let ahead: AheadFetch | undefined;
     let offset = range.next;
     while (offset < range.to) {
       if (this.outOfTime()) break;
       let fetched: FetchResult;
       try {
-        fetched = await this.deps.reader.fetch(range, offset);
+        fetched = await (ahead?.at === offset ? ahead.result : this.fetchAhead(range, offset).result);
       } catch (error) {
-        if (pending.length > 0) await this.flush(range, pending);
+        ahead = undefined;
+        if (pending.length > 0) await this.flush(lane, range, pending);
         pending = [];
         pendingBytes = 0;
-        await this.skipPurged(range, offset, error);
+        await this.skipPurged(lane, range, offset, error);
         offset = range.next;
         continue;
       }
+      ahead =
+        fetched.nextOffset > offset && fetched.nextOffset < range.to
+          ? this.fetchAhead(range, fetched.nextOffset)
+          : undefined;
       for (const record of fetched.records) {
         if (record.offset >= range.to) break;
         pending.push(record);
         pendingBytes += recordBytes(record);
         if (pendingBytes < this.deps.segmentBytes) continue;
-        await this.flush(range, pending);
+        await this.flush(lane, range, pending);
         pending = [];
         pendingBytes = 0;
         // One fetch can hold many segments: the deadline is checked after each (the rest is read again).
@@ -449,12 +508,19 @@ class SnapshotRun {
       if (fetched.nextOffset <= offset) break; // nothing committed left below the cut
       offset = fetched.nextOffset;
     }
-    if (pending.length > 0) await this.flush(range, pending);
-    await this.uploading;
+    if (pending.length > 0) await this.flush(lane, range, pending);
+    await lane.uploading;
     if (this.outOfTime()) return false;
     // The rest of the range held only markers or aborted records.
     range.next = range.to;
     return true;
+  }
+
+  /** A fetch started ahead; its failure is seen where it is awaited (or never, when the range stops first). */
+  private fetchAhead(range: RangeProgress, at: number): AheadFetch {
+    const result = this.deps.reader.fetch(range, at);
+    result.catch(() => {});
+    return { at, result };
   }
 
   async pause(): Promise<SnapshotResult> {
@@ -530,10 +596,11 @@ class SnapshotRun {
       groups: state.groups,
       clamped: state.clamped,
       segments: chainSegments(parent, inherited, state.segments),
+      // In log order: partitions read at the same time find their gaps in any order.
       gaps: [
         ...(parent?.gaps ?? []).filter((g) => inherited.has(`${g.topic}\u0000${g.partition}`)),
         ...state.gaps,
-      ],
+      ].sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition || a.from - b.from),
       records: state.records,
       bytes: state.bytes,
       newSegments: state.segments.length,
@@ -572,7 +639,7 @@ export async function verifySnapshot(
   for (const ref of manifest.segments) {
     let records: SourceRecord[];
     try {
-      records = decodeSegment(await deps.objects.get(ref.key), ref.sha256);
+      records = await decodeSegment(await deps.objects.get(ref.key), ref.sha256);
     } catch (error) {
       result.bad.push({
         key: ref.key,

@@ -175,7 +175,7 @@ it('a snapshot caught by the outage fails loudly, then completes exactly when S3
   // Every committed record on the cluster, each exactly once, across the chain of segments.
   const snapshotted = new Map<number, number[]>();
   for (const s of manifest.segments)
-    for (const r of decodeSegment(await rt.objectStore.get(s.key), s.sha256))
+    for (const r of await decodeSegment(await rt.objectStore.get(s.key), s.sha256))
       snapshotted.set(s.partition, [...(snapshotted.get(s.partition) ?? []), r.offset]);
   for (const p of [0, 1]) {
     const onCluster = (await readWithKcat('primary', topic, { partition: p })).map((r) => r.offset);

@@ -138,7 +138,7 @@ describe('failover drills', () => {
     const exportedValues: string[] = [];
     for (const part of back.exported.partitions) {
       for (const object of part.objects) {
-        const records = decodeSegment(await rt.objectStore.get(object.key), object.sha256);
+        const records = await decodeSegment(await rt.objectStore.get(object.key), object.sha256);
         exportedValues.push(...records.map((r) => r.value!.toString()));
       }
     }

@@ -50,7 +50,10 @@ async function restoreView(rt: Runtime, m: SnapshotManifest): Promise<Map<string
   const out = new Map<string, SourceRecord[]>();
   for (const s of m.segments) {
     const key = `${s.topic}-${s.partition}`;
-    out.set(key, [...(out.get(key) ?? []), ...decodeSegment(await rt.objectStore.get(s.key), s.sha256)]);
+    out.set(key, [
+      ...(out.get(key) ?? []),
+      ...(await decodeSegment(await rt.objectStore.get(s.key), s.sha256)),
+    ]);
   }
   return out;
 }
@@ -491,13 +494,60 @@ const gapOf = (topic: string, partition: number, from: number, to: number, after
 });
 
 describe('snapshots never stop for good', () => {
+  it('partitions read at the same time: runs stopped with several half read, or by one failing, lose and double nothing', async () => {
+    const s = setup('snappar', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 4 }]);
+    for (const p of [0, 1, 2, 3]) await produce('primary', topic, p, values(800, `p${p}`), { batch: 100 });
+    const deps = { ...snapshotDeps(s.rt, 'primary'), rangesInFlight: 3 };
+    // A run whose deadline has passed stops after its first segment: the other partitions in flight finish
+    // the segment they are uploading, so several stop half read.
+    const first = await runSnapshot(deps, { deadline: Date.now() });
+    if (first.status !== 'in-progress') throw new Error('the first run was expected to stop early');
+    const halfRead = (await progressOf(s))!.ranges.filter((r) => r.next > 0 && r.next < r.to);
+    expect(halfRead.length).toBeGreaterThanOrEqual(2);
+    // Next, partition 2's fetches fail (a broker refusing) while the others upload: the run fails, and what
+    // it saved stays true.
+    const failing = intercept(deps.reader, {
+      fetch: async (tp, offset, options) => {
+        if (tp.partition === 2) throw new Error('broker unreachable (injected)');
+        return s.rt.sourceReader.fetch(tp, offset, options);
+      },
+    });
+    await expect(runSnapshot({ ...deps, reader: failing })).rejects.toThrow('broker unreachable (injected)');
+    const afterFailure = (await progressOf(s))!;
+    expect(afterFailure.snapshotId).toBe(first.snapshotId);
+    // Then runs stopped by their deadline again, until one completes.
+    let result = await runSnapshot(deps, { deadline: Date.now() });
+    for (let runs = 1; result.status === 'in-progress'; runs++) {
+      expect(runs).toBeLessThan(200);
+      result = await runSnapshot(deps, { deadline: Date.now() });
+    }
+    if (result.status !== 'complete') throw new Error('unreachable');
+    const m = result.manifest;
+    expect(m.snapshotId).toBe(first.snapshotId);
+    expect(m.records).toBe(3200);
+    expect(m.segments.reduce((sum, seg) => sum + seg.records, 0)).toBe(3200);
+    // Segments of a partition follow each other without overlap or hole.
+    for (const p of [0, 1, 2, 3]) {
+      const own = m.segments.filter((seg) => seg.partition === p);
+      for (let i = 1; i < own.length; i++) expect(own[i]!.firstOffset).toBe(own[i - 1]!.lastOffset + 1);
+    }
+    expect(digest(await restoreView(s.rt, m))).toBe(digest(await clusterView(s.rt, m)));
+    expect((await runKdr(['verify', '--snapshot', m.snapshotId], { env: s.env })).exitCode).toBe(0);
+  });
+
   it('a range purged while a snapshot is in progress is a gap; it completes and restores', async () => {
     const s = setup('snapdel', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
     const topic = s.topic('t');
     await createTopics('primary', [{ topic, numPartitions: 2 }]);
     for (const p of [0, 1]) await produce('primary', topic, p, values(1000, `p${p}`), { batch: 50 });
     // The first run stops after its first segments (its deadline is already past), inside partition 0.
-    const first = await runSnapshot(snapshotDeps(s.rt, 'primary'), { deadline: Date.now() });
+    // One partition at a time, so that partition 1 is still unread when the run stops.
+    const first = await runSnapshot(
+      { ...snapshotDeps(s.rt, 'primary'), rangesInFlight: 1 },
+      { deadline: Date.now() },
+    );
     if (first.status !== 'in-progress') throw new Error('the first run was expected to stop early');
     const [r0, r1] = (await progressOf(s))!.ranges;
     expect(r0!.next).toBeGreaterThan(0);

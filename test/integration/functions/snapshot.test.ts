@@ -73,7 +73,7 @@ it('completes a snapshot across several invocations with a tiny time budget', {
   );
   const offsets = new Map<number, number[]>();
   for (const s of manifest.segments) {
-    for (const r of decodeSegment(await rt.objectStore.get(s.key), s.sha256))
+    for (const r of await decodeSegment(await rt.objectStore.get(s.key), s.sha256))
       offsets.set(s.partition, [...(offsets.get(s.partition) ?? []), r.offset]);
   }
   for (let p = 0; p < 2; p++) expect(offsets.get(p)).toEqual(Array.from({ length: 3000 }, (_, i) => i));
