@@ -25,7 +25,7 @@ import {
   type TopicPlan,
   targetPartition,
 } from '../core/restore.ts';
-import { decodeSegment } from '../core/segment.ts';
+import { checkSegment, decodeSegment } from '../core/segment.ts';
 import type { SegmentRef, SnapshotManifest } from '../core/snapshot.ts';
 import { PROVENANCE_HEADROOM_BYTES } from '../core/topicSync.ts';
 import { InputError, isKdrError, KdrError, NotFoundError } from '../errors.ts';
@@ -291,19 +291,17 @@ const statsAdd = (stats: Record<string, PartitionStats>, key: string, offset: nu
   stats[key] = s;
 };
 
-/** Segments downloaded and decoded `depth` ahead of the consumer (memory: depth + 1 segments). */
-async function* prefetched(
-  objects: ObjectStore,
-  refs: readonly SegmentRef[],
+/** Each item's `load`, started `depth` ahead of the consumer, in order (memory: depth + 1 results). */
+async function* loadedAhead<T, R>(
+  items: readonly T[],
   depth: number,
-): AsyncGenerator<{ ref: SegmentRef; records: SourceRecord[] }> {
-  const load = (ref: SegmentRef) =>
-    objects.get(ref.key).then((data) => ({ ref, records: decodeSegment(data, ref.sha256) }));
-  const queue: Promise<{ ref: SegmentRef; records: SourceRecord[] }>[] = [];
+  load: (item: T) => Promise<R>,
+): AsyncGenerator<R> {
+  const queue: Promise<R>[] = [];
   let next = 0;
   try {
-    while (next < refs.length || queue.length > 0) {
-      while (next < refs.length && queue.length <= depth) queue.push(load(refs[next++]!));
+    while (next < items.length || queue.length > 0) {
+      while (next < items.length && queue.length <= depth) queue.push(load(items[next++]!));
       yield await queue.shift()!;
     }
   } finally {
@@ -541,17 +539,30 @@ async function verifyPhase(
   const from = verification.segments;
   let checked = from;
   const bad: string[] = [];
-  for (const { ref, target } of refs.slice(from)) {
+  // Downloaded and checked ahead; counted here, in order, so that a run that stops counts no segment twice.
+  type Checked = { target: string; records: SourceRecord[] } | { bad: string };
+  const check = async ({ ref, target }: { ref: SegmentRef; target: string }): Promise<Checked> => {
+    try {
+      const data = await run.deps.objects.get(ref.key);
+      checkSegment(data, ref.sha256);
+      const { retentionMs } = verification.topics[target]!;
+      return {
+        target,
+        records: mayHoldPastRetention(ref, retentionMs, verification.asOf) ? await decodeSegment(data) : [],
+      };
+    } catch (error) {
+      return {
+        bad: `${run.deps.objects.url(ref.key)}: ${error instanceof NotFoundError ? 'missing' : (error as Error).message}`,
+      };
+    }
+  };
+  for await (const result of loadedAhead(refs.slice(from), run.deps.prefetch, check)) {
     // At least one segment per run, so that a continued check always finishes.
     if (checked > from && run.outOfTime() && bad.length === 0) break;
-    try {
-      const records = decodeSegment(await run.deps.objects.get(ref.key), ref.sha256);
-      const counted = verification.topics[target]!;
-      countPastRetention(records, counted.retentionMs, verification.asOf, counted);
-    } catch (error) {
-      bad.push(
-        `${run.deps.objects.url(ref.key)}: ${error instanceof NotFoundError ? 'missing' : (error as Error).message}`,
-      );
+    if ('bad' in result) bad.push(result.bad);
+    else {
+      const counted = verification.topics[result.target]!;
+      countPastRetention(result.records, counted.retentionMs, verification.asOf, counted);
     }
     checked++;
     run.deps.onProgress?.({
@@ -571,6 +582,15 @@ async function verifyPhase(
       { details: { badSegments: bad } },
     );
   return verification;
+}
+
+/**
+ * Whether a segment's records must be read to count those past retention: not when the retention is
+ * unlimited, nor when the segment's oldest record is within it (segments written before `minTimestamp` are read).
+ */
+function mayHoldPastRetention(ref: SegmentRef, retentionMs: number | null, asOf: number): boolean {
+  if (retentionMs === null) return false;
+  return ref.minTimestamp === undefined || ref.minTimestamp < asOf - retentionMs;
 }
 
 function retentionProblems(plan: RestorePlan, verification: Verification): string[] {
@@ -801,7 +821,12 @@ async function writePhase(
   return null;
 }
 
-/** The records of one topic not written yet, chunk by chunk, progress saved after each; false: out of time. */
+/**
+ * The records of one topic not written yet, chunk by chunk, progress saved after each; false: out of time.
+ * A chunk's save runs while the next chunk is written: the saved progress only shortens the tail scan of a
+ * resumed run (recoverTail finds what was committed after it), so it may lag one transaction. Saves stay in
+ * order, and the last is awaited before this returns.
+ */
 async function writeTopic(
   run: RestoreRun,
   state: RestoreProgress,
@@ -815,14 +840,38 @@ async function writeTopic(
     .filter((s) => s.topic === t.source && s.lastOffset > (state.done[`${t.source}/${s.partition}`] ?? -1))
     .sort((a, b) => a.partition - b.partition || a.firstOffset - b.firstOffset);
   const restamp = state.options?.restamp ?? false;
-  for await (const { ref, records } of prefetched(deps.objects, pending, deps.prefetch)) {
+  const load = async (ref: SegmentRef) => ({
+    ref,
+    records: await decodeSegment(await deps.objects.get(ref.key), ref.sha256),
+  });
+  let saving: Promise<void> = Promise.resolve();
+  const saveAfter = async () => {
+    await saving;
+    // The progress is serialised when save is called: later chunks do not change what this one saves.
+    saving = deps.store.save(state);
+    saving.catch(() => {}); // seen where it is awaited: before the next save, or at the end
+  };
+  let finished = true;
+  try {
+    for await (const { ref, records } of loadedAhead(pending, deps.prefetch, load)) {
+      finished = await writeSegment(ref, records);
+      if (!finished) break;
+    }
+  } catch (error) {
+    await saving.catch(() => {}); // the failure that stopped the writing is the one to report
+    throw error;
+  }
+  await saving;
+  return finished;
+
+  async function writeSegment(ref: SegmentRef, records: SourceRecord[]): Promise<boolean> {
     const key = `${t.source}/${ref.partition}`;
     const fresh = records.filter((r) => r.offset > (state.done[key] ?? -1));
     for (let i = 0; i < fresh.length; i += deps.maxTransactionRecords) {
       const chunk = fresh.slice(i, i + deps.maxTransactionRecords);
       const stamp = restamp ? run.clock() : null;
       await writeChunk(writer, state, t, { partition: ref.partition, chunk, maxBytes, stamp }, tracker);
-      await deps.store.save(state);
+      await saveAfter();
       deps.onProgress?.({
         phase: 'write',
         done: state.records,
@@ -833,8 +882,8 @@ async function writeTopic(
       });
       if (run.outOfTime()) return false;
     }
+    return true;
   }
-  return true;
 }
 
 /** groups: commits each group's translated position (empty groups only); a committed group is never redone. */

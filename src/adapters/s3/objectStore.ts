@@ -70,7 +70,8 @@ export class S3ObjectStore implements ObjectStore {
   async get(key: string): Promise<Buffer> {
     try {
       const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      return Buffer.from(await result.Body!.transformToByteArray());
+      const bytes = await result.Body!.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view: no second copy
     } catch (error) {
       if (error instanceof NoSuchKey)
         throw new NotFoundError(`${this.url(key)} does not exist`, { cause: error });
