@@ -167,6 +167,39 @@ describe('restore and retention', () => {
     expect(JSON.parse(ok.stdout)).toMatchObject({ records: 71 });
   });
 
+  it('counts the same records past retention in segments written before they recorded their oldest timestamp', async () => {
+    const s = await snapshotted('rretold');
+    const rt = runtimes.at(-1)!;
+    const key = `${s.env.KDR_SNAPSHOT_PREFIX}/manifests/${s.snapshotId}.json`;
+    const manifest = JSON.parse((await rt.objectStore.get(key)).toString());
+    expect(manifest.segments.map((seg: { minTimestamp?: number }) => seg.minTimestamp)).toEqual([
+      s.oldestA,
+      s.oldestB,
+    ]);
+    const retention = ['--retention-ms', '3600000', '--dry-run', '--json'];
+    const pastRetention = async () => {
+      const dry = await runKdr(
+        [
+          ...['restore', '--snapshot', s.snapshotId, '--target', 'standby', '--topic-prefix', 'x.'],
+          ...retention,
+        ],
+        { env: s.env },
+      );
+      expect(dry.exitCode, dry.stderr.slice(-2000)).toBe(0);
+      // asOf is each run's own clock
+      return JSON.parse(dry.stdout).topics.map(
+        ({ pastRetention: { asOf: _, ...counted } }: { pastRetention: { asOf: string; records: number } }) =>
+          counted,
+      );
+    };
+    const withMin = await pastRetention();
+    expect(withMin.map((p: { records: number }) => p.records)).toEqual([40, 30]);
+    // The same snapshot as an older kdr wrote it: no minTimestamp, so every segment is read to count.
+    for (const seg of manifest.segments) delete seg.minTimestamp;
+    await rt.objectStore.put(key, JSON.stringify(manifest));
+    expect(await pastRetention()).toEqual(withMin);
+  });
+
   it('with --retention-ms or --restamp every record is still there a minute later', async () => {
     const s = await snapshotted('rkeep');
     const stamped = `stamp.${s.b}`;
