@@ -1,0 +1,101 @@
+import { execa } from 'execa';
+import type { MirrorSummary } from './mirrorLoop.ts';
+
+/**
+ * `kdr mirror --workers N`: N `kdr mirror` processes in the mirror's consumer group, so that the work of
+ * many partitions uses more than one core. Each worker is an ordinary member: the group shares the
+ * partitions out, and each partition's transactional writer fences any other, so exactly once holds as it
+ * does for processes started by hand. The parent only starts, watches and stops them: a signal goes to
+ * every worker; a worker that fails stops the others (a supervisor restarts the whole, not half of it).
+ */
+
+export interface WorkerResult {
+  worker: number;
+  pid: number | undefined;
+  exitCode: number;
+  recordsMirrored: number | null;
+}
+
+export interface WorkersSummary extends MirrorSummary {
+  workers: WorkerResult[];
+  /** The first worker that failed (the others were stopped then), or null. */
+  failed: WorkerResult | null;
+}
+
+export interface MirrorWorkersOptions {
+  workers: number;
+  /** The arguments of each worker's `kdr mirror` (without --workers and --json). */
+  args: string[];
+  stopped: Promise<string>;
+  note: (line: string) => void;
+}
+
+/** How long a worker has to stop after SIGTERM before it is killed. */
+const STOP_GRACE_MS = 30_000;
+
+function startWorker(index: number, args: string[]) {
+  // process.argv[1] is bin/kdr.mjs: the workers run the same sources the parent runs.
+  return execa(process.execPath, [process.argv[1]!, 'mirror', ...args, '--json'], {
+    env: { KDR_MIRROR_WORKER: String(index) },
+    stdout: 'pipe',
+    stderr: 'inherit',
+    reject: false,
+    forceKillAfterDelay: STOP_GRACE_MS,
+    cleanup: true,
+  });
+}
+
+function summaryOf(stdout: unknown): MirrorSummary | null {
+  try {
+    const parsed = JSON.parse(String(stdout));
+    return typeof parsed?.recordsMirrored === 'number' ? (parsed as MirrorSummary) : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runMirrorWorkers(options: MirrorWorkersOptions): Promise<WorkersSummary> {
+  const started = Date.now();
+  const children = Array.from({ length: options.workers }, (_, i) => startWorker(i + 1, options.args));
+  options.note(
+    `kdr: ${options.workers} mirror workers started (pids ${children.map((c) => c.pid).join(', ')})`,
+  );
+  let stopping = false;
+  let firstFailed: WorkerResult | undefined;
+  const stopAll = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    options.note(`kdr: stopping the mirror workers (${why})`);
+    for (const child of children) child.kill('SIGTERM');
+  };
+  void options.stopped.then((signal) => stopAll(signal));
+  const finished: { result: Awaited<(typeof children)[number]>; summary: MirrorSummary | null }[] = [];
+  const results = await Promise.all(
+    children.map(async (child, i) => {
+      const result = await child;
+      const summary = summaryOf(result.stdout);
+      finished.push({ result, summary });
+      const own: WorkerResult = {
+        worker: i + 1,
+        pid: child.pid,
+        exitCode: result.exitCode ?? 1,
+        recordsMirrored: summary?.recordsMirrored ?? null,
+      };
+      if (own.exitCode !== 0 && !firstFailed) {
+        firstFailed = own;
+        stopAll(`worker ${own.worker} (pid ${own.pid}) exited with code ${own.exitCode}`);
+      }
+      return own;
+    }),
+  );
+  // The last worker to finish saw the others' work too: its view of the partitions is the latest.
+  const last = finished.at(-1)?.summary;
+  return {
+    recordsMirrored: results.reduce((n, r) => n + (r.recordsMirrored ?? 0), 0),
+    durationMs: Date.now() - started,
+    topics: last?.topics ?? [],
+    partitions: last?.partitions ?? [],
+    workers: results,
+    failed: firstFailed ?? null,
+  };
+}
