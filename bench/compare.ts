@@ -4,6 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import kafkajs from 'kafkajs';
 import { labPaths, REPO_ROOT } from '../infra/local/paths.ts';
 import { createAwsClients, destroyAwsClients } from '../src/adapters/aws/clients.ts';
@@ -14,13 +15,24 @@ import { KAFKA_TOOLS, kafkaTool } from '../test/helpers/lab.ts';
 import { createBenchTopic, machine, median, producerPerf, samplePeak } from './harness.ts';
 
 /**
- * kdr next to MirrorMaker 2 (connect-mirror from the same Kafka release, dedicated mode, identity
- * replication policy) and the Kafka perf tools (the practical limit of any mirror on this machine), in one
- * run on the same lab and the same data: each tool mirrors its own copy of a topic loaded by
- * kafka-producer-perf-test. Throughput counts from the first record on the standby to the last, so a JVM's
- * or a consumer group's start-up is not charged to either. Also: replication latency at a steady rate,
- * DynamoDB requests per 1000 mirrored records (an HTTP counter in front of moto), and peak RSS.
+ * kdr (one process, and `--workers 2`) next to MirrorMaker 2 (connect-mirror from the same Kafka release,
+ * dedicated mode, identity replication policy; at-least-once, its default, and exactly once with
+ * `exactly.once.source.support = enabled`) and the Kafka perf tools (the practical limit of any mirror on
+ * this machine), in one run on the same lab and the same data: each tool mirrors its own copy of a topic
+ * loaded by kafka-producer-perf-test. Throughput counts from the first record on the standby to the last,
+ * so a JVM's or a consumer group's start-up is not charged to any. Also: replication latency at steady
+ * rates, DynamoDB requests per 1000 mirrored records (an HTTP counter in front of moto), and peak RSS (of
+ * every process of the tool).
  */
+
+export const TOOLS = ['kdr', 'kdr-2w', 'mm2', 'mm2-eos'] as const;
+export type Tool = (typeof TOOLS)[number];
+export const TOOL_NAMES: Record<Tool, string> = {
+  kdr: 'kdr',
+  'kdr-2w': 'kdr --workers 2',
+  mm2: 'MirrorMaker 2 (at-least-once)',
+  'mm2-eos': 'MirrorMaker 2 (exactly once)',
+};
 
 const KAFKA_LIBS = () => path.join(process.env.KAFKA_HOME ?? labPaths().kafkaCache, 'libs');
 
@@ -59,6 +71,7 @@ async function timeMirror(
   topic: string,
   done: (end: number) => boolean | Promise<boolean>,
   limitMs: number,
+  doneAt: () => number = Date.now,
 ): Promise<{ seconds: number }> {
   const admin = new kafkajs.Kafka({
     brokers: config.standby.brokers,
@@ -70,9 +83,9 @@ async function timeMirror(
     let first: number | undefined;
     for (;;) {
       const end = await standbyEnd(admin, topic);
-      if (first === undefined && end > 0) first = Date.now();
+      if (first === undefined && end > 0) firstSeen.set(topic, (first = Date.now()));
       if (first !== undefined && (await done(end))) {
-        const seconds = (Date.now() - first) / 1000;
+        const seconds = (doneAt() - first) / 1000;
         // Everything arrived between two polls: too fast to time with this much data.
         if (seconds < 0.2)
           throw new Error(`${topic} was mirrored in ${seconds} s: load more records to time it`);
@@ -87,6 +100,47 @@ async function timeMirror(
     await admin.disconnect();
   }
 }
+
+/** Committed records of a standby topic (kcat, read_committed): markers are not records. */
+async function committedRecords(config: KdrConfig, topic: string): Promise<number> {
+  const { stdout } = await execa('kcat', [
+    ...['-b', config.standby.brokers.join(','), '-C', '-t', topic, '-e', '-q', '-o', 'beginning'],
+    ...['-X', 'isolation.level=read_committed', '-f', '.\\n'],
+  ]);
+  return stdout.length === 0 ? 0 : stdout.split('\n').length;
+}
+
+/**
+ * For a mirror whose transaction markers count in the standby's offsets (MirrorMaker 2 exactly once): the
+ * end stops moving once it is done. Timed to the end's last move; then the committed records are counted.
+ */
+async function timeUntilStable(
+  config: KdrConfig,
+  topic: string,
+  records: number,
+  limitMs: number,
+): Promise<{ seconds: number }> {
+  let lastEnd = 0;
+  let lastMoveAt = 0;
+  await timeMirror(
+    config,
+    topic,
+    (end) => {
+      const now = Date.now();
+      if (end !== lastEnd) [lastEnd, lastMoveAt] = [end, now];
+      return end >= records && now - lastMoveAt >= 3000;
+    },
+    limitMs,
+    () => lastMoveAt,
+  );
+  const committed = await committedRecords(config, topic);
+  if (committed !== records)
+    throw new Error(`${topic}: ${committed} committed records on the standby, expected ${records}`);
+  return { seconds: (lastMoveAt - firstSeen.get(topic)!) / 1000 };
+}
+
+/** When each timed topic's first record reached the standby. */
+const firstSeen = new Map<string, number>();
 
 /** Counts DynamoDB and S3 requests on their way to moto. */
 function awsCounter(
@@ -124,8 +178,15 @@ function awsCounter(
   );
 }
 
-function startKdr(config: KdrConfig, topic: string, aws: string, untilCaughtUp: boolean): ChildProcess {
-  return spawn(process.execPath, [KDR_BIN, 'mirror', ...(untilCaughtUp ? ['--until-caught-up'] : [])], {
+function startKdr(
+  config: KdrConfig,
+  topic: string,
+  aws: string,
+  untilCaughtUp: boolean,
+  workers = 1,
+): ChildProcess {
+  const args = [...(untilCaughtUp ? ['--until-caught-up'] : []), '--workers', String(workers)];
+  return spawn(process.execPath, [KDR_BIN, 'mirror', ...args], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
@@ -141,8 +202,15 @@ function startKdr(config: KdrConfig, topic: string, aws: string, untilCaughtUp: 
   });
 }
 
-/** MirrorMaker 2 in dedicated mode, identity replication, mirroring `topic` from primary to standby. */
-function startMm2(config: KdrConfig, topic: string): { child: ChildProcess; dir: string } {
+/**
+ * MirrorMaker 2 in dedicated mode, identity replication, mirroring `topic` from primary to standby; with
+ * `exactlyOnce`, its exactly-once source support on the standby (Kafka 3.5+ dedicated mode).
+ */
+function startMm2(
+  config: KdrConfig,
+  topic: string,
+  exactlyOnce = false,
+): { child: ChildProcess; dir: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kdr-mm2-'));
   const props = path.join(dir, 'mm2.properties');
   writeFileSync(
@@ -171,6 +239,7 @@ function startMm2(config: KdrConfig, topic: string): { child: ChildProcess; dir:
       `offset.storage.topic = mm2-offsets-${topic}`,
       `config.storage.topic = mm2-configs-${topic}`,
       `status.storage.topic = mm2-status-${topic}`,
+      ...(exactlyOnce ? ['standby.exactly.once.source.support = enabled'] : []),
     ].join('\n'),
   );
   const child = spawn(
@@ -199,11 +268,18 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+interface ToolFigures {
+  recordsPerSecond: number;
+  megabytesPerSecond: number;
+  peakRssMiB: number;
+  /** kdr only. */
+  dynamodbPer1000?: number;
+}
+
 interface ThroughputRow {
   size: number;
   records: number;
-  kdr: { recordsPerSecond: number; megabytesPerSecond: number; dynamodbPer1000: number; peakRssMiB: number };
-  mm2: { recordsPerSecond: number; megabytesPerSecond: number; peakRssMiB: number };
+  tools: Record<Tool, ToolFigures>;
   limit: { consumerRecordsPerSecond: number; producerRecordsPerSecond: number };
 }
 
@@ -221,25 +297,21 @@ async function throughputRun(
   run: number,
 ): Promise<ThroughputRow> {
   const id = `${Date.now().toString(36)}-${size}-${run}`;
-  const [kdrTopic, mm2Topic, limitTopic] = ['kdr', 'mm2', 'limit'].map((t) => `cmp-${t}-${id}`) as [
-    string,
-    string,
-    string,
-  ];
-  for (const t of [kdrTopic, mm2Topic]) {
-    await createTopic(config, 'primary', t, 4);
-    await load(config, t, records, size);
+  const topicOf = (t: Tool | 'limit') => `cmp-${t}-${id}`;
+  for (const t of TOOLS) {
+    await createTopic(config, 'primary', topicOf(t), 4);
+    await load(config, topicOf(t), records, size);
   }
-  // The standby copies exist before either tool starts (both use an existing topic), so that polling
+  // The standby copies exist before any tool starts (all use an existing topic), so that polling
   // their offsets sees the first record arrive.
-  for (const t of [limitTopic, kdrTopic, mm2Topic]) await createTopic(config, 'standby', t, 4);
+  for (const t of ['limit', ...TOOLS] as const) await createTopic(config, 'standby', topicOf(t), 4);
 
   // The limit: Kafka's consumer perf tool reading one copy, its producer perf tool writing the standby.
   const consumed = await kafkaTool(KAFKA_TOOLS.consumerPerf, [
     '--bootstrap-server',
     config.primary.brokers.join(','),
     '--topic',
-    kdrTopic,
+    topicOf('kdr'),
     '--messages',
     String(records),
     '--timeout',
@@ -249,12 +321,47 @@ async function throughputRun(
     String(consumed.stdout),
     /^[^,\n]+, [^,]+, [\d.]+, [\d.]+, \d+, ([\d.]+)/m,
   );
-  const producerRecordsPerSecond = await producerPerf(config, 'standby', limitTopic, records, size);
+  const producerRecordsPerSecond = await producerPerf(config, 'standby', topicOf('limit'), records, size);
+  const mb = (records * size) / 1e6;
+  const figures = (seconds: number, peakRssMiB: number): ToolFigures => ({
+    recordsPerSecond: records / seconds,
+    megabytesPerSecond: mb / seconds,
+    peakRssMiB,
+  });
+  const tools = {} as Record<Tool, ToolFigures>;
+  for (const workers of [1, 2]) {
+    const tool: Tool = workers === 1 ? 'kdr' : 'kdr-2w';
+    const { seconds, peakRssMiB, dynamodb } = await timeKdr(config, topicOf(tool), workers);
+    tools[tool] = { ...figures(seconds, peakRssMiB), dynamodbPer1000: (dynamodb * 1000) / records };
+  }
+  for (const exactlyOnce of [false, true]) {
+    const tool: Tool = exactlyOnce ? 'mm2-eos' : 'mm2';
+    const topic = topicOf(tool);
+    const mm2 = startMm2(config, topic, exactlyOnce);
+    const peak = samplePeak(mm2.child.pid!);
+    let time: { seconds: number };
+    try {
+      // At least once: done when the standby has every record. Exactly once: markers count in the
+      // standby's end, so done when it stops moving, with every record committed.
+      time = exactlyOnce
+        ? await timeUntilStable(config, topic, records, 600_000)
+        : await timeMirror(config, topic, (end) => end >= records, 600_000);
+    } finally {
+      // Never leave a MirrorMaker behind: it would load the machine for every later measurement.
+      await stop(mm2.child);
+    }
+    tools[tool] = figures(time.seconds, peak.stop());
+  }
+  return { size, records, tools, limit: { consumerRecordsPerSecond, producerRecordsPerSecond } };
+}
 
-  // kdr: `kdr mirror --until-caught-up` as its own process; done when the offset map holds the last
-  // record of every partition (the standby's offsets also count transaction markers).
+/**
+ * `kdr mirror --until-caught-up [--workers N]` as its own process; done when the offset map holds the last
+ * record of every partition (the standby's offsets also count transaction markers).
+ */
+async function timeKdr(config: KdrConfig, topic: string, workers: number) {
   const counter = await awsCounter(config.aws.endpoint!);
-  const kdr = startKdr(config, kdrTopic, counter.url, true);
+  const kdr = startKdr(config, topic, counter.url, true, workers);
   const kdrPeak = samplePeak(kdr.pid!);
   const kdrExit = new Promise<number | null>((resolve) => kdr.once('exit', (code) => resolve(code)));
   const abandon = () => kdr.exitCode === null && kdr.signalCode === null && kdr.kill('SIGKILL');
@@ -262,16 +369,16 @@ async function throughputRun(
   const map = new DynamoDBOffsetMapStore(
     aws.dynamodb,
     config.offsetTable,
-    `bench-${kdrTopic}`,
+    `bench-${topic}`,
     config.primary.alias,
   );
-  const ends = await sourceEnds(config, kdrTopic);
-  const kdrTime = await timeMirror(
+  const ends = await sourceEnds(config, topic);
+  const time = await timeMirror(
     config,
-    kdrTopic,
+    topic,
     async () => {
       for (const [partition, end] of ends.entries())
-        if (((await map.latest({ topic: kdrTopic, partition }))?.lastSource ?? -1) < end - 1) return false;
+        if (((await map.latest({ topic, partition }))?.lastSource ?? -1) < end - 1) return false;
       return true;
     },
     600_000,
@@ -281,48 +388,27 @@ async function throughputRun(
   });
   const code = await kdrExit;
   destroyAwsClients(aws);
-  const kdrRss = kdrPeak.stop();
+  const peakRssMiB = kdrPeak.stop();
   await counter.close();
-  if (code !== 0) throw new Error(`kdr mirror exited with ${code}`);
-
-  // MirrorMaker 2: done when the standby has every record.
-  const mm2 = startMm2(config, mm2Topic);
-  const mm2Peak = samplePeak(mm2.child.pid!);
-  let mm2Time: { seconds: number };
-  try {
-    mm2Time = await timeMirror(config, mm2Topic, (end) => end >= records, 600_000);
-  } finally {
-    // Never leave a MirrorMaker behind: it would load the machine for every later measurement.
-    await stop(mm2.child);
-  }
-  const mm2Rss = mm2Peak.stop();
-
-  const mb = (records * size) / 1e6;
-  return {
-    size,
-    records,
-    kdr: {
-      recordsPerSecond: records / kdrTime.seconds,
-      megabytesPerSecond: mb / kdrTime.seconds,
-      dynamodbPer1000: (counter.dynamodb() * 1000) / records,
-      peakRssMiB: kdrRss,
-    },
-    mm2: {
-      recordsPerSecond: records / mm2Time.seconds,
-      megabytesPerSecond: mb / mm2Time.seconds,
-      peakRssMiB: mm2Rss,
-    },
-    limit: { consumerRecordsPerSecond, producerRecordsPerSecond },
-  };
+  if (code !== 0) throw new Error(`kdr mirror --workers ${workers} exited with ${code}`);
+  return { seconds: time.seconds, peakRssMiB, dynamodb: counter.dynamodb() };
 }
 
-/** Replication latency at a steady rate: produce with timestamps, read the standby, now - timestamp. */
-async function latencyRun(config: KdrConfig, tool: 'kdr' | 'mm2', rate: number, seconds: number) {
-  const topic = `lat-${tool}-${Date.now().toString(36)}`;
+type LatencyTool = 'kdr' | 'mm2' | 'mm2-eos';
+const LATENCY_TOOLS: LatencyTool[] = ['kdr', 'mm2', 'mm2-eos'];
+
+/**
+ * Replication latency at a steady rate: produce with timestamps, read the standby with read_committed (what
+ * an application would see), receipt time minus the record's timestamp.
+ */
+async function latencyRun(config: KdrConfig, tool: LatencyTool, rate: number, seconds: number) {
+  const topic = `lat-${tool}-${rate}-${Date.now().toString(36)}`;
   await createTopic(config, 'primary', topic, 4);
   const counter = tool === 'kdr' ? await awsCounter(config.aws.endpoint!) : undefined;
   const mirror =
-    tool === 'kdr' ? startKdr(config, topic, counter!.url, false) : startMm2(config, topic).child;
+    tool === 'kdr'
+      ? startKdr(config, topic, counter!.url, false)
+      : startMm2(config, topic, tool === 'mm2-eos').child;
   const primary = new kafkajs.Kafka({ brokers: config.primary.brokers, logLevel: kafkajs.logLevel.NOTHING });
   const standby = new kafkajs.Kafka({ brokers: config.standby.brokers, logLevel: kafkajs.logLevel.NOTHING });
   const producer = primary.producer({ idempotent: true });
@@ -337,14 +423,17 @@ async function latencyRun(config: KdrConfig, tool: 'kdr' | 'mm2', rate: number, 
   }
   await admin.disconnect();
   const latencies: number[] = [];
+  // kafkajs reads read_committed unless told otherwise.
   const consumer = standby.consumer({ groupId: `lat-${topic}`, maxWaitTimeInMs: 50, minBytes: 1 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: false });
   let measuring = false;
   await consumer.run({
-    eachMessage: async ({ message }) => {
-      if (measuring && message.value?.toString() !== 'warm-up')
-        latencies.push(Date.now() - Number(message.timestamp));
+    eachBatch: async ({ batch }) => {
+      const now = Date.now();
+      if (!measuring) return;
+      for (const message of batch.messages)
+        if (message.value?.toString() !== 'warm-up') latencies.push(now - Number(message.timestamp));
     },
   });
   await sleep(3000); // the consumer joined and sits at the end
@@ -369,7 +458,15 @@ async function latencyRun(config: KdrConfig, tool: 'kdr' | 'mm2', rate: number, 
   latencies.sort((a, b) => a - b);
   const pct = (p: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
-  return { tool, sent, received: latencies.length, p50Ms: pct(50), p99Ms: pct(99) };
+  return {
+    tool,
+    rate,
+    sent,
+    received: latencies.length,
+    p50Ms: pct(50),
+    p99Ms: pct(99),
+    maxMs: latencies.at(-1) ?? NaN,
+  };
 }
 
 // KDR_BENCH_QUICK=1: one short run of each (to try the harness), not figures to quote.
@@ -385,7 +482,7 @@ export async function benchCompare(
           { size: 10_240, records: 5_000 },
         ],
         runs: 1,
-        latency: { rate: 2000, seconds: 10 },
+        latency: { rates: [2000, 20_000], seconds: 10 },
       }
     : {
         sizes: [
@@ -394,15 +491,16 @@ export async function benchCompare(
           { size: 10_240, records: 15_000 },
         ],
         runs: 3,
-        latency: { rate: 2000, seconds: 30 },
+        latency: { rates: [2000, 20_000], seconds: 30 },
       },
 ) {
   const rows: ThroughputRow[] = [];
   for (const { size, records } of options.sizes) {
     for (let run = 0; run < options.runs; run++) {
       const row = await throughputRun(config, size, records, run);
+      const figures = TOOLS.map((t) => `${t} ${Math.round(row.tools[t].recordsPerSecond)}`).join(', ');
       process.stderr.write(
-        `compare ${size} B run ${run + 1}/${options.runs}: kdr ${Math.round(row.kdr.recordsPerSecond)} rec/s, MM2 ${Math.round(row.mm2.recordsPerSecond)} rec/s, consumer limit ${Math.round(row.limit.consumerRecordsPerSecond)}, producer limit ${Math.round(row.limit.producerRecordsPerSecond)}\n`,
+        `compare ${size} B run ${run + 1}/${options.runs} (records/s): ${figures}, consumer limit ${Math.round(row.limit.consumerRecordsPerSecond)}, producer limit ${Math.round(row.limit.producerRecordsPerSecond)}\n`,
       );
       rows.push(row);
     }
@@ -411,33 +509,53 @@ export async function benchCompare(
     const of = rows.filter((r) => r.size === size);
     const m = (f: (r: ThroughputRow) => number) => median(of.map(f));
     const limit = m((r) => Math.min(r.limit.consumerRecordsPerSecond, r.limit.producerRecordsPerSecond));
+    const tool = (t: Tool) => ({
+      recordsPerSecond: m((r) => r.tools[t].recordsPerSecond),
+      megabytesPerSecond: m((r) => r.tools[t].megabytesPerSecond),
+      peakRssMiB: m((r) => r.tools[t].peakRssMiB),
+    });
+    // Ratios are medians of each run's own ratio: the tools ran side by side within a run.
+    const over = (a: Tool, b: Tool) => m((r) => r.tools[a].recordsPerSecond / r.tools[b].recordsPerSecond);
     return {
       size,
       records,
-      kdrRecordsPerSecond: m((r) => r.kdr.recordsPerSecond),
-      kdrMBps: m((r) => r.kdr.megabytesPerSecond),
-      mm2RecordsPerSecond: m((r) => r.mm2.recordsPerSecond),
-      mm2MBps: m((r) => r.mm2.megabytesPerSecond),
       limitRecordsPerSecond: limit,
-      kdrOverMm2: median(of.map((r) => r.kdr.recordsPerSecond / r.mm2.recordsPerSecond)),
-      kdrOverLimit: m((r) => r.kdr.recordsPerSecond) / limit,
-      dynamodbPer1000: m((r) => r.kdr.dynamodbPer1000),
-      kdrPeakRssMiB: m((r) => r.kdr.peakRssMiB),
-      mm2PeakRssMiB: m((r) => r.mm2.peakRssMiB),
+      tools: Object.fromEntries(TOOLS.map((t) => [t, tool(t)])) as Record<Tool, ReturnType<typeof tool>>,
+      kdrOverMm2: over('kdr', 'mm2'),
+      kdrOverMm2Eos: over('kdr', 'mm2-eos'),
+      kdr2wOverMm2: over('kdr-2w', 'mm2'),
+      kdr2wOverMm2Eos: over('kdr-2w', 'mm2-eos'),
+      kdrOverLimit: m((r) => r.tools.kdr.recordsPerSecond) / limit,
+      dynamodbPer1000: m((r) => r.tools.kdr.dynamodbPer1000!),
     };
   });
   const latency: Awaited<ReturnType<typeof latencyRun>>[] = [];
   for (let run = 0; run < options.runs; run++) {
-    for (const tool of ['kdr', 'mm2'] as const) {
-      const r = await latencyRun(config, tool, options.latency.rate, options.latency.seconds);
-      process.stderr.write(
-        `latency ${tool} run ${run + 1}: p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${r.received}/${r.sent})\n`,
-      );
-      latency.push(r);
+    for (const rate of options.latency.rates) {
+      for (const tool of LATENCY_TOOLS) {
+        const r = await latencyRun(config, tool, rate, options.latency.seconds);
+        process.stderr.write(
+          `latency ${tool} ${rate}/s run ${run + 1}: p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms (${r.received}/${r.sent})\n`,
+        );
+        latency.push(r);
+      }
     }
   }
-  const lat = (tool: 'kdr' | 'mm2', k: 'p50Ms' | 'p99Ms') =>
-    median(latency.filter((l) => l.tool === tool).map((l) => l[k]));
+  const latencySummary = options.latency.rates.flatMap((rate) =>
+    LATENCY_TOOLS.map((tool) => {
+      const of = latency.filter((l) => l.tool === tool && l.rate === rate);
+      const m = (k: 'p50Ms' | 'p99Ms' | 'maxMs') => median(of.map((l) => l[k]));
+      return {
+        tool,
+        rate,
+        p50Ms: m('p50Ms'),
+        p99Ms: m('p99Ms'),
+        maxMs: m('maxMs'),
+        received: of.reduce((n, l) => n + l.received, 0),
+        sent: of.reduce((n, l) => n + l.sent, 0),
+      };
+    }),
+  );
   return {
     benchmark: 'compare',
     date: new Date().toISOString(),
@@ -446,16 +564,10 @@ export async function benchCompare(
       ...options,
       partitions: 4,
       brokersPerCluster: 1,
-      mm2: 'dedicated mode, IdentityReplicationPolicy, tasks.max 4',
+      mm2: 'dedicated mode, IdentityReplicationPolicy, tasks.max 4; exactly once: standby.exactly.once.source.support = enabled',
     },
     summary,
-    latency: {
-      rate: options.latency.rate,
-      seconds: options.latency.seconds,
-      kdr: { p50Ms: lat('kdr', 'p50Ms'), p99Ms: lat('kdr', 'p99Ms') },
-      mm2: { p50Ms: lat('mm2', 'p50Ms'), p99Ms: lat('mm2', 'p99Ms') },
-      runs: latency,
-    },
+    latency: { seconds: options.latency.seconds, summary: latencySummary, runs: latency },
     rows,
   };
 }

@@ -127,9 +127,25 @@ function rssMiB(pid: number): number {
 }
 
 /** Peak RSS of one process, sampled every 100 ms (kdr runs in one node process; MM2 is one JVM). */
+/** A process and every process under it (the workers of `kdr mirror --workers`). */
+function withDescendants(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(' ')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    // gone
+  }
+  return [pid, ...children.flatMap(withDescendants)];
+}
+
+/** Peak RSS of a process with its descendants, summed. */
 export function samplePeak(pid: number): { stop: () => number } {
   let peak = 0;
-  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);
+  const sample = () => withDescendants(pid).reduce((n, p) => n + rssMiB(p), 0);
+  const timer = setInterval(() => (peak = Math.max(peak, sample())), 100);
   return {
     stop: () => {
       clearInterval(timer);

@@ -4,7 +4,7 @@ import { Lab } from '../infra/local/lab.ts';
 import { REPO_ROOT } from '../infra/local/paths.ts';
 import { loadConfig } from '../src/config.ts';
 import { barChartSvg } from './chart.ts';
-import { benchCompare } from './compare.ts';
+import { benchCompare, TOOL_NAMES, TOOLS, type Tool } from './compare.ts';
 import { benchFailover } from './failover.ts';
 import { machine, updateDoc, writeResults } from './harness.ts';
 import { benchHotpath } from './hotpath.ts';
@@ -125,12 +125,21 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- s
     const result = await benchCompare(config);
     all.compare = result;
     const file = writeResults('compare', result);
+    const colors: Record<Tool, string> = {
+      kdr: '#2b6cb0',
+      'kdr-2w': '#63b3ed',
+      mm2: '#dd6b20',
+      'mm2-eos': '#f6ad55',
+    };
     const chart = barChartSvg({
       title: `Mirror throughput, primary -> standby (${result.date.slice(0, 10)}, median of ${result.setup.runs})`,
       groups: result.summary.map((s) => `${s.size} B records`),
       series: [
-        { name: 'kdr', color: '#2b6cb0', values: result.summary.map((s) => s.kdrRecordsPerSecond) },
-        { name: 'MirrorMaker 2', color: '#dd6b20', values: result.summary.map((s) => s.mm2RecordsPerSecond) },
+        ...TOOLS.map((t) => ({
+          name: TOOL_NAMES[t],
+          color: colors[t],
+          values: result.summary.map((s) => s.tools[t].recordsPerSecond),
+        })),
         {
           name: 'perf-tool limit',
           color: '#a0aec0',
@@ -141,10 +150,17 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- s
     });
     writeFileSync(path.join(REPO_ROOT, 'docs', 'bench-compare.svg'), chart);
     const m = result.machine;
+    const n = (x: number) => Math.round(x).toLocaleString('en');
     const rows = result.summary
       .map(
         (r) =>
-          `| ${r.size} B | ${Math.round(r.kdrRecordsPerSecond).toLocaleString('en')} | ${r.kdrMBps.toFixed(1)} | ${Math.round(r.mm2RecordsPerSecond).toLocaleString('en')} | ${r.mm2MBps.toFixed(1)} | ${Math.round(r.limitRecordsPerSecond).toLocaleString('en')} | ${r.kdrOverMm2.toFixed(2)} | ${r.kdrOverLimit.toFixed(2)} | ${r.dynamodbPer1000.toFixed(2)} | ${Math.round(r.kdrPeakRssMiB)} / ${Math.round(r.mm2PeakRssMiB)} |`,
+          `| ${r.size} B | ${TOOLS.map((t) => `${n(r.tools[t].recordsPerSecond)} (${r.tools[t].megabytesPerSecond.toFixed(1)} MB/s)`).join(' | ')} | ${n(r.limitRecordsPerSecond)} | ${r.kdrOverMm2.toFixed(2)} / ${r.kdrOverMm2Eos.toFixed(2)} | ${r.kdr2wOverMm2.toFixed(2)} / ${r.kdr2wOverMm2Eos.toFixed(2)} | ${r.kdrOverLimit.toFixed(2)} | ${r.dynamodbPer1000.toFixed(2)} | ${TOOLS.map((t) => n(r.tools[t].peakRssMiB)).join(' / ')} |`,
+      )
+      .join('\n');
+    const latencyRows = result.latency.summary
+      .map(
+        (l) =>
+          `| ${n(l.rate)} | ${TOOL_NAMES[l.tool]} | ${l.p50Ms} | ${l.p99Ms} | ${l.maxMs} | ${n(l.received)} / ${n(l.sent)} |`,
       )
       .join('\n');
     updateDoc(
@@ -153,26 +169,32 @@ Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- s
 
 Same lab, same run, same data: each tool mirrors its own copy of a 4-partition topic loaded by
 \`kafka-producer-perf-test\`, from the first record on the standby to the last (start-up not counted).
-MirrorMaker 2: \`connect-mirror\` ${m.kafka}, dedicated mode, identity replication policy, 4 tasks,
-at-least-once (its default). kdr: \`kdr mirror --until-caught-up\`, exactly once (transactions on the
-standby, offset map in DynamoDB on moto). Limit: the slower of \`kafka-consumer-perf-test\` on the primary and
-\`kafka-producer-perf-test\` on the standby. Medians of ${result.setup.runs} runs. Machine: ${m.cpus} cores (${m.cpuModel}),
-${m.memoryGiB} GiB, Node ${m.node}, ${m.java}, Kafka ${m.kafka}, kafkajs ${m.kafkajs}, one broker per cluster.
+MirrorMaker 2: \`connect-mirror\` ${m.kafka}, dedicated mode, identity replication policy, 4 tasks, at-least-once
+(its default) and exactly once (\`standby.exactly.once.source.support = enabled\`; timed to the standby's
+last offset move, then its committed records counted with kcat). kdr: \`kdr mirror --until-caught-up\`, one
+process and \`--workers 2\`, exactly once (transactions on the standby, offset map in DynamoDB on moto).
+Limit: the slower of \`kafka-consumer-perf-test\` on the primary and \`kafka-producer-perf-test\` on the
+standby. Medians of ${result.setup.runs} runs; ratios are medians of each run's own ratio. Peak RSS counts every process of a tool.
+Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.java}, Kafka ${m.kafka}, kafkajs ${m.kafkajs}, one broker per cluster.
 
 ![throughput chart](bench-compare.svg)
 
-| record size | kdr records/s | kdr MB/s | MM2 records/s | MM2 MB/s | limit records/s | kdr / MM2 | kdr / limit | DynamoDB requests per 1000 records | peak RSS kdr / MM2 (MiB) |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| record size | ${TOOLS.map((t) => `${TOOL_NAMES[t]} records/s`).join(' | ')} | limit records/s | kdr / MM2 (at-least-once / exactly once) | kdr --workers 2 / MM2 (same) | kdr / limit | DynamoDB requests per 1000 records (kdr) | peak RSS ${TOOLS.join(' / ')} (MiB) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows}
 
-Replication latency at a steady ${result.latency.rate.toLocaleString('en')} records/s for ${result.latency.seconds} s (producer timestamp to a
-consumer on the standby): kdr p50 ${result.latency.kdr.p50Ms} ms, p99 ${result.latency.kdr.p99Ms} ms; MirrorMaker 2 p50
-${result.latency.mm2.p50Ms} ms, p99 ${result.latency.mm2.p99Ms} ms (medians of the runs' percentiles).
+**Replication latency** at steady rates for ${result.latency.seconds} s each: a kafkajs producer on the primary (one
+request every 50 ms), a \`read_committed\` kafkajs consumer on the standby; latency = receipt minus the
+record's timestamp. Medians over ${result.setup.runs} runs of each run's percentile.
+
+| records/s | tool | p50 (ms) | p99 (ms) | max (ms) | received / sent |
+| --- | --- | --- | --- | --- | --- |
+${latencyRows}
 
 Raw: \`${file.split('/').slice(-3).join('/')}\`. Reproduce: \`npm run bench -- compare\`.`,
     );
     process.stderr.write(
-      `compare: ${JSON.stringify(result.summary)} latency ${JSON.stringify(result.latency.kdr)} ${JSON.stringify(result.latency.mm2)}\n`,
+      `compare: ${JSON.stringify(result.summary)} latency ${JSON.stringify(result.latency.summary)}\n`,
     );
   }
   if (selected('hotpath')) {
