@@ -284,7 +284,8 @@ const envSchema = z.object({
   KDR_MIRROR_LAMBDA_REFETCH: bool.default(true),
   KDR_TOPIC_SYNC_INTERVAL_MS: positiveInt(24 * 3600 * 1000).default(30_000),
   KDR_CHECKPOINT_COMMIT_ON_STANDBY: bool.default(false),
-  KDR_SNAPSHOT_SEGMENT_BYTES: positiveInt(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  // zstd's WASM heap (2 GiB at most) holds a segment and its compressed bound while compressing.
+  KDR_SNAPSHOT_SEGMENT_BYTES: positiveInt(512 * 1024 * 1024).default(32 * 1024 * 1024),
   KDR_SNAPSHOT_COMPRESSION: enumOf(SEGMENT_COMPRESSIONS).default('zstd'),
   KDR_SNAPSHOT_INTERVAL_MS: z
     .string()

@@ -34,15 +34,24 @@ export interface MirrorWorkersOptions {
 const STOP_GRACE_MS = 30_000;
 
 function startWorker(index: number, args: string[]) {
-  // process.argv[1] is bin/kdr.mjs: the workers run the same sources the parent runs.
-  return execa(process.execPath, [process.argv[1]!, 'mirror', ...args, '--json'], {
+  // process.argv[1] is bin/kdr.mjs: the workers run the same sources, with the same Node flags.
+  return execa(process.execPath, [...process.execArgv, process.argv[1]!, 'mirror', ...args, '--json'], {
     env: { KDR_MIRROR_WORKER: String(index) },
     stdout: 'pipe',
     stderr: 'inherit',
     reject: false,
     forceKillAfterDelay: STOP_GRACE_MS,
+    // cleanup kills the workers when the parent exits; a parent SIGKILLed runs no handler, so each worker
+    // also watches this channel and stops when it closes (watchParent).
     cleanup: true,
+    ipc: true,
   });
+}
+
+/** In a worker: the parent's channel closing (the parent died, even by SIGKILL) stops this worker. */
+export function watchParent(): void {
+  if (!process.env.KDR_MIRROR_WORKER || !process.connected) return;
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 }
 
 function summaryOf(stdout: unknown): MirrorSummary | null {
@@ -75,10 +84,13 @@ export async function runMirrorWorkers(options: MirrorWorkersOptions): Promise<W
       const result = await child;
       const summary = summaryOf(result.stdout);
       finished.push({ result, summary });
+      // Stopped by the signal this parent sent before the worker could handle it (it was still loading): a
+      // clean stop, not a failure.
+      const stoppedHere = stopping && result.signal === 'SIGTERM';
       const own: WorkerResult = {
         worker: i + 1,
         pid: child.pid,
-        exitCode: result.exitCode ?? 1,
+        exitCode: result.exitCode ?? (stoppedHere ? 0 : 1),
         recordsMirrored: summary?.recordsMirrored ?? null,
       };
       if (own.exitCode !== 0 && !firstFailed) {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import * as zstdWasm from '@bokuweb/zstd-wasm';
 import type { Header, SourceRecord } from './records.ts';
+import { zstdCompress, zstdDecompress } from './zstd.ts';
 
 /**
  * The segment format of snapshots and failback exports: "KDRSEG01" followed by length-delimited
@@ -33,25 +33,16 @@ const ZSTD_LEVEL = 1;
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
-let zstdReady: Promise<void> | undefined;
-const zstdLoaded = () => (zstdReady ??= zstdWasm.init());
 
 /** Compresses off the main thread where the codec allows (zlib runs in libuv's pool; the zstd WASM does not). */
 async function compress(plain: Buffer, compression: SegmentCompression): Promise<Buffer> {
   if (compression === 'gzip') return gzipAsync(plain);
-  await zstdLoaded();
-  return asBuffer(zstdWasm.compress(plain, ZSTD_LEVEL));
+  return zstdCompress(plain, ZSTD_LEVEL);
 }
-
-/** A Buffer over the codec's own copy (it returns a fresh array): no second copy of a whole segment. */
-const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 async function decompress(data: Buffer): Promise<Buffer> {
   if (data.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return gunzipAsync(data);
-  if (data.subarray(0, ZSTD_MAGIC.length).equals(ZSTD_MAGIC)) {
-    await zstdLoaded();
-    return asBuffer(zstdWasm.decompress(data));
-  }
+  if (data.subarray(0, ZSTD_MAGIC.length).equals(ZSTD_MAGIC)) return zstdDecompress(data);
   throw new RangeError('not a kdr segment (neither gzip nor zstd)');
 }
 

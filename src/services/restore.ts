@@ -25,7 +25,7 @@ import {
   type TopicPlan,
   targetPartition,
 } from '../core/restore.ts';
-import { checkSegment, decodeSegment } from '../core/segment.ts';
+import { decodeSegment } from '../core/segment.ts';
 import type { SegmentRef, SnapshotManifest } from '../core/snapshot.ts';
 import { PROVENANCE_HEADROOM_BYTES } from '../core/topicSync.ts';
 import { InputError, isKdrError, KdrError, NotFoundError } from '../errors.ts';
@@ -539,17 +539,16 @@ async function verifyPhase(
   const from = verification.segments;
   let checked = from;
   const bad: string[] = [];
-  // Downloaded and checked ahead; counted here, in order, so that a run that stops counts no segment twice.
+  // Downloaded, checked and decoded ahead; counted here, in order, so that a run that stops counts no
+  // segment twice. Every segment is decoded, not only checked: a segment whose bytes match their checksum
+  // but do not decode (written wrong) must stop the restore here, before anything is written.
   type Checked = { target: string; records: SourceRecord[] } | { bad: string };
   const check = async ({ ref, target }: { ref: SegmentRef; target: string }): Promise<Checked> => {
     try {
-      const data = await run.deps.objects.get(ref.key);
-      checkSegment(data, ref.sha256);
-      const { retentionMs } = verification.topics[target]!;
-      return {
-        target,
-        records: mayHoldPastRetention(ref, retentionMs, verification.asOf) ? await decodeSegment(data) : [],
-      };
+      const records = await decodeSegment(await run.deps.objects.get(ref.key), ref.sha256);
+      if (records.length !== ref.records)
+        throw new RangeError(`holds ${records.length} records, the manifest says ${ref.records}`);
+      return { target, records };
     } catch (error) {
       return {
         bad: `${run.deps.objects.url(ref.key)}: ${error instanceof NotFoundError ? 'missing' : (error as Error).message}`,
@@ -582,15 +581,6 @@ async function verifyPhase(
       { details: { badSegments: bad } },
     );
   return verification;
-}
-
-/**
- * Whether a segment's records must be read to count those past retention: not when the retention is
- * unlimited, nor when the segment's oldest record is within it (segments written before `minTimestamp` are read).
- */
-function mayHoldPastRetention(ref: SegmentRef, retentionMs: number | null, asOf: number): boolean {
-  if (retentionMs === null) return false;
-  return ref.minTimestamp === undefined || ref.minTimestamp < asOf - retentionMs;
 }
 
 function retentionProblems(plan: RestorePlan, verification: Verification): string[] {
@@ -847,8 +837,8 @@ async function writeTopic(
   let saving: Promise<void> = Promise.resolve();
   const saveAfter = async () => {
     await saving;
-    // The progress is serialised when save is called: later chunks do not change what this one saves.
-    saving = deps.store.save(state);
+    // A copy: the next chunk changes the state while this save is on its way.
+    saving = deps.store.save(structuredClone(state));
     saving.catch(() => {}); // seen where it is awaited: before the next save, or at the end
   };
   let finished = true;

@@ -312,6 +312,8 @@ interface RunOptions {
 /** One run of a snapshot: reads ranges into segments, saves progress, and completes the snapshot. */
 class SnapshotRun {
   private uploadedThisRun = 0;
+  /** Another partition of this run failed: the others stop after their current segment. */
+  private failed = false;
   /** Saves one after another: partitions read at the same time must not put an older progress last. */
   private saving: Promise<void> = Promise.resolve();
 
@@ -338,7 +340,8 @@ class SnapshotRun {
 
   /**
    * Reads every unfinished range, `inFlight` partitions at a time; false when the deadline stopped it. A
-   * failure stops the others taking new ranges, waits for what they are writing, and is thrown.
+   * failure stops the other partitions after the segment each is writing (saved), and is thrown once they
+   * stopped: nothing of this run is written after it reports.
    */
   async readRanges(inFlight: number): Promise<boolean> {
     const queue = this.state.ranges.filter((r) => r.next < r.to);
@@ -349,6 +352,7 @@ class SnapshotRun {
           if (!(await this.readRange(range))) stopped = true;
         } catch (error) {
           stopped = true;
+          this.failed = true;
           throw error;
         }
       }
@@ -374,6 +378,7 @@ class SnapshotRun {
 
   /** Every run uploads at least one segment before it looks at the deadline, so a snapshot always ends. */
   private outOfTime(): boolean {
+    if (this.failed) return true;
     return (
       this.uploadedThisRun > 0 &&
       this.o.deadline !== undefined &&
@@ -471,6 +476,16 @@ class SnapshotRun {
   async readRange(range: RangeProgress): Promise<boolean> {
     await this.clamp(range, await this.logStart(range));
     const lane: Lane = { uploading: Promise.resolve() };
+    try {
+      return await this.readLane(range, lane);
+    } finally {
+      // A failure thrown while a segment uploads (a fetch, the log start) waits for it, and for its save:
+      // the run must not write after it reported. The upload's own failure was thrown where it was awaited.
+      await lane.uploading.catch(() => {});
+    }
+  }
+
+  private async readLane(range: RangeProgress, lane: Lane): Promise<boolean> {
     let pending: SourceRecord[] = [];
     let pendingBytes = 0;
     let ahead: AheadFetch | undefined;

@@ -58,6 +58,8 @@ describe('loadConfig', () => {
     ['KDR_PRIMARY_TLS', 'maybe', 'expected true or false, got "maybe"'],
     ['KDR_STANDBY_COMPRESSION', 'brotli', 'expected one of none, gzip, snappy, lz4, zstd, got "brotli"'],
     ['KDR_MIRROR_MAX_TRANSACTION_RECORDS', '0', 'expected at least 1, got 0'],
+    ['KDR_SNAPSHOT_COMPRESSION', 'lz4', 'expected one of zstd, gzip, got "lz4"'],
+    ['KDR_SNAPSHOT_SEGMENT_BYTES', '536870913', 'expected at most 536870912, got 536870913'],
     ['KDR_MIRROR_PARTITION_CONCURRENCY', 'ten', 'expected a whole number, got "ten"'],
     ['AWS_ENDPOINT_URL', 'ftp://x', 'expected an http(s) URL'],
     ['AWS_REGION', 'mars', 'expected an AWS region'],

@@ -1,9 +1,9 @@
-import * as zstdWasm from '@bokuweb/zstd-wasm';
 import { decompress as zstdDecompress } from 'fzstd';
 import kafkajs from 'kafkajs';
 import lz4 from 'lz4js';
 import SnappyJS from 'snappyjs';
 import type { Compression } from '../../config.ts';
+import { zstdCompress } from '../../core/zstd.ts';
 
 /**
  * Compression codecs kafkajs lacks (it has only gzip), in pure JS or WASM so that the Lambda bundle
@@ -167,14 +167,13 @@ function xxh32(data: Uint8Array): number {
   return h >>> 0;
 }
 
-let zstdReady: Promise<void> | undefined;
-
-/** zstd: fzstd (pure JS) reads every frame kind; compression uses the zstd WASM build, loaded on first use. */
+/**
+ * zstd: fzstd (pure JS) reads every frame kind (Java clients may write frames without their content size);
+ * compression uses the zstd WASM build the segments use too, loaded on first use.
+ */
 export const zstd = {
   async compress(input: Buffer): Promise<Buffer> {
-    zstdReady ??= zstdWasm.init();
-    await zstdReady;
-    return Buffer.from(zstdWasm.compress(input, 3));
+    return zstdCompress(input, 3);
   },
   decompress(input: Buffer): Buffer {
     return Buffer.from(zstdDecompress(input));

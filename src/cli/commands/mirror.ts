@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InputError } from '../../errors.ts';
 import { checkTopicsRegex, stopSignal, topicsOption, withRuntime } from '../context.ts';
 import { type MirrorProgress, type MirrorSummary, runMirrorLoop } from '../mirrorLoop.ts';
-import { runMirrorWorkers, type WorkersSummary } from '../mirrorWorkers.ts';
+import { runMirrorWorkers, type WorkersSummary, watchParent } from '../mirrorWorkers.ts';
 import { emit, note, table } from '../output.ts';
 
 /** More would only crowd a machine's cores and the group's rebalances. */
@@ -52,6 +52,7 @@ export function registerMirror(program: Command): void {
         checkTopicsRegex(options.topics);
         const workers = parseWorkers(options.workers);
         const { stopped } = stopSignal(note);
+        watchParent();
         const json = Boolean(options.json);
         if (workers > 1) {
           const args = [

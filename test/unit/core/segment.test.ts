@@ -63,4 +63,14 @@ describe('segments', () => {
       decodeSegment(gzipSync(Buffer.concat([Buffer.from('KDRSEG01'), Buffer.alloc(10)]))),
     ).rejects.toThrow('truncated');
   });
+
+  it('share one zstd instance with the Kafka codec: both round-trip in one process, in any order', async () => {
+    const { zstd } = await import('../../../src/adapters/kafka/codecs.ts');
+    const batch = Buffer.from('kafka batch '.repeat(5000));
+    for (let i = 0; i < 3; i++) {
+      expect(zstd.decompress(await zstd.compress(batch))).toEqual(batch);
+      const segment = await encodeSegment(records);
+      expect(await decodeSegment(segment.data, segment.sha256)).toEqual(records);
+    }
+  });
 });
