@@ -36,7 +36,7 @@ const STOP_GRACE_MS = 30_000;
 function startWorker(index: number, args: string[]) {
   // process.argv[1] is bin/kdr.mjs: the workers run the same sources, with the same Node flags.
   return execa(process.execPath, [...process.execArgv, process.argv[1]!, 'mirror', ...args, '--json'], {
-    env: { KDR_MIRROR_WORKER: String(index) },
+    env: { KDR_MIRROR_WORKER: String(index), KDR_MIRROR_WORKERS_PARENT: String(process.pid) },
     stdout: 'pipe',
     stderr: 'inherit',
     reject: false,
@@ -48,10 +48,19 @@ function startWorker(index: number, args: string[]) {
   });
 }
 
-/** In a worker: the parent's channel closing (the parent died, even by SIGKILL) stops this worker. */
+/**
+ * In a worker: the parent's death (even by SIGKILL) stops this worker, through its own SIGTERM handling.
+ * Seen as the channel closing, or, when the parent died while this worker was still loading (before it
+ * could listen), as a parent pid that is no longer its parent's.
+ */
 export function watchParent(): void {
-  if (!process.env.KDR_MIRROR_WORKER || !process.connected) return;
-  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+  const parent = Number(process.env.KDR_MIRROR_WORKERS_PARENT);
+  if (!process.env.KDR_MIRROR_WORKER || !parent) return;
+  // Nobody reads this worker's summary once the parent is gone: a write to its pipe must not crash it.
+  process.stdout.on('error', () => {});
+  const stop = () => process.kill(process.pid, 'SIGTERM');
+  if (process.ppid !== parent || !process.connected) return void setImmediate(stop);
+  process.once('disconnect', stop);
 }
 
 function summaryOf(stdout: unknown): MirrorSummary | null {

@@ -113,6 +113,21 @@ describe('kdr mirror --workers', () => {
     expect(failed.exitCode).not.toBe(0);
     expect(failed.all).toMatch(/mirror worker \d \(pid \d+\) exited with code \d+; the others were stopped/);
 
+    // The parent SIGKILLed (no handler runs): its workers notice the closed channel and stop on their own.
+    const third = start();
+    await eventually('two workers run', async () => (await workerPids(third.pid!)).length === 2);
+    const orphans = await workerPids(third.pid!);
+    third.kill('SIGKILL');
+    await third;
+    await eventually('the orphaned workers stopped', async () => orphans.filter(pidAlive).length === 0);
+
+    // A signal right after the start, before the workers are up: a clean stop, not a failure.
+    const early = start();
+    await eventually('two workers started', async () => (await workerPids(early.pid!)).length === 2);
+    early.kill('SIGTERM');
+    const earlyStop = await early;
+    expect(earlyStop.exitCode, earlyStop.all?.slice(-3000)).toBe(0);
+
     // One plain run then finishes the job: every record once, whatever the killed worker had written.
     const rest = await runKdr(['mirror', '--topics', topic, '--until-caught-up', '--json'], { env });
     expect(rest.exitCode, rest.stderr.slice(-3000)).toBe(0);

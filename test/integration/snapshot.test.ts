@@ -494,6 +494,44 @@ const gapOf = (topic: string, partition: number, from: number, to: number, after
 });
 
 describe('snapshots never stop for good', () => {
+  it('a partition failing while its last segment uploads: the run fails once that upload is saved, and writes nothing after', async () => {
+    const s = setup('snaplate', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
+    const topic = s.topic('t');
+    await createTopics('primary', [{ topic, numPartitions: 1 }]);
+    await produce('primary', topic, 0, values(600, 'a'), { batch: 100 });
+    const deps = snapshotDeps(s.rt, 'primary');
+    let fetches = 0;
+    const reader = intercept(deps.reader, {
+      fetch: async (tp, offset, options) => {
+        if (++fetches > 1) throw new Error('broker unreachable (injected)');
+        // 150 records, less than a segment: they are pending when the next fetch fails.
+        const fetched = await s.rt.sourceReader.fetch(tp, offset, options);
+        const records = fetched.records.slice(0, 150);
+        return { ...fetched, records, nextOffset: records.at(-1)!.offset + 1 };
+      },
+    });
+    const writes: number[] = [];
+    const objects = intercept(deps.objects, {
+      put: async (key, body, options) => {
+        if (key.includes('/segments/')) await sleep(1000); // a slow upload
+        await s.rt.objectStore.put(key, body, options);
+        writes.push(Date.now());
+      },
+    });
+    await expect(runSnapshot({ ...deps, reader, objects })).rejects.toThrow('broker unreachable (injected)');
+    const failedAt = Date.now();
+    const written = writes.length;
+    await sleep(2000);
+    expect(writes.length).toBe(written);
+    expect(Math.max(...writes)).toBeLessThanOrEqual(failedAt);
+    // What was read before the failure is uploaded and saved; the next run reads on from there.
+    const progress = (await progressOf(s))!;
+    expect(progress.ranges[0]!.next).toBe(150);
+    expect(progress.segments).toHaveLength(1);
+    const done = await snapshot(s.env);
+    expect([done.snapshotId, done.records]).toEqual([progress.snapshotId, 600]);
+  });
+
   it('partitions read at the same time: runs stopped with several half read, or by one failing, lose and double nothing', async () => {
     const s = setup('snappar', { KDR_SNAPSHOT_SEGMENT_BYTES: '20000' });
     const topic = s.topic('t');
