@@ -83,7 +83,10 @@ async function timeMirror(
     let first: number | undefined;
     for (;;) {
       const end = await standbyEnd(admin, topic);
-      if (first === undefined && end > 0) firstSeen.set(topic, (first = Date.now()));
+      if (first === undefined && end > 0) {
+        first = Date.now();
+        firstSeen.set(topic, first);
+      }
       if (first !== undefined && (await done(end))) {
         const seconds = (doneAt() - first) / 1000;
         // Everything arrived between two polls: too fast to time with this much data.
