@@ -65,7 +65,7 @@ async function sourceEnds(config: KdrConfig, topic: string): Promise<number[]> {
   }
 }
 
-/** Times a mirror from the first record on the standby to `done()`. */
+/** Times a mirror from the first record on the standby to `doneAt()` once `done()` holds (default: then). */
 async function timeMirror(
   config: KdrConfig,
   topic: string,
@@ -83,10 +83,7 @@ async function timeMirror(
     let first: number | undefined;
     for (;;) {
       const end = await standbyEnd(admin, topic);
-      if (first === undefined && end > 0) {
-        first = Date.now();
-        firstSeen.set(topic, first);
-      }
+      if (first === undefined && end > 0) first = Date.now();
       if (first !== undefined && (await done(end))) {
         const seconds = (doneAt() - first) / 1000;
         // Everything arrived between two polls: too fast to time with this much data.
@@ -125,7 +122,7 @@ async function timeUntilStable(
 ): Promise<{ seconds: number }> {
   let lastEnd = 0;
   let lastMoveAt = 0;
-  await timeMirror(
+  const time = await timeMirror(
     config,
     topic,
     (end) => {
@@ -139,11 +136,8 @@ async function timeUntilStable(
   const committed = await committedRecords(config, topic);
   if (committed !== records)
     throw new Error(`${topic}: ${committed} committed records on the standby, expected ${records}`);
-  return { seconds: (lastMoveAt - firstSeen.get(topic)!) / 1000 };
+  return time;
 }
-
-/** When each timed topic's first record reached the standby. */
-const firstSeen = new Map<string, number>();
 
 /** Counts DynamoDB and S3 requests on their way to moto. */
 function awsCounter(

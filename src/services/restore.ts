@@ -25,7 +25,6 @@ import {
   type TopicPlan,
   targetPartition,
 } from '../core/restore.ts';
-import { decodeSegment } from '../core/segment.ts';
 import type { SegmentRef, SnapshotManifest } from '../core/snapshot.ts';
 import { PROVENANCE_HEADROOM_BYTES } from '../core/topicSync.ts';
 import { InputError, isKdrError, KdrError, NotFoundError } from '../errors.ts';
@@ -41,7 +40,7 @@ import type {
 import type { ObjectStore } from '../ports/objectStore.ts';
 import type { RestoreStore } from '../ports/restoreStore.ts';
 import { waitVisible } from './lag.ts';
-import { listManifests, loadManifest } from './snapshot.ts';
+import { listManifests, loadManifest, readSegment, recordCountProblem } from './snapshot.ts';
 
 /**
  * Restores topics and consumer-group positions from a snapshot into a cluster.
@@ -545,10 +544,11 @@ async function verifyPhase(
   type Checked = { target: string; records: SourceRecord[] } | { bad: string };
   const check = async ({ ref, target }: { ref: SegmentRef; target: string }): Promise<Checked> => {
     try {
-      const records = await decodeSegment(await run.deps.objects.get(ref.key), ref.sha256);
-      if (records.length !== ref.records)
-        throw new RangeError(`holds ${records.length} records, the manifest says ${ref.records}`);
-      return { target, records };
+      const records = await readSegment(run.deps.objects, ref);
+      const countProblem = recordCountProblem(ref, records);
+      return countProblem
+        ? { bad: `${run.deps.objects.url(ref.key)}: ${countProblem}` }
+        : { target, records };
     } catch (error) {
       return {
         bad: `${run.deps.objects.url(ref.key)}: ${error instanceof NotFoundError ? 'missing' : (error as Error).message}`,
@@ -830,10 +830,7 @@ async function writeTopic(
     .filter((s) => s.topic === t.source && s.lastOffset > (state.done[`${t.source}/${s.partition}`] ?? -1))
     .sort((a, b) => a.partition - b.partition || a.firstOffset - b.firstOffset);
   const restamp = state.options?.restamp ?? false;
-  const load = async (ref: SegmentRef) => ({
-    ref,
-    records: await decodeSegment(await deps.objects.get(ref.key), ref.sha256),
-  });
+  const load = async (ref: SegmentRef) => ({ ref, records: await readSegment(deps.objects, ref) });
   let saving: Promise<void> = Promise.resolve();
   const saveAfter = async () => {
     await saving;

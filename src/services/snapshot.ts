@@ -642,6 +642,18 @@ export interface VerifyResult {
   };
 }
 
+/** A segment's records, refused when its bytes do not match the manifest's checksum. */
+export async function readSegment(objects: ObjectStore, ref: SegmentRef): Promise<SourceRecord[]> {
+  return decodeSegment(await objects.get(ref.key), ref.sha256);
+}
+
+/** What is wrong when a segment does not hold as many records as the manifest says. */
+export function recordCountProblem(ref: SegmentRef, records: readonly SourceRecord[]): string | null {
+  return records.length === ref.records
+    ? null
+    : `holds ${records.length} records, the manifest says ${ref.records}`;
+}
+
 /** Checks every segment of a snapshot exists and matches its checksum; `deep` compares with the cluster. */
 export async function verifySnapshot(
   deps: Pick<SnapshotDeps, 'objects' | 'reader' | 'prefix'>,
@@ -654,7 +666,7 @@ export async function verifySnapshot(
   for (const ref of manifest.segments) {
     let records: SourceRecord[];
     try {
-      records = await decodeSegment(await deps.objects.get(ref.key), ref.sha256);
+      records = await readSegment(deps.objects, ref);
     } catch (error) {
       result.bad.push({
         key: ref.key,
@@ -662,11 +674,8 @@ export async function verifySnapshot(
       });
       continue;
     }
-    if (records.length !== ref.records)
-      result.bad.push({
-        key: ref.key,
-        problem: `holds ${records.length} records, the manifest says ${ref.records}`,
-      });
+    const countProblem = recordCountProblem(ref, records);
+    if (countProblem) result.bad.push({ key: ref.key, problem: countProblem });
     result.records += records.length;
     if (!result.deep) continue;
     const onCluster = new Map<number, SourceRecord>();
